@@ -1,0 +1,140 @@
+"""Image decoding and normalisation shared by the device and the trainer.
+
+Every pixel that reaches a model, on the Pi or in training/calibration, goes through
+:func:`load_image` and :func:`normalize`, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+#: File suffixes picked up when a directory is scanned (explicitly named files are always tried).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+
+#: Default limit on width*height; larger images are refused as decompression bombs.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+# Pillow warns on open between its limit and twice it; our own limit refuses those images anyway.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+
+class ImageError(Exception):
+    """An input that cannot be turned into a model input; the message is short, for a CSV cell."""
+
+
+def _open(source: str | os.PathLike) -> Image.Image:
+    path = Path(source)
+    try:
+        if path.is_dir():
+            raise ImageError("is a directory")
+        if not path.exists():
+            raise ImageError("broken symlink" if path.is_symlink() else "no such file")
+        if path.stat().st_size == 0:
+            raise ImageError("empty file")
+        return Image.open(path)
+    except PermissionError as exc:
+        raise ImageError("permission denied") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError("not an image or unsupported format") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, above ~179 MP
+        raise ImageError("too large (decompression bomb)") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot open: {exc.strerror or exc}") from exc
+
+
+def _to_8bit_grey(im: Image.Image) -> Image.Image:
+    """Scale high-bit-depth single-channel images to 0..255 (Pillow's convert('L') clips them)."""
+    arr = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        arr = arr.astype(np.float32) / 257.0
+    elif im.mode == "F" and arr.size and float(np.nanmax(arr)) <= 1.0:
+        arr = arr * 255.0
+    elif im.mode == "I" and arr.size and int(arr.max()) > 255:
+        arr = arr.astype(np.float64) / 257.0  # Pillow opens 16-bit PNGs as "I" in some versions
+    return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8), "L")
+
+
+def _convert_mode(im: Image.Image, channels: int) -> Image.Image:
+    """Any Pillow mode to 'L' (channels=1) or 'RGB' (channels=3); transparency over white."""
+    target = "L" if channels == 1 else "RGB"
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        im = _to_8bit_grey(im)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        im.mode == "P" and "transparency" in im.info
+    )
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    if im.mode == target:
+        return im
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")  # CMYK, YCbCr, P, 1, RGBA...: via RGB, Pillow's own matrices
+    return im.convert(target)
+
+
+def load_image(
+    source: str | os.PathLike,
+    size: tuple[int, int],
+    channels: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Decode an image file into a ``(height, width, channels)`` uint8 array.
+
+    JPEGs are decoded at reduced scale (``Image.draft``) when the target is much smaller, EXIF
+    orientation is applied, any mode is converted to grey or RGB, and the result is resized to
+    ``size = (height, width)`` with an antialiasing bilinear filter.
+
+    Raises:
+        ImageError: the file is missing, empty, unreadable, not an image, truncated, or larger
+            than ``max_pixels``.
+    """
+    height, width = size
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    im = _open(source)
+    try:
+        with im:
+            if im.width * im.height > max_pixels:
+                raise ImageError(
+                    f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
+                )
+            if im.format == "JPEG":
+                # Decode at the smallest 1/2^k scale still >= the target in both orientations
+                # (EXIF may swap the axes): a 12 MP photo decodes 8x smaller, 10-20x faster.
+                side = max(height, width)
+                im.draft("L" if channels == 1 else "RGB", (side, side))
+            im.load()
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # noqa: BLE001 - a corrupt EXIF block must not cost the pixels
+                pass
+            im = _convert_mode(im, channels)
+            if im.size != (width, height):
+                im = im.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+            arr = np.asarray(im, dtype=np.uint8)
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message or "broken data stream" in message:
+            message = "truncated or corrupt image"
+        raise ImageError(message[:120]) from exc
+    return arr.reshape(height, width, channels)
+
+
+def normalize(
+    pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
+) -> np.ndarray:
+    """uint8 pixels -> float32 model input, ``(pixels - mean) / std`` per channel."""
+    m = np.asarray(mean, dtype=np.float32)
+    s = np.asarray(std, dtype=np.float32)
+    return (pixels.astype(np.float32) - m) / s
