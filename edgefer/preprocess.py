@@ -25,7 +25,6 @@ DEFAULT_MAX_PIXELS = 64_000_000
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-
 class ImageError(Exception):
     """An input that cannot be turned into a model input; the message is short, for a CSV cell."""
 
@@ -131,9 +130,7 @@ def load_image(
     return arr.reshape(height, width, channels)
 
 
-def normalize(
-    pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
-) -> np.ndarray:
+def normalize(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """uint8 pixels -> float32 model input, ``(pixels - mean) / std`` per channel."""
     m = np.asarray(mean, dtype=np.float32)
     s = np.asarray(std, dtype=np.float32)

@@ -1,0 +1,288 @@
+"""A TFLite expression classifier: spec in, probabilities out, one fixed batch size.
+
+Float32, float16, dynamic-range and full-int8 (int8/uint8 in and out) models all take the same
+path: normalise with the spec, quantise if the input tensor is integer, invoke, dequantise, and
+turn logits into probabilities when the spec says the model returns logits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from edgefer._quiet import quiet_fd
+from edgefer.preprocess import normalize
+from edgefer.runtime import Runtime, default_threads, load_runtime
+from edgefer.spec import ModelSpec, SpecError, flatbuffer, read_spec
+
+DEFAULT_MODEL_NAME = "edgefer-fer2013-int8.tflite"
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded or used; the message is one line for the user."""
+
+
+def default_model_path() -> Path:
+    """The shipped model: ``$EDGEFER_MODEL``, else the one installed with the package, else the
+    repository's ``models/`` (an editable install)."""
+    env = os.environ.get("EDGEFER_MODEL")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (
+        here / "models" / DEFAULT_MODEL_NAME,
+        here.parent / "models" / DEFAULT_MODEL_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    return here / "models" / DEFAULT_MODEL_NAME
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """How to build a :class:`Classifier`.
+
+    Attributes:
+        model: path to a ``.tflite`` file, or its bytes; None means the shipped default model.
+        labels: labels for a model without an embedded spec (overrides nothing otherwise).
+        normalization: input range for a model without an embedded spec (see ``NORMALIZATIONS``).
+        num_threads: interpreter threads; None means all cores available to this process.
+        batch_size: images per ``invoke``; fixed for the classifier's life (resizing the input
+            tensor per batch would re-initialise XNNPACK).
+        runtime: ``"ai-edge-litert"`` or ``"tflite-runtime"``; None picks the first importable.
+    """
+
+    model: str | os.PathLike | bytes | None = None
+    labels: tuple[str, ...] | None = None
+    normalization: str = "0..1"
+    num_threads: int | None = None
+    batch_size: int = 16
+    runtime: str | None = None
+
+
+def _read_model(model: str | os.PathLike | bytes | None) -> bytes:
+    if isinstance(model, bytes | bytearray):
+        return bytes(model)
+    path = Path(model) if model is not None else default_model_path()
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelError(f"model not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ModelError(f"model path is a directory: {path}") from exc
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from exc
+
+
+def _resolve_spec(
+    blob: bytes, options: ClassifierOptions, input_shape: tuple[int, ...]
+) -> ModelSpec:
+    try:
+        spec = read_spec(blob)
+    except SpecError as exc:
+        raise ModelError(str(exc)) from exc
+    if spec is not None:
+        return spec
+    if not options.labels:
+        raise ModelError(
+            "model has no embedded edgefer spec (labels, input size, normalisation): convert it "
+            "with `edgefer convert`, or pass --labels FILE"
+        )
+    try:
+        return ModelSpec.from_normalization(
+            options.normalization,
+            labels=options.labels,
+            input_size=(input_shape[1], input_shape[2]),
+            channels=input_shape[3],
+            name="unnamed",
+        )
+    except SpecError as exc:
+        raise ModelError(str(exc)) from exc
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integer tensor -> float32. Widened to int64 first: int8 - zero_point would wrap around."""
+    return (scale * (values.astype(np.int64) - zero_point)).astype(np.float32)
+
+
+def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """float -> integer tensor of ``dtype``, rounded and clipped to its range."""
+    info = np.iinfo(dtype)
+    q = np.round(values / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def to_probabilities(raw: np.ndarray, output: str) -> np.ndarray:
+    """Model output rows -> probabilities summing to 1 (int8 softmax rows drift by ~1/256)."""
+    if output == "logits":
+        return softmax(raw)
+    raw = np.clip(raw, 0.0, None)
+    total = raw.sum(axis=-1, keepdims=True)
+    uniform = np.full_like(raw, 1.0 / raw.shape[-1])
+    return np.where(total > 0, raw / np.where(total > 0, total, 1.0), uniform)
+
+
+class Classifier:
+    """Classifies batches of decoded face images with a TFLite model.
+
+    Use :meth:`create_from_model_path` or :meth:`create_from_options`; close it (or use it as a
+    context manager) to release the interpreter.
+    """
+
+    def __init__(self, options: ClassifierOptions) -> None:
+        """Raises ModelError for a missing, unreadable or inconsistent model; RuntimeMissingError
+        when no TFLite runtime is installed; ValueError for bad options."""
+        if options.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if options.num_threads is not None and options.num_threads < 1:
+            raise ValueError("num_threads must be >= 1")
+        self.options = options
+        self.runtime: Runtime = load_runtime(options.runtime)
+        self.num_threads = options.num_threads or default_threads()
+        self.model_bytes = _read_model(options.model)
+        try:
+            # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on fd 2; errors still raise.
+            with quiet_fd(2):
+                self._interpreter = self.runtime.interpreter_class(
+                    model_content=flatbuffer(self.model_bytes), num_threads=self.num_threads
+                )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"not a valid TFLite model: {str(exc).splitlines()[0]}") from exc
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}")
+        shape = tuple(int(x) for x in inputs[0]["shape"])
+        if len(shape) != 4:
+            raise ModelError(f"expected an image input (N, H, W, C), got shape {shape}")
+        self.spec = _resolve_spec(self.model_bytes, options, shape)
+        self._check_shapes(shape, tuple(int(x) for x in outputs[0]["shape"]))
+        self.batch_size = self._fix_batch(inputs[0], options.batch_size)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+
+    @classmethod
+    def create_from_model_path(cls, path: str | os.PathLike, **kwargs: object) -> Classifier:
+        """A classifier for the model at ``path``; kwargs are :class:`ClassifierOptions` fields."""
+        return cls(ClassifierOptions(model=path, **kwargs))  # type: ignore[arg-type]
+
+    @classmethod
+    def create_from_options(cls, options: ClassifierOptions) -> Classifier:
+        return cls(options)
+
+    def _check_shapes(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        spec = self.spec
+        expected = (*spec.input_size, spec.channels)
+        if in_shape[1:] != expected:
+            raise ModelError(
+                f"model input is {in_shape[1:]} (H, W, C) but its spec says {expected}"
+            )
+        if out_shape[-1] != len(spec.labels):
+            raise ModelError(f"model has {out_shape[-1]} outputs but {len(spec.labels)} labels")
+
+    def _fix_batch(self, detail: dict, batch_size: int) -> int:
+        shape = [batch_size, *detail["shape"][1:]]
+        try:
+            with quiet_fd(2):
+                if int(detail["shape"][0]) != batch_size:
+                    self._interpreter.resize_tensor_input(detail["index"], shape)
+                self._interpreter.allocate_tensors()
+            return batch_size
+        except (ValueError, RuntimeError):
+            # A model frozen to batch 1 cannot be resized: run it one image at a time.
+            self._interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
+            self._interpreter.allocate_tensors()
+            return 1
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self._output["dtype"])
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        """(scale, zero_point) of the input tensor; (0.0, 0) when it is float."""
+        return tuple(self._input["quantization"])
+
+    @property
+    def output_quantization(self) -> tuple[float, int]:
+        """(scale, zero_point) of the output tensor; (0.0, 0) when it is float."""
+        return tuple(self._output["quantization"])
+
+    def _prepare(self, pixels: np.ndarray) -> np.ndarray:
+        x = normalize(pixels, self.spec.mean, self.spec.std)
+        if np.issubdtype(self.input_dtype, np.integer):
+            scale, zero_point = self._input["quantization"]
+            return quantize(x, scale, zero_point, self.input_dtype)
+        return x.astype(self.input_dtype)
+
+    def _scores(self, raw: np.ndarray) -> np.ndarray:
+        if np.issubdtype(self.output_dtype, np.integer):
+            scale, zero_point = self._output["quantization"]
+            raw = dequantize(raw, scale, zero_point)
+        return to_probabilities(raw.astype(np.float32), self.spec.output)
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, len(labels))`` for uint8 images ``(n, H, W, C)`` of any n >= 0.
+
+        Batches are padded to the fixed batch size (padding rows are discarded).
+        """
+        expected = (*self.spec.input_size, self.spec.channels)
+        if pixels.ndim != 4 or pixels.shape[1:] != expected:
+            raise ValueError(f"expected images of shape (n, {expected}), got {pixels.shape}")
+        out = np.empty((len(pixels), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(pixels), self.batch_size):
+            chunk = pixels[start : start + self.batch_size]
+            n = len(chunk)
+            if n < self.batch_size:
+                pad = np.zeros((self.batch_size - n, *expected), dtype=pixels.dtype)
+                chunk = np.concatenate([chunk, pad])
+            self._interpreter.set_tensor(self._input["index"], self._prepare(chunk))
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._output["index"])
+            out[start : start + n] = self._scores(raw[:n])
+        return out
+
+    def quantization(self) -> str:
+        """A short description of the model's numeric format, e.g. ``int8 (int8 in/out)``."""
+        tensor_types = {np.dtype(d["dtype"]).name for d in self._interpreter.get_tensor_details()}
+        io = f"{self.input_dtype.name} in / {self.output_dtype.name} out"
+        if np.issubdtype(self.input_dtype, np.integer):
+            return f"full integer ({io})"
+        if "int8" in tensor_types:
+            return f"dynamic range int8 weights ({io})"
+        if "float16" in tensor_types:
+            return f"float16 weights ({io})"
+        return f"float32 ({io})"
+
+    def close(self) -> None:
+        self._interpreter = None
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

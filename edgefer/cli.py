@@ -1,0 +1,300 @@
+"""The ``edgefer`` command line: parse, call the library, render. Nothing heavy at import time."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from edgefer import __version__
+from edgefer.classifier import Classifier, ClassifierOptions, ModelError, default_model_path
+from edgefer.csvout import CsvError, CsvSink
+from edgefer.discovery import discover
+from edgefer.pipeline import classify_paths
+from edgefer.preprocess import DEFAULT_MAX_PIXELS
+from edgefer.runtime import RuntimeMissingError
+from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file
+from edgefer.summary import Summary
+
+#: Exit codes: every file classified / some files failed (all rows written) / usage or model error.
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    help="Facial-expression classification on the edge with quantized TFLite models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgefer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Facial-expression classification on the edge with quantized TFLite models."""
+
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", "-m", help="A .tflite model (default: the shipped model, or $EDGEFER_MODEL)."
+    ),
+]
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="labels.txt for a .tflite without an embedded edgefer spec (one label per line).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+NormOption = Annotated[
+    str,
+    typer.Option(help=f"Input range for a model without a spec: {', '.join(NORMALIZATIONS)}."),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option("--threads", "-t", min=1, help="Interpreter threads (default: all cores)."),
+]
+
+
+def _load(
+    model: Path | None,
+    labels: Path | None,
+    normalization: str,
+    threads: int | None,
+    batch_size: int = 1,
+) -> Classifier:
+    try:
+        label_names = read_labels_file(labels.read_text(encoding="utf-8")) if labels else None
+        return Classifier(
+            ClassifierOptions(
+                model=model,
+                labels=label_names,
+                normalization=normalization,
+                num_threads=threads,
+                batch_size=batch_size,
+            )
+        )
+    except (ModelError, RuntimeMissingError, SpecError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def classify(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="CSV to write, or '-' for stdout.")],
+    model: ModelOption = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into subfolders.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Images per invoke.")
+    ] = 16,
+    threads: ThreadsOption = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Image decoding threads (default: up to 4).")
+    ] = None,
+    append: Annotated[
+        bool, typer.Option(help="Append to an existing CSV, skipping files it already has.")
+    ] = False,
+    low_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Count predictions below this confidence.")
+    ] = 0.5,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
+    labels: LabelsOption = None,
+    normalization: NormOption = "0..1",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+) -> None:
+    """Classify face images into expressions and write a CSV of labels and probabilities.
+
+    Folders contribute their image files (hidden files and other extensions are skipped);
+    files named explicitly are always tried. Exit 0: all classified; 1: some files failed
+    (each still has a row with its error); 2: usage, model or output error.
+    """
+    classifier = _load(model, labels, normalization, threads, batch_size)
+    try:
+        paths = discover(inputs, recursive=recursive)
+    except OSError as exc:
+        raise fail(f"cannot list {exc.filename}: {exc.strerror}") from None
+    try:
+        sink = CsvSink(output, classifier.labels, append=append)
+    except CsvError as exc:
+        raise fail(str(exc)) from None
+    todo = [p for p in paths if not sink.seen(p)]
+    summary = Summary(classifier.labels, low_confidence, skipped=len(paths) - len(todo))
+    if not paths:
+        err.print(f"[yellow]warning:[/] no images found in {', '.join(map(str, inputs))}")
+    # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
+    out = err if output == "-" else Console()
+    progress = Progress(
+        TextColumn("classifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal or quiet,
+    )
+    start = time.perf_counter()
+    with sink, progress:
+        task = progress.add_task("classify", total=len(todo))
+        for result in classify_paths(classifier, todo, workers=workers, max_pixels=max_pixels):
+            sink.write(result)
+            summary.add(result)
+            progress.advance(task)
+    summary.seconds = time.perf_counter() - start
+    classifier.close()
+    if not quiet:
+        summary.print(out)
+    raise typer.Exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@app.command()
+def info(
+    model: Annotated[
+        Path | None, typer.Argument(help="A .tflite model (default: the shipped model).")
+    ] = None,
+    labels: LabelsOption = None,
+    normalization: NormOption = "0..1",
+    threads: ThreadsOption = None,
+) -> None:
+    """Show a model's labels, input, quantization, size, sha256 and the runtime in use."""
+    classifier = _load(model, labels, normalization, threads)
+    spec = classifier.spec
+    table = Table(show_header=False, title="edgefer model", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    path = model or default_model_path()
+    table.add_row("file", str(path))
+    table.add_row("size", f"{len(classifier.model_bytes):,} bytes")
+    table.add_row("sha256", _sha256(classifier.model_bytes))
+    table.add_row("name", spec.name or "-")
+    table.add_row("labels", ", ".join(spec.labels))
+    table.add_row(
+        "input",
+        f"{spec.input_size[0]}x{spec.input_size[1]}x{spec.channels} "
+        f"({'grey' if spec.channels == 1 else 'RGB'}), {classifier.input_dtype.name}, "
+        f"quantization {classifier.input_quantization}",
+    )
+    table.add_row("normalization", f"(pixel - {spec.mean}) / {spec.std}")
+    table.add_row(
+        "output",
+        f"{spec.output}, {classifier.output_dtype.name}, quantization {classifier.output_quantization}",
+    )
+    table.add_row("format", classifier.quantization())
+    table.add_row("runtime", f"{classifier.runtime.name} {classifier.runtime.version}")
+    table.add_row("threads", str(classifier.num_threads))
+    for key, value in sorted(spec.metadata.items()):
+        table.add_row(key, str(value))
+    Console().print(table)
+    classifier.close()
+
+
+@app.command()
+def convert(
+    model: Annotated[Path, typer.Argument(help="A trained Keras model (.keras).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .tflite file to write.")],
+    quantize: Annotated[
+        str, typer.Option(help="none, float16, dynamic (int8 weights) or int8 (full integer).")
+    ] = "int8",
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Folder of training images (<label>/<image>) to calibrate int8."),
+    ] = None,
+    calibration_size: Annotated[
+        int, typer.Option(min=1, help="Calibration images, stratified over labels.")
+    ] = 300,
+    validate: Annotated[
+        Path | None,
+        typer.Option(help="Labelled folder for the Keras-vs-TFLite parity report."),
+    ] = None,
+    max_drop: Annotated[
+        float, typer.Option(help="Exit 1 when TFLite loses more accuracy points than this.")
+    ] = 1.0,
+    spec: Annotated[
+        Path | None, typer.Option(help="Model spec JSON (default: spec.json beside the model).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    threads: ThreadsOption = None,
+) -> None:
+    """Convert a Keras model to a self-describing TFLite model, optionally quantized.
+
+    Needs TensorFlow (pip install "edgefer[train]"). Exit 0: written (and within --max-drop);
+    1: written, but quantization lost more than --max-drop points; 2: nothing written.
+    """
+    from edgefer.convert import ConvertError
+    from edgefer.convert import convert as run_convert
+    from edgefer.runtime import default_threads
+
+    try:
+        result = run_convert(
+            model,
+            output,
+            quantize,
+            calibration,
+            calibration_size,
+            validate,
+            spec,
+            force,
+            threads or default_threads(),
+        )
+    except ConvertError as exc:
+        raise fail(str(exc)) from None
+    console = Console()
+    console.print(f"wrote {result.output} ({result.size:,} bytes, {quantize})")
+    parity = result.parity
+    if parity is None:
+        return
+    table = Table(title=f"parity on {parity.n_images} images", title_justify="left")
+    for column in ("", "Keras", "TFLite"):
+        table.add_column(column, justify="right")
+    table.add_row("accuracy", f"{parity.keras_accuracy:.4f}", f"{parity.tflite_accuracy:.4f}")
+    table.add_row("size (bytes)", f"{parity.keras_bytes:,}", f"{parity.tflite_bytes:,}")
+    table.add_row(
+        "ms / image", f"{parity.keras_ms_per_image:.2f}", f"{parity.tflite_ms_per_image:.2f}"
+    )
+    table.add_row("top-1 agreement", "", f"{parity.agreement:.4f}")
+    table.add_row("max |Δp|", "", f"{parity.max_abs_diff:.4f}")
+    table.add_row("accuracy drop (points)", "", f"{parity.drop_points:+.2f}")
+    console.print(table)
+    if parity.drop_points > max_drop:
+        err.print(
+            f"[bold red]quantization lost {parity.drop_points:.2f} points (> {max_drop})[/]: "
+            "try a larger --calibration-size, or quantization-aware fine-tuning "
+            "(tensorflow-model-optimization) before converting",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

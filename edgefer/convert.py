@@ -1,0 +1,328 @@
+"""Keras -> self-describing TFLite, float32 / float16 / dynamic-range / full int8.
+
+The only module of the package that uses TensorFlow, and only inside its functions: the device
+commands never pay for importing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgefer._quiet import quiet_fd
+from edgefer.preprocess import IMAGE_SUFFIXES, ImageError, load_image, normalize
+from edgefer.spec import ModelSpec, SpecError, embed_spec
+
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+
+
+class ConvertError(Exception):
+    """A conversion that cannot proceed; the message is one line for the user."""
+
+
+def import_tensorflow():
+    """TensorFlow, or a ConvertError that says how to get it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ConvertError('converting needs TensorFlow: pip install "edgefer[train]"') from exc
+    return tf
+
+
+def labelled_images(directory: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
+    """``(path, label index)`` for the image files in ``directory/<label>/``, sorted."""
+    items = []
+    for index, label in enumerate(labels):
+        folder = directory / label
+        if folder.is_dir():
+            items += [
+                (p, index)
+                for p in sorted(folder.iterdir())
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            ]
+    return items
+
+
+def calibration_sample(
+    directory: Path, labels: tuple[str, ...], size: int, seed: int = 0
+) -> list[Path]:
+    """Up to ``size`` images, stratified over the label folders (or all images in a flat folder)."""
+    items = labelled_images(directory, labels)
+    if not items:
+        flat = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        rng = random.Random(seed)
+        rng.shuffle(flat)
+        return flat[:size]
+    by_label: dict[int, list[Path]] = {}
+    for path, index in items:
+        by_label.setdefault(index, []).append(path)
+    rng = random.Random(seed)
+    for paths in by_label.values():
+        rng.shuffle(paths)
+    # Round-robin over labels so each gets an equal share while it has images left.
+    sample: list[Path] = []
+    queues = [list(v) for v in by_label.values()]
+    while len(sample) < size and any(queues):
+        for q in queues:
+            if q and len(sample) < size:
+                sample.append(q.pop())
+    return sample
+
+
+def load_batch(paths: list[Path], spec: ModelSpec) -> np.ndarray:
+    """uint8 images ``(n, H, W, C)``; unreadable files are skipped."""
+    images = []
+    for path in paths:
+        with contextlib.suppress(ImageError):
+            images.append(load_image(path, spec.input_size, spec.channels))
+    if not images:
+        return np.zeros((0, *spec.input_size, spec.channels), dtype=np.uint8)
+    return np.stack(images)
+
+
+def load_keras(model_path: Path):
+    """Raises ConvertError for a missing or unreadable .keras file."""
+    if not model_path.is_file():
+        raise ConvertError(f"no such Keras model: {model_path}")
+    tf = import_tensorflow()
+    try:
+        return tf.keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a corrupt file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConvertError(f"cannot load {model_path}: {first[:200]}") from exc
+
+
+def resolve_spec(model_path: Path, spec_path: Path | None) -> ModelSpec:
+    """The spec from ``spec_path`` or ``spec.json`` beside the model."""
+    path = spec_path or model_path.with_name("spec.json")
+    if not path.is_file():
+        raise ConvertError(
+            f"no model spec: expected {path} (written by `python -m train fit`) or --spec FILE"
+        )
+    try:
+        return ModelSpec.from_json(path.read_text(encoding="utf-8"))
+    except SpecError as exc:
+        raise ConvertError(f"{path}: {exc}") from exc
+
+
+def check_model_matches_spec(model, spec: ModelSpec) -> None:
+    in_shape = tuple(model.inputs[0].shape[1:])
+    out_units = model.outputs[0].shape[-1]
+    expected = (*spec.input_size, spec.channels)
+    if in_shape != expected:
+        raise ConvertError(f"model input {in_shape} does not match the spec's {expected}")
+    if out_units != len(spec.labels):
+        raise ConvertError(
+            f"model has {out_units} outputs but the spec lists {len(spec.labels)} labels"
+        )
+
+
+def to_tflite(
+    model,
+    spec: ModelSpec,
+    quantize: str,
+    calibration: np.ndarray | None = None,
+) -> bytes:
+    """Convert a loaded Keras model to TFLite flatbuffer bytes (without the spec).
+
+    ``calibration``: uint8 images for int8, normalised here exactly as the device does.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ConvertError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
+    tf = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # Per-channel dense weights make FULLY_CONNECTED v12, which tflite-runtime 2.14
+        # (32-bit Pi OS) rejects; per-tensor dense weights load everywhere.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    elif quantize == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ConvertError("int8 needs calibration images (--calibration DIR)")
+        samples = normalize(calibration, spec.mean, spec.std)
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for x in samples:
+                yield [x[None].astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        with quiet_fd(1):  # the converter prints from C++ straight to stdout
+            return converter.convert()
+    except Exception as exc:  # noqa: BLE001 - converter errors are many and long
+        raise ConvertError(f"conversion failed: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` via a temp file + rename; refuse to replace without force."""
+    if path.exists() and not force:
+        raise ConvertError(f"{path} exists; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise ConvertError(f"output directory does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Keras vs TFLite on one labelled folder."""
+
+    n_images: int
+    keras_accuracy: float
+    tflite_accuracy: float
+    agreement: float
+    max_abs_diff: float
+    keras_bytes: int
+    tflite_bytes: int
+    keras_ms_per_image: float
+    tflite_ms_per_image: float
+
+    @property
+    def drop_points(self) -> float:
+        """Accuracy lost by conversion, in percentage points."""
+        return 100.0 * (self.keras_accuracy - self.tflite_accuracy)
+
+
+def parity_from_predictions(
+    y_true: np.ndarray, keras_probs: np.ndarray, tflite_probs: np.ndarray
+) -> tuple[float, float, float, float]:
+    """(keras accuracy, tflite accuracy, top-1 agreement, max |delta p|) from probabilities."""
+    k_top = keras_probs.argmax(axis=1)
+    t_top = tflite_probs.argmax(axis=1)
+    return (
+        float(np.mean(k_top == y_true)),
+        float(np.mean(t_top == y_true)),
+        float(np.mean(k_top == t_top)),
+        float(np.max(np.abs(keras_probs - tflite_probs))),
+    )
+
+
+def parity_report(
+    model, model_path: Path, tflite_bytes: bytes, directory: Path, spec: ModelSpec, threads: int
+) -> Parity:
+    """Compare Keras and the converted model on ``directory/<label>/`` images."""
+    from edgefer.classifier import Classifier, ClassifierOptions
+
+    items = labelled_images(directory, spec.labels)
+    if not items:
+        raise ConvertError(f"no labelled images in {directory} (expected <label>/<image> folders)")
+    images, y = [], []
+    for path, index in items:
+        with contextlib.suppress(ImageError):
+            images.append(load_image(path, spec.input_size, spec.channels))
+            y.append(index)
+    pixels = np.stack(images)
+    y_true = np.asarray(y)
+    x = normalize(pixels, spec.mean, spec.std)
+    start = time.perf_counter()
+    keras_probs = np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
+    keras_s = time.perf_counter() - start
+    with Classifier(ClassifierOptions(model=tflite_bytes, num_threads=threads, batch_size=16)) as c:
+        start = time.perf_counter()
+        tflite_probs = c.predict(pixels)
+        tflite_s = time.perf_counter() - start
+    k_acc, t_acc, agree, max_diff = parity_from_predictions(y_true, keras_probs, tflite_probs)
+    n = len(y_true)
+    return Parity(
+        n,
+        k_acc,
+        t_acc,
+        agree,
+        max_diff,
+        model_path.stat().st_size,
+        len(tflite_bytes),
+        1000 * keras_s / n,
+        1000 * tflite_s / n,
+    )
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What ``convert`` produced."""
+
+    output: Path
+    spec: ModelSpec
+    size: int
+    parity: Parity | None
+
+
+def convert(
+    model_path: Path,
+    output: Path,
+    quantize: str = "int8",
+    calibration_dir: Path | None = None,
+    calibration_size: int = 300,
+    validate_dir: Path | None = None,
+    spec_path: Path | None = None,
+    force: bool = False,
+    threads: int = 2,
+) -> Conversion:
+    """Convert ``model_path`` and write a self-describing ``.tflite`` to ``output``.
+
+    Raises:
+        ConvertError: missing/corrupt model or spec, label/output mismatch, empty calibration
+            folder, existing output without ``force``, or a converter failure.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ConvertError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
+    if output.exists() and not force:
+        raise ConvertError(f"{output} exists; pass --force to replace it")
+    spec = resolve_spec(model_path, spec_path)
+    calibration = None
+    if quantize == "int8":
+        if calibration_dir is None:
+            raise ConvertError("--quantize int8 needs --calibration DIR (a few hundred images)")
+        if not calibration_dir.is_dir():
+            raise ConvertError(f"calibration folder not found: {calibration_dir}")
+        calibration = load_batch(
+            calibration_sample(calibration_dir, spec.labels, calibration_size), spec
+        )
+        if len(calibration) == 0:
+            raise ConvertError(f"no readable images in calibration folder {calibration_dir}")
+    model = load_keras(model_path)
+    check_model_matches_spec(model, spec)
+    tf = import_tensorflow()
+    blob = to_tflite(model, spec, quantize, calibration)
+    metadata = dict(spec.metadata)
+    metadata.update(
+        {
+            "quantization": quantize,
+            "converter": f"tensorflow {tf.__version__}",
+            "source_model": model_path.name,
+        }
+    )
+    if calibration is not None:
+        metadata["calibration_images"] = int(len(calibration))
+    spec = replace(spec, metadata=metadata)
+    data = embed_spec(blob, spec)
+    parity = None
+    if validate_dir is not None:
+        parity = parity_report(model, model_path, data, validate_dir, spec, threads)
+    write_atomic(output, data, force)
+    return Conversion(output, spec, len(data), parity)

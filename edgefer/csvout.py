@@ -1,0 +1,170 @@
+"""The results CSV: ``path,label,confidence,<one column per label>,error``.
+
+Written atomically (temp file in the same directory, fsync, rename), or appended to an existing
+file whose header must match, skipping paths it already holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import TextIO
+
+from edgefer.pipeline import Result
+
+#: A leading character that makes spreadsheets evaluate a cell as a formula (OWASP CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class CsvError(Exception):
+    """An output CSV that cannot be used (unwritable, or written by a model with other labels)."""
+
+
+def neutralize(cell: str) -> str:
+    """Prefix a quote to cells a spreadsheet would execute as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+def csv_header(labels: tuple[str, ...]) -> list[str]:
+    return ["path", "label", "confidence", *labels, "error"]
+
+
+def csv_row(result: Result, n_labels: int) -> list[str]:
+    """One CSV row; probabilities with 6 decimals, empty cells for a failed file."""
+    if result.probabilities is None:
+        cells = [neutralize(result.path), "", "", *([""] * n_labels)]
+    else:
+        cells = [
+            neutralize(result.path),
+            neutralize(result.label or ""),
+            f"{result.confidence:.6f}",
+            *(f"{p:.6f}" for p in result.probabilities),
+        ]
+    return [*cells, neutralize(result.error or "")]
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Drop a last line cut short by a crash, so the file it describes is classified again."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        block = min(size, 1 << 16)
+        while True:
+            f.seek(size - block)
+            tail = f.read(block)
+            cut = tail.rfind(b"\n")
+            if cut >= 0 or block == size:
+                f.truncate(size - block + cut + 1 if cut >= 0 else 0)
+                return
+            block = min(size, block * 2)
+
+
+def read_existing(path: Path, labels: tuple[str, ...]) -> set[str]:
+    """Paths (as written in the CSV) already present in ``path``; repairs a torn last line.
+
+    Raises:
+        CsvError: the file's header differs from this model's columns.
+    """
+    _repair_torn_tail(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return set()
+        if header != csv_header(labels):
+            raise CsvError(
+                f"{path} was written for other labels ({', '.join(header[3:-1])}); "
+                "use a new output file for this model"
+            )
+        return {row[0] for row in reader if row}
+
+
+class CsvSink:
+    """Where result rows go: a file (atomic or append) or stdout (``"-"``).
+
+    Use as a context manager: the file appears (or is appended to) only when the block ends
+    without an exception.
+    """
+
+    def __init__(self, output: str, labels: tuple[str, ...], append: bool = False) -> None:
+        """Raises CsvError: the directory is not writable, or an appended file has other labels."""
+        self.labels = labels
+        self.existing: set[str] = set()
+        self._target: Path | None = None
+        self._tmp: str | None = None
+        self._stream: TextIO
+        needs_header = True
+        if output == "-":
+            self._stream = sys.stdout
+        else:
+            self._target = Path(output)
+            directory = self._target.parent
+            if not directory.is_dir():
+                raise CsvError(f"output directory does not exist: {directory}")
+            try:
+                if append and self._target.exists():
+                    self.existing = read_existing(self._target, labels)
+                    needs_header = self._target.stat().st_size == 0
+                    self._stream = open(self._target, "a", newline="", encoding="utf-8")
+                else:
+                    fd, self._tmp = tempfile.mkstemp(
+                        dir=directory, prefix=f".{self._target.name}.", suffix=".tmp"
+                    )
+                    self._stream = open(fd, "w", newline="", encoding="utf-8")
+            except (PermissionError, IsADirectoryError) as exc:
+                raise CsvError(f"cannot write {output}: {exc.strerror}") from exc
+            except UnicodeDecodeError as exc:
+                raise CsvError(f"{output} is not a CSV written by edgefer") from exc
+        self._writer = csv.writer(self._stream, lineterminator="\n")
+        if needs_header:
+            self._writer.writerow(csv_header(labels))
+
+    def seen(self, path: str) -> bool:
+        """Whether ``path`` already has a row (append mode)."""
+        return neutralize(path) in self.existing
+
+    def write(self, result: Result) -> None:
+        self._writer.writerow(csv_row(result, len(self.labels)))
+        if self._target is None:
+            self._stream.flush()  # a pipe reader sees rows as they come
+
+    def close(self, commit: bool = True) -> None:
+        """Finish the file: fsync and rename into place, or discard the temp file."""
+        if self._target is None:
+            self._stream.flush()
+            return
+        try:
+            self._stream.flush()
+            if commit:
+                os.fsync(self._stream.fileno())
+        finally:
+            self._stream.close()
+        if self._tmp is None:
+            return
+        if not commit:
+            os.unlink(self._tmp)
+            return
+        # mkstemp creates 0600; give the result the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)
+        os.replace(self._tmp, self._target)
+
+    def __enter__(self) -> CsvSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(commit=exc_type is None)

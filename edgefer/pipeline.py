@@ -1,0 +1,122 @@
+"""The batching core: decode on a small thread pool while the interpreter runs, in input order.
+
+Pillow releases the GIL while decoding and the interpreter releases it while invoking, so a few
+decoder threads keep the next batch ready while the current one runs. At most ``window`` images
+are in flight, so memory stays flat however many files there are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_image
+
+
+@dataclass(frozen=True)
+class Result:
+    """One input file's outcome: a label with probabilities, or an error."""
+
+    path: str
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: tuple[float, ...] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+Loader = Callable[[str], np.ndarray]
+
+
+def _decode(loader: Loader, path: str) -> np.ndarray | str:
+    try:
+        return loader(path)
+    except ImageError as exc:
+        return str(exc)
+    except MemoryError:
+        return "out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
+        return f"{type(exc).__name__}: {exc}"[:120]
+
+
+def _results(
+    paths: list[str], decoded: list[np.ndarray | str], probs: np.ndarray, labels: tuple[str, ...]
+) -> Iterator[Result]:
+    rows = iter(probs)
+    for path, item in zip(paths, decoded, strict=True):
+        if isinstance(item, str):
+            yield Result(path, error=item)
+            continue
+        p = next(rows)
+        best = int(np.argmax(p))
+        yield Result(path, labels[best], float(p[best]), tuple(float(x) for x in p))
+
+
+def classify_paths(
+    classifier,  # edgefer.classifier.Classifier (not imported: keeps this testable with fakes)
+    paths: Iterable[str],
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    loader: Loader | None = None,
+) -> Iterator[Result]:
+    """Classify image files, yielding one :class:`Result` per path in the order given.
+
+    Decoding errors become error results; exceptions from the classifier itself propagate.
+    """
+    spec = classifier.spec
+    if loader is None:
+
+        def loader(path: str) -> np.ndarray:
+            return load_image(path, spec.input_size, spec.channels, max_pixels)
+
+    batch_size = classifier.batch_size
+    workers = workers or min(4, os.cpu_count() or 1)
+    window = max(2 * batch_size, 4 * workers)
+    batch_paths: list[str] = []
+    batch_items: list[np.ndarray | str] = []
+
+    def flush() -> Iterator[Result]:
+        images = [x for x in batch_items if not isinstance(x, str)]
+        if images:
+            probs = classifier.predict(np.stack(images))
+        else:
+            probs = np.empty((0, len(spec.labels)), dtype=np.float32)
+        yield from _results(batch_paths, batch_items, probs, spec.labels)
+        batch_paths.clear()
+        batch_items.clear()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefer-decode") as pool:
+        pending: deque[tuple[str, Future]] = deque()
+        source = iter(paths)
+
+        def refill() -> None:
+            while len(pending) < window:
+                try:
+                    path = next(source)
+                except StopIteration:
+                    return
+                pending.append((path, pool.submit(_decode, loader, path)))
+
+        refill()
+        n_images = 0
+        while pending:
+            path, future = pending.popleft()
+            refill()
+            item = future.result()
+            batch_paths.append(path)
+            batch_items.append(item)
+            n_images += not isinstance(item, str)
+            # Error rows are flushed too, so a run of bad files does not pile up unreported.
+            if n_images == batch_size or len(batch_paths) >= window:
+                yield from flush()
+                n_images = 0
+        if batch_paths:
+            yield from flush()

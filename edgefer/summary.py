@@ -1,0 +1,86 @@
+"""Running totals of a classification run and their Rich rendering."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from edgefer.pipeline import Result
+
+#: How many failing paths to list per distinct error message.
+EXAMPLES_PER_ERROR = 3
+
+
+@dataclass
+class Summary:
+    """Counts only (no per-file state), so a run over 100,000 files stays small."""
+
+    labels: tuple[str, ...]
+    low_confidence: float = 0.5
+    per_label: Counter = field(default_factory=Counter)
+    confidence_sum: defaultdict = field(default_factory=lambda: defaultdict(float))
+    n_low: int = 0
+    errors: Counter = field(default_factory=Counter)
+    error_examples: dict = field(default_factory=dict)
+    skipped: int = 0
+    seconds: float = 0.0
+
+    def add(self, result: Result) -> None:
+        if result.error is not None:
+            self.errors[result.error] += 1
+            examples = self.error_examples.setdefault(result.error, [])
+            if len(examples) < EXAMPLES_PER_ERROR:
+                examples.append(result.path)
+            return
+        self.per_label[result.label] += 1
+        self.confidence_sum[result.label] += result.confidence
+        self.n_low += result.confidence < self.low_confidence
+
+    @property
+    def n_ok(self) -> int:
+        return sum(self.per_label.values())
+
+    @property
+    def n_failed(self) -> int:
+        return sum(self.errors.values())
+
+    def mean_confidence(self, label: str) -> float | None:
+        n = self.per_label[label]
+        return self.confidence_sum[label] / n if n else None
+
+    def render(self) -> Group:
+        """A label table, an error table when there were failures, and a one-line total."""
+        table = Table(title="edgefer: labels", title_justify="left")
+        table.add_column("label")
+        table.add_column("images", justify="right")
+        table.add_column("share", justify="right")
+        table.add_column("mean confidence", justify="right")
+        for label in self.labels:
+            n = self.per_label[label]
+            mean = self.mean_confidence(label)
+            share = f"{n / self.n_ok:.1%}" if self.n_ok else "-"
+            table.add_row(label, str(n), share, f"{mean:.3f}" if mean is not None else "-")
+        parts: list = [table]
+        if self.errors:
+            failed = Table(title="failures", title_justify="left")
+            failed.add_column("reason")
+            failed.add_column("files", justify="right")
+            failed.add_column("e.g.")
+            for reason, n in self.errors.most_common():
+                failed.add_row(reason, str(n), ", ".join(self.error_examples[reason]))
+            parts.append(failed)
+        rate = self.n_ok / self.seconds if self.seconds > 0 else 0.0
+        total = (
+            f"{self.n_ok} classified, {self.n_failed} failed, "
+            f"{self.n_low} below {self.low_confidence:.2f} confidence"
+        )
+        if self.skipped:
+            total += f", {self.skipped} already in the CSV"
+        parts.append(f"{total}; {self.seconds:.2f} s, {rate:.1f} images/s")
+        return Group(*parts)
+
+    def print(self, console: Console) -> None:
+        console.print(self.render())
