@@ -21,6 +21,7 @@ from edgefer.preprocess import DEFAULT_MAX_PIXELS
 from edgefer.runtime import RuntimeMissingError
 from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file
 from edgefer.summary import Summary
+from edgefer.watchcmd import watch
 
 #: Exit codes: every file classified / some files failed (all rows written) / usage or model error.
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
@@ -204,11 +205,10 @@ def info(
         f"({'grey' if spec.channels == 1 else 'RGB'}), {classifier.input_dtype.name}, "
         f"quantization {classifier.input_quantization}",
     )
-    table.add_row("normalization", f"(pixel - {spec.mean}) / {spec.std}")
-    table.add_row(
-        "output",
-        f"{spec.output}, {classifier.output_dtype.name}, quantization {classifier.output_quantization}",
-    )
+    mean, std = ", ".join(map(str, spec.mean)), ", ".join(map(str, spec.std))
+    table.add_row("normalization", f"(pixel - [{mean}]) / [{std}], pixels 0..255")
+    out_q = classifier.output_quantization
+    table.add_row("output", f"{spec.output}, {classifier.output_dtype.name}, quantization {out_q}")
     table.add_row("format", classifier.quantization())
     table.add_row("runtime", f"{classifier.runtime.name} {classifier.runtime.version}")
     table.add_row("threads", str(classifier.num_threads))
@@ -293,6 +293,9 @@ def convert(
             highlight=False,
         )
         raise typer.Exit(EXIT_FAILURES)
+
+
+app.command()(watch)
 
 
 def main() -> None:

@@ -113,12 +113,12 @@ class CsvSink:
                 if append and self._target.exists():
                     self.existing = read_existing(self._target, labels)
                     needs_header = self._target.stat().st_size == 0
-                    self._stream = open(self._target, "a", newline="", encoding="utf-8")
+                    self._stream = open(self._target, "a", newline="", encoding="utf-8")  # noqa: SIM115
                 else:
                     fd, self._tmp = tempfile.mkstemp(
                         dir=directory, prefix=f".{self._target.name}.", suffix=".tmp"
                     )
-                    self._stream = open(fd, "w", newline="", encoding="utf-8")
+                    self._stream = open(fd, "w", newline="", encoding="utf-8")  # noqa: SIM115
             except (PermissionError, IsADirectoryError) as exc:
                 raise CsvError(f"cannot write {output}: {exc.strerror}") from exc
             except UnicodeDecodeError as exc:

@@ -6,6 +6,7 @@ Every pixel that reaches a model, on the Pi or in training/calibration, goes thr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -46,7 +47,15 @@ def _open(source: str | os.PathLike) -> Image.Image:
     except Image.DecompressionBombError as exc:  # Pillow's own guard, above ~179 MP
         raise ImageError("too large (decompression bomb)") from exc
     except OSError as exc:
-        raise ImageError(f"cannot open: {exc.strerror or exc}") from exc
+        raise ImageError(_describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, stable reason for a decoding failure, fit for a CSV cell."""
+    message = str(exc) or type(exc).__name__
+    if "truncated" in message.lower() or "broken data stream" in message:
+        return "truncated or corrupt image"
+    return message[:120]
 
 
 def _to_8bit_grey(im: Image.Image) -> Image.Image:
@@ -112,10 +121,9 @@ def load_image(
                 side = max(height, width)
                 im.draft("L" if channels == 1 else "RGB", (side, side))
             im.load()
-            try:
+            # A corrupt EXIF block must not cost the pixels: keep the stored orientation then.
+            with contextlib.suppress(Exception):
                 im = ImageOps.exif_transpose(im)
-            except Exception:  # noqa: BLE001 - a corrupt EXIF block must not cost the pixels
-                pass
             im = _convert_mode(im, channels)
             if im.size != (width, height):
                 im = im.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
@@ -123,10 +131,7 @@ def load_image(
     except ImageError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        message = str(exc) or type(exc).__name__
-        if "truncated" in message or "broken data stream" in message:
-            message = "truncated or corrupt image"
-        raise ImageError(message[:120]) from exc
+        raise ImageError(_describe(exc)) from exc
     return arr.reshape(height, width, channels)
 
 

@@ -82,11 +82,12 @@ class ModelSpec:
             raise SpecError(f"output must be 'probabilities' or 'logits', not {self.output!r}")
 
     @classmethod
-    def from_normalization(cls, name: str, **kwargs: Any) -> ModelSpec:
+    def from_normalization(cls, normalization: str, **kwargs: Any) -> ModelSpec:
         """A spec whose mean/std come from a named range in :data:`NORMALIZATIONS`."""
-        if name not in NORMALIZATIONS:
-            raise SpecError(f"unknown normalisation {name!r}; one of {', '.join(NORMALIZATIONS)}")
-        mean, std = NORMALIZATIONS[name]
+        if normalization not in NORMALIZATIONS:
+            names = ", ".join(NORMALIZATIONS)
+            raise SpecError(f"unknown normalisation {normalization!r}; one of {names}")
+        mean, std = NORMALIZATIONS[normalization]
         return cls(mean=(mean,), std=(std,), **kwargs)
 
     def to_json(self) -> str:

@@ -1,0 +1,158 @@
+import sys
+import types
+
+import numpy as np
+import pytest
+from conftest import KINDS, LABELS, synth_images
+
+from edgefer.classifier import (
+    Classifier,
+    ClassifierOptions,
+    ModelError,
+    dequantize,
+    quantize,
+    softmax,
+    to_probabilities,
+)
+from edgefer.runtime import RuntimeMissingError, load_runtime
+from edgefer.spec import ModelSpec, embed_spec, flatbuffer
+
+
+@pytest.fixture(scope="module")
+def fixed_images():
+    return synth_images(200, seed=42)
+
+
+@pytest.fixture(scope="module")
+def keras_probs(tiny_keras, fixed_images):
+    import tensorflow as tf
+
+    model = tf.keras.models.load_model(tiny_keras, compile=False)
+    return model.predict(fixed_images[0].astype(np.float32), verbose=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_model_kind_agrees_with_keras(tiny_models, kind, fixed_images, keras_probs):
+    x, y = fixed_images
+    with Classifier.create_from_model_path(tiny_models[kind], batch_size=8, num_threads=1) as c:
+        probs = c.predict(x)
+    assert probs.shape == (len(x), len(LABELS))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    agreement = np.mean(probs.argmax(1) == keras_probs.argmax(1))
+    assert agreement >= 0.99, (kind, agreement)
+    assert np.mean(probs.argmax(1) == y) >= 0.9  # the tiny model did learn the task
+    tolerance = {"none": 1e-5, "float16": 5e-3, "dynamic": 0.05, "int8": 0.05}[kind]
+    assert np.max(np.abs(probs - keras_probs)) <= tolerance
+
+
+def test_int8_model_has_int8_io(int8_model):
+    with Classifier.create_from_model_path(int8_model) as c:
+        assert c.input_dtype == np.int8 and c.output_dtype == np.int8
+        assert c.quantization().startswith("full integer")
+        assert c.labels == LABELS
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 33])
+def test_any_count_is_padded_to_the_fixed_batch(int8_model, fixed_images, n):
+    x = fixed_images[0][:n]
+    with Classifier.create_from_model_path(int8_model, batch_size=8) as c:
+        assert c.batch_size == 8
+        batched = c.predict(x)
+    with Classifier.create_from_model_path(int8_model, batch_size=1) as c:
+        single = c.predict(x)
+    assert batched.shape == (n, 3)
+    np.testing.assert_allclose(batched, single, atol=1e-6)
+
+
+def test_model_without_spec_needs_labels(tmp_path, tiny_models):
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(flatbuffer(tiny_models["none"].read_bytes()))
+    with pytest.raises(ModelError, match="no embedded edgefer spec"):
+        Classifier.create_from_model_path(bare)
+    with Classifier.create_from_model_path(bare, labels=LABELS, normalization="0..255") as c:
+        assert c.labels == LABELS and c.spec.input_size == (16, 16)
+    with pytest.raises(ModelError, match="3 outputs but 2 labels"):
+        Classifier.create_from_model_path(bare, labels=("a", "b"))
+
+
+def test_spec_that_contradicts_the_model(tmp_path, tiny_models):
+    wrong = ModelSpec(labels=("a", "b", "c"), input_size=(48, 48), channels=1)
+    path = tmp_path / "wrong.tflite"
+    path.write_bytes(embed_spec(tiny_models["none"].read_bytes(), wrong))
+    with pytest.raises(ModelError, match="spec says"):
+        Classifier.create_from_model_path(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all" * 10])
+def test_unreadable_models(tmp_path, content):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(content)
+    with pytest.raises(ModelError):
+        Classifier.create_from_model_path(path)
+    with pytest.raises(ModelError, match="not found"):
+        Classifier.create_from_model_path(tmp_path / "missing.tflite")
+
+
+def test_bad_options():
+    with pytest.raises(ValueError):
+        Classifier(ClassifierOptions(batch_size=0))
+    with pytest.raises(ValueError):
+        Classifier(ClassifierOptions(num_threads=0))
+
+
+def test_model_given_as_bytes(int8_model, fixed_images):
+    with Classifier(ClassifierOptions(model=int8_model.read_bytes())) as c:
+        assert c.predict(fixed_images[0][:2]).shape == (2, 3)
+
+
+def test_stock_interpreter_ignores_the_appended_spec(int8_model):
+    runtime = load_runtime()
+    interpreter = runtime.interpreter_class(model_content=int8_model.read_bytes(), num_threads=1)
+    interpreter.allocate_tensors()
+    assert interpreter.get_output_details()[0]["shape"][-1] == 3
+
+
+def _hide(monkeypatch, *modules):
+    for name in modules:
+        monkeypatch.setitem(sys.modules, name, None)  # import of a None entry raises ImportError
+
+
+def test_falls_back_to_tflite_runtime(monkeypatch, int8_model, fixed_images):
+    from ai_edge_litert.interpreter import Interpreter
+
+    fake = types.ModuleType("tflite_runtime.interpreter")
+    fake.Interpreter = Interpreter  # same API: stands in for the 32-bit Pi OS wheel
+    package = types.ModuleType("tflite_runtime")
+    package.interpreter = fake
+    _hide(monkeypatch, "ai_edge_litert", "ai_edge_litert.interpreter")
+    monkeypatch.setitem(sys.modules, "tflite_runtime", package)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    runtime = load_runtime()
+    assert runtime.name == "tflite-runtime"
+    with Classifier.create_from_model_path(int8_model) as c:
+        assert c.runtime.name == "tflite-runtime"
+        assert c.predict(fixed_images[0][:4]).shape == (4, 3)
+
+
+def test_no_runtime_at_all(monkeypatch):
+    _hide(
+        monkeypatch,
+        "ai_edge_litert",
+        "ai_edge_litert.interpreter",
+        "tflite_runtime",
+        "tflite_runtime.interpreter",
+    )
+    with pytest.raises(RuntimeMissingError, match="pip install ai-edge-litert"):
+        load_runtime()
+    with pytest.raises(RuntimeMissingError, match="unknown runtime"):
+        load_runtime("onnxruntime")
+
+
+def test_quantization_helpers():
+    q = quantize(np.array([0.0, 1.0, 300.0, -300.0]), 1.0, -128, np.dtype(np.int8))
+    assert q.tolist() == [-128, -127, 127, -128]
+    # int8 - zero_point must not wrap around: 127 - (-128) = 255
+    assert dequantize(np.array([127], np.int8), 0.5, -128).tolist() == [127.5]
+    np.testing.assert_allclose(softmax(np.array([[1000.0, 1000.0]])), [[0.5, 0.5]])
+    np.testing.assert_allclose(to_probabilities(np.array([[0.5, 0.49]]), "probabilities").sum(), 1)
+    np.testing.assert_allclose(to_probabilities(np.zeros((1, 4)), "probabilities"), 0.25)

@@ -1,0 +1,161 @@
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import LABELS, write_dataset
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgefer.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_classify_a_folder(tmp_path, tiny_data, int8_model):
+    out = tmp_path / "labels.csv"
+    result = run("classify", tiny_data, "-r", "-m", int8_model, "-o", out, "-b", "4", "-t", "1")
+    assert result.exit_code == EXIT_OK, result.output
+    rows = read_rows(out)
+    assert list(rows[0]) == ["path", "label", "confidence", *LABELS, "error"]
+    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows)
+    assert len(rows) == 60
+    for row in rows:
+        probs = [float(row[label]) for label in LABELS]
+        assert abs(sum(probs) - 1) < 1e-3 and row["label"] == LABELS[int(np.argmax(probs))]
+        assert float(row["confidence"]) == max(probs)
+    correct = sum(r["label"] == os.path.basename(os.path.dirname(r["path"])) for r in rows)
+    assert correct >= 54
+    assert "images/s" in result.output and "mean confidence" in result.output
+
+
+def make_bad_inputs(folder, good_png):
+    folder.mkdir()
+    data = good_png.read_bytes()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("plain text, not a JPEG")
+    Image.new("RGB", (64, 64), "white").save(folder / "whole.jpg")
+    (folder / "truncated.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:300])
+    (folder / "vector.svg").write_text("<svg/>")  # not scanned: named below
+    Image.new("L", (5000, 5000)).save(folder / "bomb.png")
+    os.symlink(folder / "gone.png", folder / "broken.png")
+    (folder / "dir.jpg").mkdir()
+    (folder / "ok.png").write_bytes(data)
+    (folder / ".hidden.png").write_bytes(data)  # ignored in a folder scan
+    (folder / "notes.txt").write_text("ignored")
+
+
+def test_every_bad_input_gets_an_error_row(tmp_path, tiny_data, int8_model):
+    bad = tmp_path / "bad"
+    make_bad_inputs(bad, tiny_data / "top" / "000.png")
+    out = tmp_path / "out.csv"
+    result = run(
+        "classify", bad, bad / "vector.svg", "-m", int8_model, "-o", out, "--max-pixels", 10**6
+    )
+    assert result.exit_code == EXIT_FAILURES, result.output
+    errors = {os.path.basename(r["path"]): r["error"] for r in read_rows(out)}
+    assert errors == {
+        "bomb.png": errors["bomb.png"],
+        "broken.png": "broken symlink",
+        "dir.jpg": "is a directory",
+        "empty.jpg": "empty file",
+        "ok.png": "",
+        "text.jpg": "not an image or unsupported format",
+        "truncated.jpg": "truncated or corrupt image",
+        "vector.svg": "not an image or unsupported format",
+        "whole.jpg": "",
+    }
+    assert errors["bomb.png"].startswith("too large")
+    assert "failures" in result.output and "broken symlink" in result.output
+
+
+def test_stdout_output(tiny_data, int8_model):
+    result = run("classify", tiny_data / "left", "-m", int8_model, "-o", "-", "-q")
+    assert result.exit_code == EXIT_OK
+    lines = result.stdout.splitlines()
+    assert lines[0] == "path,label,confidence,top,left,center,error" and len(lines) == 21
+
+
+def test_append_adds_only_new_files(tmp_path, int8_model):
+    data = write_dataset(tmp_path / "d", 3, seed=5)
+    out = tmp_path / "out.csv"
+    assert run("classify", data / "top", "-m", int8_model, "-o", out).exit_code == EXIT_OK
+    result = run("classify", data, "-r", "-m", int8_model, "-o", out, "--append")
+    assert result.exit_code == EXIT_OK and "3 already in the CSV" in result.output
+    paths = [r["path"] for r in read_rows(out)]
+    assert len(paths) == len(set(paths)) == 9
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "{tmp}/missing.tflite"], "model not found"),
+        (["-m", "{tmp}/garbage.tflite"], "not a valid TFLite model"),
+        (["-o", "{tmp}/no/such/dir/out.csv"], "does not exist"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(tmp_path, tiny_data, int8_model, args, message):
+    (tmp_path / "garbage.tflite").write_bytes(b"\x00" * 64)
+    argv = ["classify", str(tiny_data), "-o", str(tmp_path / "out.csv"), "-m", str(int8_model)]
+    argv += [a.format(tmp=tmp_path) for a in args]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == EXIT_USAGE
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_append_to_a_csv_of_another_model_exits_2(tmp_path, tiny_data, int8_model):
+    out = tmp_path / "out.csv"
+    out.write_text("path,label,confidence,happy,sad,error\n")
+    result = run("classify", tiny_data, "-m", int8_model, "-o", out, "--append")
+    assert result.exit_code == EXIT_USAGE and "other labels" in result.output
+
+
+def test_missing_arguments_are_usage_errors():
+    assert run("classify").exit_code == EXIT_USAGE
+    assert run("classify", ".", "-b", "0", "-o", "x.csv").exit_code == EXIT_USAGE
+
+
+def test_info(int8_model):
+    result = run("info", int8_model)
+    assert result.exit_code == EXIT_OK, result.output
+    for text in ("top, left, center", "16x16x1", "int8", "sha256", "ai-edge-litert"):
+        assert text in result.output
+
+
+def test_cli_never_imports_tensorflow(tmp_path, tiny_data, int8_model):
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['edgefer'] + sys.argv[1:]\n"
+        "try:\n"
+        "    runpy.run_module('edgefer', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "    print('HEAVY', heavy, 'EXIT', e.code)\n"
+    )
+    for args in (
+        ["--help"],
+        ["info", str(int8_model)],
+        ["classify", str(tiny_data), "-r", "-m", str(int8_model), "-o", str(tmp_path / "o.csv")],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+        )
+        assert "HEAVY [] EXIT 0" in proc.stdout, (args, proc.stdout[-500:], proc.stderr[-500:])
+
+
+def test_python_dash_m_and_version():
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgefer", "--version"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("edgefer ")

@@ -1,0 +1,100 @@
+import csv
+import io
+import os
+
+import pytest
+
+from edgefer.csvout import CsvError, CsvSink, csv_header, neutralize, read_existing
+from edgefer.pipeline import Result
+
+LABELS = ("happy", "sad")
+OK = Result("a.jpg", "happy", 0.75, (0.75, 0.25))
+BAD = Result("b.jpg", error="empty file")
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_columns_and_rows(tmp_path):
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(OK)
+        sink.write(BAD)
+    assert rows(out) == [
+        ["path", "label", "confidence", "happy", "sad", "error"],
+        ["a.jpg", "happy", "0.750000", "0.750000", "0.250000", ""],
+        ["b.jpg", "", "", "", "", "empty file"],
+    ]
+
+
+@pytest.mark.parametrize("cell", ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tx", "\rx"])
+def test_formulas_are_neutralised(cell):
+    assert neutralize(cell) == "'" + cell
+    assert neutralize("photo.jpg") == "photo.jpg"
+
+
+def test_neutralised_in_the_file(tmp_path):
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(Result("=HYPERLINK(1).jpg", error="-bad"))
+    assert rows(out)[1][0] == "'=HYPERLINK(1).jpg" and rows(out)[1][-1] == "'-bad"
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("previous\n")
+    with pytest.raises(RuntimeError), CsvSink(str(out), LABELS) as sink:
+        sink.write(OK)
+        raise RuntimeError("crash mid-run")
+    assert out.read_text() == "previous\n"
+    assert os.listdir(tmp_path) == ["out.csv"]  # no temp file left behind
+
+
+def test_file_appears_only_complete_with_normal_mode(tmp_path):
+    out = tmp_path / "out.csv"
+    sink = CsvSink(str(out), LABELS)
+    sink.write(OK)
+    assert not out.exists()  # still a hidden temp file
+    sink.close()
+    assert len(rows(out)) == 2
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_append_skips_known_paths_and_keeps_one_header(tmp_path):
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(OK)
+    with CsvSink(str(out), LABELS, append=True) as sink:
+        assert sink.seen("a.jpg") and not sink.seen("b.jpg")
+        sink.write(BAD)
+    assert [r[0] for r in rows(out)] == ["path", "a.jpg", "b.jpg"]
+
+
+def test_append_refuses_other_labels(tmp_path):
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(OK)
+    with pytest.raises(CsvError, match="other labels"):
+        CsvSink(str(out), ("angry", "calm"), append=True)
+
+
+def test_torn_last_line_is_repaired(tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text(",".join(csv_header(LABELS)) + "\na.jpg,happy,0.7,0.7,0.3,\nb.jpg,sa")
+    assert read_existing(out, LABELS) == {"a.jpg"}
+    assert out.read_text().endswith("0.3,\n")
+
+
+def test_stdout(monkeypatch):
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stdout", buf)
+    with CsvSink("-", LABELS) as sink:
+        sink.write(OK)
+    assert buf.getvalue().splitlines()[1].startswith("a.jpg,happy")
+
+
+def test_missing_output_directory(tmp_path):
+    with pytest.raises(CsvError, match="does not exist"):
+        CsvSink(str(tmp_path / "no" / "out.csv"), LABELS)

@@ -1,0 +1,37 @@
+import os
+
+from edgefer.discovery import discover
+
+
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_folder_scan_rules(tmp_path):
+    for name in ("b.jpg", "a.PNG", "c.webp", ".hidden.jpg", "notes.txt", "sub/d.jpg"):
+        touch(tmp_path / name)
+    (tmp_path / "folder.jpg").mkdir()
+    os.symlink(tmp_path / "missing.png", tmp_path / "broken.png")
+    found = discover([tmp_path])
+    names = [os.path.relpath(p, tmp_path) for p in found]
+    # sorted; hidden and non-image files skipped; broken links and dirs named like images kept
+    assert names == ["a.PNG", "b.jpg", "broken.png", "c.webp", "folder.jpg"]
+
+
+def test_recursive_descends_but_not_into_hidden_or_symlinked_dirs(tmp_path):
+    touch(tmp_path / "sub" / "deep" / "x.jpg")
+    touch(tmp_path / ".git" / "y.jpg")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")  # a cycle: must not recurse forever
+    found = [os.path.relpath(p, tmp_path) for p in discover([tmp_path], recursive=True)]
+    assert found == [os.path.join("sub", "deep", "x.jpg")]
+
+
+def test_named_files_are_always_included_once(tmp_path):
+    hidden = touch(tmp_path / ".secret.jpg")
+    text = touch(tmp_path / "readme.txt")
+    image = touch(tmp_path / "z.jpg")
+    missing = tmp_path / "nope.jpg"
+    found = discover([image, text, hidden, missing, tmp_path])
+    assert found == sorted({str(hidden), str(text), str(image), str(missing)})

@@ -1,0 +1,149 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgefer import preprocess
+from edgefer.preprocess import ImageError, load_image, normalize
+
+
+def save(im: Image.Image, path, **kwargs):
+    im.save(path, **kwargs)
+    return path
+
+
+@pytest.fixture
+def gradient():
+    """64x32 RGB: red rises left to right, green top to bottom."""
+    x = np.zeros((32, 64, 3), np.uint8)
+    x[..., 0] = np.linspace(0, 255, 64)[None, :]
+    x[..., 1] = np.linspace(0, 255, 32)[:, None]
+    return Image.fromarray(x, "RGB")
+
+
+def test_shape_and_dtype(tmp_path, gradient):
+    path = save(gradient, tmp_path / "g.png")
+    assert load_image(path, (8, 12), 3).shape == (8, 12, 3)
+    grey = load_image(path, (8, 12), 1)
+    assert grey.shape == (8, 12, 1) and grey.dtype == np.uint8
+
+
+def test_exif_orientation_is_honoured(tmp_path, gradient):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs a 90 degree clockwise turn
+    path = save(gradient, tmp_path / "rot.jpg", exif=exif, quality=95)
+    upright = load_image(path, (64, 32), 3)  # after transpose the image is 32 wide, 64 tall
+    # Rotated clockwise, the stored top row (green=0) becomes the right column.
+    assert upright[:, -1, 1].mean() < 40 and upright[:, 0, 1].mean() > 200
+
+
+def test_large_jpeg_uses_reduced_decoding(tmp_path, monkeypatch):
+    big = Image.fromarray(np.full((2000, 3000, 3), 120, np.uint8), "RGB")
+    path = save(big, tmp_path / "big.jpg")
+    sizes = []
+    original = Image.Image.resize
+
+    def spy(self, size, *args, **kwargs):
+        sizes.append(self.size)
+        return original(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    out = load_image(path, (48, 48), 1)
+    assert out.shape == (48, 48, 1) and abs(int(out.mean()) - 120) <= 2
+    assert sizes and max(sizes[0]) <= 3000 // 8  # draft decoded at 1/8 scale, not 3000x2000
+
+
+@pytest.mark.parametrize(
+    "mode, value, expected",
+    [
+        ("L", 200, 200),
+        ("P", None, 255),  # palette image with index 0 = white
+        ("LA", None, 255),  # fully transparent pixels composite over white
+        ("RGBA", None, 255),
+        ("CMYK", (0, 0, 0, 0), 255),
+        ("1", 1, 255),
+        ("I;16", 65535, 255),
+        ("I", 40000, 155),  # 16-bit data in a 32-bit image: scaled, not clipped
+        ("F", 0.5, 127),
+    ],
+)
+def test_any_mode_converts(tmp_path, mode, value, expected):
+    if mode == "P":
+        im = Image.new("P", (10, 10), 0)
+        im.putpalette([255, 255, 255] + [0, 0, 0] * 255)
+    elif mode in ("LA", "RGBA"):
+        im = Image.new(mode, (10, 10))  # all zero: black, fully transparent
+    else:
+        im = Image.new(mode, (10, 10), value)
+    suffix = ".tif" if mode in ("CMYK", "I;16", "I", "F") else ".png"
+    path = save(im, tmp_path / f"img{suffix}")
+    for channels in (1, 3):
+        out = load_image(path, (4, 4), channels)
+        assert out.shape == (4, 4, channels)
+        assert abs(int(out.mean()) - expected) <= 1, (mode, channels, out.mean())
+
+
+def test_real_16bit_png(tmp_path):
+    data = np.full((6, 6), 32896, np.uint16)  # 128 * 257
+    path = tmp_path / "deep.png"
+    Image.fromarray(data).save(path)
+    assert abs(int(load_image(path, (6, 6), 1).mean()) - 128) <= 1
+
+
+def write_truncated(path, source):
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p, ok: p.write_bytes(b""), "empty file"),
+        (lambda p, ok: p.write_text("hello, not a picture"), "not an image"),
+        (lambda p, ok: write_truncated(p, ok), "truncated"),
+        (lambda p, ok: p.mkdir(), "is a directory"),
+        (lambda p, ok: os.symlink(p.parent / "gone.png", p), "broken symlink"),
+        (lambda p, ok: None, "no such file"),
+    ],
+)
+def test_bad_inputs_raise_image_error(tmp_path, gradient, make, message):
+    ok = save(gradient, tmp_path / "ok.jpg")
+    bad = tmp_path / "bad.jpg"
+    make(bad, ok)
+    with pytest.raises(ImageError, match=message):
+        load_image(bad, (8, 8), 1)
+
+
+def test_unsupported_format(tmp_path):
+    path = tmp_path / "x.svg"
+    path.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    with pytest.raises(ImageError, match="unsupported"):
+        load_image(path, (8, 8), 1)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    path = save(Image.new("L", (4000, 4000)), tmp_path / "bomb.png", optimize=True)
+    with pytest.raises(ImageError, match="too large"):
+        load_image(path, (8, 8), 1, max_pixels=1_000_000)
+
+
+def test_permission_denied(tmp_path, gradient, monkeypatch):
+    path = save(gradient, tmp_path / "locked.png")
+    if os.geteuid() != 0:
+        path.chmod(0)
+    else:  # root reads anything: make the open fail the way it does for other users
+
+        def deny(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(preprocess.Image, "open", deny)
+    with pytest.raises(ImageError, match="permission denied"):
+        load_image(path, (8, 8), 1)
+
+
+def test_normalize_per_channel():
+    px = np.array([[[[0, 127, 255]]]], np.uint8)
+    out = normalize(px, (0.0, 127.0, 127.5), (1.0, 127.0, 127.5))
+    np.testing.assert_allclose(out.ravel(), [0.0, 0.0, 1.0])
+    assert out.dtype == np.float32
