@@ -269,7 +269,7 @@ def convert(
     except ConvertError as exc:
         raise fail(str(exc)) from None
     console = Console()
-    console.print(f"wrote {result.output} ({result.size:,} bytes, {quantize})")
+    console.print(f"wrote {result.output} ({result.size:,} bytes, {quantize})", soft_wrap=True)
     parity = result.parity
     if parity is None:
         return

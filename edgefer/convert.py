@@ -293,6 +293,8 @@ def convert(
         raise ConvertError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
     if output.exists() and not force:
         raise ConvertError(f"{output} exists; pass --force to replace it")
+    if not model_path.is_file():
+        raise ConvertError(f"no such Keras model: {model_path}")
     spec = resolve_spec(model_path, spec_path)
     calibration = None
     if quantize == "int8":

@@ -1,0 +1,223 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import KINDS, LABELS, synth_images
+from typer.testing import CliRunner
+
+from edgefer.classifier import Classifier
+from edgefer.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app
+from edgefer.convert import (
+    ConvertError,
+    calibration_sample,
+    import_tensorflow,
+    parity_from_predictions,
+)
+from edgefer.spec import ModelSpec, read_spec
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_spec_round_trips_into_every_kind(tiny_models, kind):
+    spec = read_spec(tiny_models[kind].read_bytes())
+    assert spec.labels == LABELS and spec.input_size == (16, 16) and spec.channels == 1
+    assert spec.metadata["quantization"] == kind
+    assert spec.metadata["converter"].startswith("tensorflow ")
+
+
+def test_int8_is_smallest_float32_largest(tiny_models):
+    sizes = {k: p.stat().st_size for k, p in tiny_models.items()}
+    assert sizes["int8"] < sizes["none"] and sizes["dynamic"] < sizes["none"]
+    assert sizes["float16"] < sizes["none"]
+
+
+def test_parity_report_matches_a_direct_computation(tmp_path, tiny_keras, tiny_data):
+    import tensorflow as tf
+
+    from edgefer.convert import convert, labelled_images, load_batch
+
+    result = convert(
+        tiny_keras,
+        tmp_path / "m.tflite",
+        "int8",
+        calibration_dir=tiny_data,
+        validate_dir=tiny_data,
+        threads=1,
+    )
+    parity = result.parity
+    items = labelled_images(tiny_data, LABELS)
+    pixels = load_batch([p for p, _ in items], result.spec)
+    y = np.array([i for _, i in items])
+    keras_probs = tf.keras.models.load_model(tiny_keras).predict(
+        pixels.astype("float32"), verbose=0
+    )
+    with Classifier.create_from_model_path(tmp_path / "m.tflite", num_threads=1) as c:
+        tflite_probs = c.predict(pixels)
+    assert parity.n_images == len(y) == 60
+    assert parity.keras_accuracy == pytest.approx(np.mean(keras_probs.argmax(1) == y))
+    assert parity.tflite_accuracy == pytest.approx(np.mean(tflite_probs.argmax(1) == y))
+    assert parity.agreement == pytest.approx(
+        np.mean(keras_probs.argmax(1) == tflite_probs.argmax(1))
+    )
+    assert parity.max_abs_diff == pytest.approx(np.abs(keras_probs - tflite_probs).max(), abs=1e-6)
+    assert parity.tflite_bytes == (tmp_path / "m.tflite").stat().st_size
+    assert parity.keras_bytes == tiny_keras.stat().st_size
+
+
+def test_parity_from_hand_made_predictions():
+    y = np.array([0, 1, 2, 1])
+    keras = np.eye(3)[[0, 1, 2, 2]]
+    tflite = np.eye(3)[[0, 1, 1, 2]] * 0.9 + 0.1 / 3
+    k_acc, t_acc, agree, max_diff = parity_from_predictions(y, keras, tflite)
+    assert (k_acc, t_acc, agree) == (0.75, 0.5, 0.75)
+    assert max_diff == pytest.approx(1 - 0.1 / 3)  # keras p=1 where tflite gives 0.1/3
+
+
+def test_cli_convert_prints_parity_and_gates_on_drop(tmp_path, tiny_keras, tiny_data):
+    out = tmp_path / "m.tflite"
+    args = [
+        "convert",
+        str(tiny_keras),
+        "-o",
+        str(out),
+        "--quantize",
+        "int8",
+        "--calibration",
+        str(tiny_data),
+        "--validate",
+        str(tiny_data),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "top-1 agreement" in result.output and "accuracy drop" in result.output
+    exists = runner.invoke(app, args)
+    assert exists.exit_code == EXIT_USAGE and "--force" in exists.output
+    strict = runner.invoke(app, [*args, "--force", "--max-drop", "-1"])
+    assert strict.exit_code == EXIT_FAILURES and "quantization-aware" in strict.output
+
+
+def test_calibration_sample_is_stratified(tiny_data):
+    sample = calibration_sample(tiny_data, LABELS, 9)
+    assert sorted(p.parent.name for p in sample) == sorted(LABELS * 3)
+    assert calibration_sample(tiny_data, LABELS, 9) == sample  # deterministic
+
+
+def _convert(*args):
+    return runner.invoke(app, ["convert", *map(str, args)])
+
+
+def test_bad_inputs_exit_2(tmp_path, tiny_keras, tiny_data):
+    out = tmp_path / "o.tflite"
+    missing = _convert(tmp_path / "nope.keras", "-o", out, "--quantize", "none")
+    assert missing.exit_code == EXIT_USAGE and "no such Keras model" in missing.output
+
+    corrupt = tmp_path / "corrupt" / "model.keras"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(os.urandom(2048))
+    (corrupt.parent / "spec.json").write_text((tiny_keras.parent / "spec.json").read_text())
+    bad = _convert(corrupt, "-o", out, "--quantize", "none")
+    assert bad.exit_code == EXIT_USAGE and "cannot load" in bad.output
+
+    four = ModelSpec(labels=("a", "b", "c", "d"), input_size=(16, 16), channels=1)
+    (tmp_path / "four.json").write_text(four.to_json())
+    mismatch = _convert(
+        tiny_keras, "-o", out, "--quantize", "none", "--spec", tmp_path / "four.json"
+    )
+    assert mismatch.exit_code == EXIT_USAGE and "3 outputs but the spec lists 4" in mismatch.output
+
+    (tmp_path / "empty").mkdir()
+    empty = _convert(tiny_keras, "-o", out, "--calibration", tmp_path / "empty")
+    assert empty.exit_code == EXIT_USAGE and "no readable images" in empty.output
+
+    no_calibration = _convert(tiny_keras, "-o", out, "--quantize", "int8")
+    assert no_calibration.exit_code == EXIT_USAGE and "--calibration" in no_calibration.output
+    assert not out.exists()
+
+
+def test_without_tensorflow_it_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(ConvertError, match=r'pip install "edgefer\[train\]"'):
+        import_tensorflow()
+
+
+def test_converter_chatter_stays_out_of_stdout(tmp_path, tiny_keras):
+    out = tmp_path / "m.tflite"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgefer",
+            "convert",
+            str(tiny_keras),
+            "-o",
+            str(out),
+            "--quantize",
+            "dynamic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines() == [
+        f"wrote {out} ({out.stat().st_size:,} bytes, dynamic)"
+    ]
+
+
+# --- tflite-runtime 2.14: the runtime of 32-bit Pi OS (Python <= 3.11, numpy < 2) ---------
+
+COMPAT_SCRIPT = """
+import json, sys
+import numpy as np
+from edgefer.classifier import Classifier
+x = np.load(sys.argv[1])
+out = {}
+for path in sys.argv[2:]:
+    with Classifier.create_from_model_path(path, runtime="tflite-runtime", num_threads=1) as c:
+        out[path] = c.predict(x).argmax(1).tolist()
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python(tmp_path_factory):
+    """A venv with tflite-runtime 2.14 + numpy<2, or a skip that says why not."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("tflite-runtime 2.14 has no wheels for Python >= 3.12")
+    venv = tmp_path_factory.mktemp("tflite-runtime-venv")
+    python = venv / "bin" / "python"
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "-q", "tflite-runtime==2.14.0", "numpy<2", "pillow"],
+    ]
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot install tflite-runtime 2.14 here: {proc.stderr.strip()[-300:]}")
+    return python
+
+
+@pytest.mark.slow
+def test_every_kind_loads_in_tflite_runtime_2_14(tflite_runtime_python, tiny_models, tmp_path):
+    x, _ = synth_images(50, seed=7)
+    np.save(tmp_path / "x.npy", x)
+    paths = [str(tiny_models[k]) for k in KINDS]
+    proc = subprocess.run(
+        [str(tflite_runtime_python), "-c", COMPAT_SCRIPT, str(tmp_path / "x.npy"), *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tops = json.loads(proc.stdout.strip().splitlines()[-1])
+    for kind, path in zip(KINDS, paths, strict=True):
+        with Classifier.create_from_model_path(path, num_threads=1) as c:
+            expected = c.predict(x).argmax(1).tolist()
+        assert tops[path] == expected, kind
