@@ -163,7 +163,8 @@ def to_tflite(
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        with quiet_fd(1):  # the converter prints from C++ straight to stdout
+        # The converter prints from C++ straight to stdout and logs to stderr; errors still raise.
+        with quiet_fd(1), quiet_fd(2):
             return converter.convert()
     except Exception as exc:  # noqa: BLE001 - converter errors are many and long
         raise ConvertError(f"conversion failed: {str(exc).splitlines()[0][:300]}") from exc
