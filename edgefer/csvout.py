@@ -7,6 +7,7 @@ file whose header must match, skipping paths it already holds.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 import tempfile
@@ -47,6 +48,13 @@ def csv_row(result: Result, n_labels: int) -> list[str]:
     return [*cells, neutralize(result.error or "")]
 
 
+def csv_line(cells: list[str]) -> str:
+    """One CSV record as text, in :class:`CsvSink`'s dialect (``\\n`` line ends)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    return buf.getvalue()
+
+
 def _repair_torn_tail(path: Path) -> None:
     """Drop a last line cut short by a crash, so the file it describes is classified again."""
     with open(path, "rb+") as f:
@@ -76,15 +84,29 @@ def read_existing(path: Path, labels: tuple[str, ...]) -> set[str]:
     _repair_torn_tail(path)
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
+        if not _check_header(next(reader, None), path, labels):
             return set()
-        if header != csv_header(labels):
-            raise CsvError(
-                f"{path} was written for other labels ({', '.join(header[3:-1])}); "
-                "use a new output file for this model"
-            )
         return {row[0] for row in reader if row}
+
+
+def _check_header(header: list[str] | None, path: Path, labels: tuple[str, ...]) -> bool:
+    if header is not None and header != csv_header(labels):
+        raise CsvError(
+            f"{path} was written for other labels ({', '.join(header[3:-1])}); "
+            "use a new output file for this model"
+        )
+    return header is not None
+
+
+def check_header(path: Path, labels: tuple[str, ...]) -> bool:
+    """Whether ``path`` starts with a header row (False: empty file); reads only that row.
+
+    Raises:
+        CsvError: the header differs from this model's columns.
+        UnicodeDecodeError: the file is not UTF-8 text.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        return _check_header(next(csv.reader(f), None), path, labels)
 
 
 class CsvSink:

@@ -1,8 +1,127 @@
-"""`edgefer watch` (placeholder; being written)."""
+"""``edgefer watch``: the command. Imports only Typer here; watchdog and the runtime load on use."""
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+from typing import Annotated
 
-def watch() -> None:
-    """Watch a folder and classify each new image once (not implemented yet)."""
-    raise SystemExit(2)
+import typer
+
+from edgefer.preprocess import DEFAULT_MAX_PIXELS
+
+
+def watch(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Folder that cameras and uploads drop images into.", file_okay=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "--output",
+            "-o",
+            help="CSV to append rows to (created with its header; a .state file goes beside it).",
+            dir_okay=False,
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="A .tflite model (default: the shipped model, or $EDGEFER_MODEL)."
+        ),
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Also watch subfolders.")
+    ] = False,
+    poll: Annotated[
+        bool, typer.Option(help="Poll instead of inotify: for CIFS/NFS mounts, which miss events.")
+    ] = False,
+    settle: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds a file's size and mtime must stay unchanged when no close or rename "
+            "says it is complete.",
+        ),
+    ] = 1.0,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")
+    ] = 16,
+    max_latency: Annotated[
+        float,
+        typer.Option(min=0.0, help="Longest a complete file waits for its batch to fill (s)."),
+    ] = 0.5,
+    done_dir: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help="Move classified files here (same filesystem; created if missing).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", "-t", min=1, help="Interpreter threads (default: all cores)."),
+    ] = None,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every batch.")] = False,
+) -> None:
+    """Watch a folder and classify each new image once, appending a row to a CSV.
+
+    A file is classified once complete: closed after writing or renamed into the folder, else
+    when its size and mtime have not changed for --settle seconds; hidden and temp files
+    (.*, ~*, *.tmp, *.part, *.crdownload) wait until renamed. On start, every file without a row
+    is caught up; after a crash (even SIGKILL) each file still ends with exactly one row. Runs
+    until SIGTERM/SIGINT (exit 0 after finishing the current batch); exit 1 when part of the
+    daemon fails (let systemd restart it); exit 2 for a missing folder, an unwritable CSV, or a
+    CSV written for other labels. Speaks systemd's notify protocol (Type=notify, WatchdogSec).
+    """
+    # Imported here: cli imports this module, and `edgefer --help` must not load watchdog.
+    from edgefer.classifier import Classifier, ClassifierOptions, ModelError
+    from edgefer.cli import fail
+    from edgefer.csvout import CsvError
+    from edgefer.ledger import Ledger
+    from edgefer.notify import Notifier, setup_logging
+    from edgefer.runtime import RuntimeMissingError
+    from edgefer.spec import SpecError
+    from edgefer.watch import (
+        Watcher,
+        WatchError,
+        WatchOptions,
+        check_folders,
+        stop_on_signals,
+    )
+
+    setup_logging(verbose)
+    stop = threading.Event()
+    stop_on_signals(stop)  # from here on: a stop request during the model load is an exit 0
+    options = WatchOptions(
+        folder=str(folder),
+        output=str(out),
+        recursive=recursive,
+        poll=poll,
+        settle=settle,
+        batch_size=batch_size,
+        max_latency=max_latency,
+        done_dir=str(done_dir) if done_dir else None,
+        max_pixels=max_pixels,
+    )
+    try:
+        check_folders(options)
+        classifier = Classifier(
+            ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
+        )
+        ledger = Ledger(out, classifier.labels)
+    except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    try:
+        code = Watcher(options, classifier, ledger, stop).serve(Notifier.from_env())
+    except OSError as exc:
+        raise fail(f"cannot watch {folder}: {exc}; try --poll", code=1) from None
+    finally:
+        ledger.close()
+        classifier.close()
+    raise typer.Exit(code)

@@ -1,0 +1,289 @@
+"""The watch daemon's ledger: which files already have their row, kept exactly once across crashes.
+
+Two append-only files, written by one daemon at a time (an exclusive ``flock`` on the CSV):
+
+``labels.csv``
+    The ``classify`` contract's columns, ``path,label,confidence,<probs>,error``, one row per
+    classification.
+``labels.csv.state``
+    JSON lines: first ``{"edgefer_state": 1, "csv_bytes": N}``, then one line per row,
+    ``[end, size, mtime_ns, path]``: ``path`` was classified while it had that size and mtime,
+    and its row ends at byte ``end`` of the CSV.
+
+Each batch is written in this order: CSV rows, fsync; state lines, fsync; only then are files
+moved to ``--done-dir``.
+
+**Invariant.** Let ``E`` be the largest ``end`` (or ``csv_bytes``) in the durable state. The CSV's
+first ``E`` bytes are complete rows, and every file with a row there is recorded in the state
+with the identity it had when it was classified. Nothing the state records lies beyond ``E``.
+
+Recovery on open follows from it:
+
+- a torn or unparsable state line (a crash mid-append) is cut off, with anything after it;
+- CSV bytes beyond ``E`` (rows of a batch whose state lines never became durable, or a torn
+  last row) are truncated: their files are not in the state, so they are classified again and
+  get their row again: once, not twice, and not zero times;
+- a CSV shorter than ``E`` was truncated or replaced behind the daemon's back: refused;
+- a CSV without a state file (``edgefer classify`` output, or a crash between creating the two)
+  is adopted: each of its paths whose file exists counts as classified in its current version.
+
+A file is *done* when the state holds its current ``(size, mtime_ns)``; a new version under the
+same name differs in one of them and gets a new row. Entries for files that left the folder are
+forgotten, so memory follows the folder's size rather than the history's, and the state file is
+compacted on start when such entries dominate it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from pathlib import Path
+
+from edgefer.csvout import CsvError, check_header, csv_header, csv_line, csv_row, read_existing
+from edgefer.pipeline import Result
+
+log = logging.getLogger(__name__)
+
+STATE_SUFFIX = ".state"
+STATE_VERSION = 1
+
+#: A file's version: (size in bytes, mtime in ns).
+Identity = tuple[int, int]
+
+
+class LedgerError(CsvError):
+    """A state file that does not fit its CSV; the message says how to start over."""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Ledger:
+    """The CSV and its state file, open for appending (see the module docstring).
+
+    Not thread-safe: one thread (the watch worker) owns it.
+    """
+
+    def __init__(self, csv_path: str | os.PathLike, labels: tuple[str, ...]) -> None:
+        """Open, lock and recover the ledger, creating the CSV (with its header) if missing.
+
+        Raises:
+            CsvError: the directory is missing, a file is not writable, the CSV is locked by
+                another daemon or has another model's columns, or the state does not fit it.
+        """
+        self.csv_path = Path(csv_path)
+        self.state_path = self.csv_path.with_name(self.csv_path.name + STATE_SUFFIX)
+        self.labels = labels
+        self._done: dict[str, Identity] = {}
+        self._state_lines = 0
+        self._csv_fd = self._open_csv()
+        self._state_fd = -1
+        try:
+            self._recover()
+            self._state_fd = self._open_state()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening and recovery -------------------------------------------------------------
+
+    def _open_csv(self) -> int:
+        directory = self.csv_path.parent
+        if not directory.is_dir():
+            raise CsvError(f"output directory does not exist: {directory}")
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.csv_path, flags, 0o666)
+        except OSError as exc:
+            raise CsvError(f"cannot write {self.csv_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise CsvError(f"{self.csv_path} is in use by another edgefer watch") from None
+        return fd
+
+    def _open_state(self) -> int:
+        try:
+            return os.open(self.state_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as exc:
+            raise CsvError(f"cannot write {self.state_path}: {exc.strerror}") from exc
+
+    def _csv_size(self) -> int:
+        return os.fstat(self._csv_fd).st_size
+
+    def _check_header(self) -> bool:
+        try:
+            return check_header(self.csv_path, self.labels)
+        except UnicodeDecodeError:
+            raise CsvError(f"{self.csv_path} is not a CSV written by edgefer") from None
+
+    def _recover(self) -> None:
+        if not self.state_path.exists():
+            self._adopt()
+            return
+        end = self._read_state()
+        size = self._csv_size()
+        if size < end:
+            raise LedgerError(
+                f"{self.csv_path} holds {size} bytes but {self.state_path} records {end}: the "
+                "CSV was truncated or replaced; move both files away to start a new CSV (files "
+                "still in the folder are then classified again)"
+            )
+        if size > end:
+            log.warning(
+                "%s: dropping %d bytes of an unfinished batch; its files are classified again",
+                self.csv_path,
+                size - end,
+            )
+            os.ftruncate(self._csv_fd, end)
+            os.fsync(self._csv_fd)
+        self._check_header()
+
+    def _read_state(self) -> int:
+        """Load the state into memory; returns E. Cuts a torn or garbled tail off the file."""
+        end: int | None = None
+        good = 0
+        with open(self.state_path, "rb") as f:
+            for line in f:
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("torn line")
+                    item = json.loads(line)
+                    if end is None:
+                        if item.get("edgefer_state") != STATE_VERSION:
+                            raise ValueError("not a state header")
+                        end = int(item["csv_bytes"])
+                    else:
+                        row_end, size, mtime_ns, path = item
+                        self._done[str(path)] = (int(size), int(mtime_ns))
+                        end = max(end, int(row_end))
+                        self._state_lines += 1
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    break
+                good += len(line)
+            total = f.seek(0, os.SEEK_END)
+        if end is None:
+            raise LedgerError(
+                f"{self.state_path} is not an edgefer state file; move it away to rebuild it "
+                f"from {self.csv_path.name}"
+            )
+        if good < total:
+            log.warning("%s: dropping a torn last entry (%d bytes)", self.state_path, total - good)
+            os.truncate(self.state_path, good)
+        return end
+
+    def _adopt(self) -> None:
+        """No state yet: start one for a new CSV, or from the rows of an existing CSV."""
+        if self._csv_size() == 0:
+            _write_all(self._csv_fd, csv_line(csv_header(self.labels)).encode("utf-8"))
+            os.fsync(self._csv_fd)
+        else:
+            paths = read_existing(self.csv_path, self.labels)  # also repairs a torn last line
+            for path in paths:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                self._done[path] = (st.st_size, st.st_mtime_ns)
+            if paths:
+                log.info(
+                    "%s: no state file; adopted %d of its %d rows whose files exist",
+                    self.csv_path,
+                    len(self._done),
+                    len(paths),
+                )
+        self._write_state()
+
+    def _write_state(self) -> None:
+        """Replace the state file atomically by one recording the in-memory entries."""
+        size = self._csv_size()
+        lines = [json.dumps({"edgefer_state": STATE_VERSION, "csv_bytes": size}) + "\n"]
+        lines.extend(json.dumps([size, *ident, path]) + "\n" for path, ident in self._done.items())
+        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.writelines(lines)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state_path)
+            _fsync_dir(self.state_path.parent)
+        except OSError as exc:
+            raise CsvError(f"cannot write {self.state_path}: {exc.strerror}") from exc
+        self._state_lines = len(self._done)
+
+    # -- use ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def is_done(self, path: str, identity: Identity) -> bool:
+        """Whether ``path`` already has a row for this version of the file."""
+        return self._done.get(path) == identity
+
+    def append(self, rows: list[tuple[Result, Identity]]) -> None:
+        """Append one batch of rows, durably, in the order of the module docstring.
+
+        Raises:
+            OSError: the disk is full or failing; the batch is then redone after a restart.
+        """
+        if not rows:
+            return
+        end = self._csv_size()
+        data: list[bytes] = []
+        lines: list[str] = []
+        for result, identity in rows:
+            # backslashreplace: a file name that is not UTF-8 must not make the row unwritable.
+            row = csv_line(csv_row(result, len(self.labels))).encode("utf-8", "backslashreplace")
+            end += len(row)
+            data.append(row)
+            lines.append(json.dumps([end, *identity, result.path]) + "\n")
+        _write_all(self._csv_fd, b"".join(data))
+        os.fsync(self._csv_fd)
+        _write_all(self._state_fd, "".join(lines).encode("ascii"))
+        os.fsync(self._state_fd)
+        for result, identity in rows:
+            self._done[result.path] = identity
+        self._state_lines += len(rows)
+
+    def forget(self, path: str) -> None:
+        """Drop a file that left the folder (deleted, moved away, or moved to --done-dir)."""
+        self._done.pop(path, None)
+
+    def prune(self) -> int:
+        """Forget entries whose file no longer exists; returns how many."""
+        gone = [path for path in self._done if not os.path.lexists(path)]
+        for path in gone:
+            del self._done[path]
+        return len(gone)
+
+    def compact(self, slack: int = 1024) -> bool:
+        """Rewrite the state file when it holds many more lines than live entries."""
+        if self._state_lines <= 2 * len(self._done) + slack:
+            return False
+        before = self._state_lines
+        os.close(self._state_fd)
+        self._state_fd = -1
+        self._write_state()
+        self._state_fd = self._open_state()
+        log.info("%s: compacted %d entries to %d", self.state_path, before, len(self._done))
+        return True
+
+    def close(self) -> None:
+        for fd in (self._state_fd, self._csv_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._state_fd = self._csv_fd = -1

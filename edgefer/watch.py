@@ -1,0 +1,642 @@
+"""``edgefer watch``: classify each image dropped into a folder exactly once, unattended.
+
+Threads, and what each one owns:
+
+- watchdog's observer calls :class:`_Handler`, which only puts events into a bounded queue. An
+  exception in a handler would end watchdog's dispatcher silently, and a blocking put would stall
+  it, so a full queue (or inotify's own overflow) only raises a flag that makes the worker rescan
+  the folder.
+- One worker thread owns everything else: the :class:`Settler`, the catch-up scan, the batch, the
+  :class:`~edgefer.ledger.Ledger` (whose docstring holds the exactly-once invariant) and the
+  ``--done-dir`` moves. One image's failure is that image's error row; anything else ends it.
+- The main thread turns SIGTERM/SIGINT into one clean stop (the batch in progress is finished and
+  fsynced), talks to systemd, and exits 1 (so systemd restarts it) when the observer or the
+  worker died or the folder vanished: the daemon never looks alive while classifying nothing.
+
+A file is *ready* when it was closed after writing or moved into the folder, or when its size
+and mtime stayed unchanged for ``--settle`` seconds; files found by the start-up scan whose mtime
+is older than ``--settle`` are ready at once (not with ``--poll``: a server's clock). Temp,
+hidden and lock files are ignored until renamed. Ready files run in batches of
+``--batch-size``, and a batch starts when full or once its oldest file has waited
+``--max-latency``. At most ``MAX_TRACKED`` files are tracked and ``MAX_EVENTS`` events queued;
+beyond that a rescan picks the rest up later, so memory stays flat however many files arrive.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import signal
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgefer.ledger import Identity, Ledger
+from edgefer.notify import Notifier, watchdog_interval
+from edgefer.pipeline import classify_paths
+from edgefer.preprocess import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+
+log = logging.getLogger("edgefer.watch")
+
+#: Name endings of files still being written by browsers, rsync, editors and uploaders.
+TEMP_SUFFIXES = (".tmp", ".part", ".crdownload")
+#: Bounds on memory: queued events, and files settling or waiting for a batch.
+MAX_EVENTS = 10_000
+MAX_TRACKED = 10_000
+#: Directory entries looked at per worker turn, so events are not starved during catch-up.
+SCAN_STEP = 256
+#: Longest the worker waits for an event before checking its timers (and proving it is alive).
+TICK = 0.2
+#: Seconds between STATUS= updates, and between summary lines in the log.
+STATUS_EVERY = 2.0
+LOG_EVERY = 300.0
+
+
+class WatchError(Exception):
+    """A problem with the folders given, found before watching starts."""
+
+
+def is_candidate(name: str) -> bool:
+    """Whether a file name is one to classify: an image suffix, and not hidden, temp or a lock."""
+    lower = name.lower()
+    if name.startswith((".", "~")) or lower.endswith(TEMP_SUFFIXES):
+        return False
+    return os.path.splitext(lower)[1] in IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """How to watch.
+
+    Attributes:
+        folder: the folder producers drop images into.
+        output: the CSV rows are appended to (its state file goes beside it).
+        recursive: also watch subfolders (hidden ones and ``done_dir`` excepted).
+        poll: poll instead of inotify (network mounts: inotify misses remote changes).
+        settle: seconds a file's size and mtime must stay unchanged when no close/move event
+            says it is complete.
+        batch_size: images per batch (and per interpreter invoke).
+        max_latency: the longest a ready file waits for its batch to fill, in seconds.
+        done_dir: where classified files are moved (same filesystem: an atomic rename).
+        workers: image decoding threads (None: up to 4).
+        max_pixels: larger images get an error row (decompression bombs).
+    """
+
+    folder: str
+    output: str
+    recursive: bool = False
+    poll: bool = False
+    settle: float = 1.0
+    batch_size: int = 16
+    max_latency: float = 0.5
+    done_dir: str | None = None
+    workers: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def check_folders(options: WatchOptions) -> None:
+    """Validate the folder and ``done_dir`` (created if missing).
+
+    Raises:
+        WatchError: the folder is missing, or ``done_dir`` is unusable.
+    """
+    folder = os.path.abspath(options.folder)
+    if not os.path.isdir(folder):
+        raise WatchError(f"folder does not exist: {options.folder}")
+    if options.done_dir is None:
+        return
+    done = os.path.abspath(options.done_dir)
+    if done == folder or folder.startswith(done + os.sep):
+        raise WatchError("--done-dir must not be the watched folder or contain it")
+    try:
+        os.makedirs(done, exist_ok=True)
+        same_fs = os.stat(done).st_dev == os.stat(folder).st_dev
+    except OSError as exc:
+        raise WatchError(f"cannot use --done-dir {done}: {exc.strerror}") from exc
+    if not same_fs:
+        raise WatchError(f"--done-dir {done} must be on the same filesystem as {folder}")
+
+
+@dataclass
+class _Tracked:
+    size: int
+    mtime_ns: int
+    due: float  # when the file is ready if it stays unchanged
+    queued: float  # the due time of this file's item in the heap
+
+
+class Settler:
+    """Files seen but not yet known to be complete.
+
+    :meth:`track` records a file's size and mtime and when it may be ready; :meth:`pop_ready`
+    stats the files whose time has come and returns those still unchanged (the others start
+    settling again). One heap item per file: a later event only moves its ``due`` forward.
+    """
+
+    def __init__(
+        self,
+        settle: float,
+        clock: Callable[[], float] = time.monotonic,
+        stat_fn: Callable[[str], os.stat_result] = os.stat,
+    ) -> None:
+        self.settle = settle
+        self._clock = clock
+        self._stat = stat_fn
+        self._files: dict[str, _Tracked] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._files
+
+    def track(self, path: str, identity: Identity, delay: float) -> None:
+        """(Re)start watching ``path`` at this version; ready after ``delay`` s if unchanged."""
+        due = self._clock() + delay
+        entry = self._files.get(path)
+        if entry is None:
+            self._files[path] = _Tracked(*identity, due, due)
+            heapq.heappush(self._heap, (due, path))
+            return
+        entry.size, entry.mtime_ns = identity
+        entry.due = due
+        if due < entry.queued:
+            entry.queued = due
+            heapq.heappush(self._heap, (due, path))
+
+    def discard(self, path: str) -> None:
+        self._files.pop(path, None)
+
+    def next_due(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def pop_ready(self) -> list[tuple[str, Identity]]:
+        """Files whose time has come and whose size and mtime are still those tracked."""
+        now = self._clock()
+        ready = []
+        while self._heap and self._heap[0][0] <= now:
+            due, path = heapq.heappop(self._heap)
+            entry = self._files.get(path)
+            if entry is None or due != entry.queued:
+                continue  # discarded, or superseded by an earlier item
+            if entry.due > now:
+                entry.queued = entry.due
+                heapq.heappush(self._heap, (entry.due, path))
+                continue
+            try:
+                st = self._stat(path)
+            except OSError:
+                del self._files[path]  # deleted (or moved away) before it settled
+                continue
+            identity = (st.st_size, st.st_mtime_ns)
+            if not stat.S_ISREG(st.st_mode):
+                del self._files[path]
+            elif identity == (entry.size, entry.mtime_ns):
+                del self._files[path]
+                ready.append((path, identity))
+            else:
+                entry.size, entry.mtime_ns = identity
+                entry.due = entry.queued = now + self.settle
+                heapq.heappush(self._heap, (entry.due, path))
+        return ready
+
+
+class _Handler:
+    """watchdog handler that only enqueues: nothing here may raise or block."""
+
+    def __init__(self, events: queue.Queue, overflow: threading.Event) -> None:
+        self._events = events
+        self._overflow = overflow
+
+    def dispatch(self, event: object) -> None:
+        try:
+            self._events.put_nowait(event)
+        except Exception:  # noqa: BLE001 - queue.Full; the rescan finds what was dropped
+            self._overflow.set()
+
+
+class _OverflowLog(logging.Handler):
+    """watchdog reports a kernel inotify queue overflow only in its log: turn it into a rescan."""
+
+    def __init__(self, overflow: threading.Event) -> None:
+        super().__init__(logging.WARNING)
+        self._overflow = overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in str(record.msg).lower():
+            self._overflow.set()
+
+
+def stop_on_signals(stop: threading.Event) -> dict:
+    """Make SIGTERM and SIGINT set ``stop``; returns the handlers they had."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s: finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    return {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+class Watcher:
+    """The daemon: build it with a loaded classifier and an open ledger, then :meth:`serve`."""
+
+    def __init__(
+        self,
+        options: WatchOptions,
+        classifier,
+        ledger: Ledger,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """``stop``: set it to end :meth:`serve` (e.g. from :func:`stop_on_signals`)."""
+        self.options = options
+        self.classifier = classifier
+        self.ledger = ledger
+        self.root = os.path.abspath(options.folder)
+        self.done_dir = os.path.abspath(options.done_dir) if options.done_dir else None
+        self.events: queue.Queue = queue.Queue(MAX_EVENTS)
+        self.overflow = threading.Event()
+        self.stop = stop or threading.Event()
+        self.settler = Settler(options.settle)
+        self.ready: deque[tuple[str, Identity, float]] = deque()
+        self.scan_dirs: deque[str] = deque([self.root])
+        self._scan_iter = None
+        self._caught_up = False
+        self.n_classified = self.n_failed = self.n_caught_up = 0
+        self.heartbeat = time.monotonic()
+        self.error: BaseException | None = None
+
+    # -- which paths -----------------------------------------------------------------------
+
+    def _in_done_dir(self, path: str) -> bool:
+        return self.done_dir is not None and (
+            path == self.done_dir or path.startswith(self.done_dir + os.sep)
+        )
+
+    def _eligible(self, path: str) -> bool:
+        """An image file directly in the folder (or below it, with --recursive)."""
+        if not path.startswith(self.root + os.sep) or self._in_done_dir(path):
+            return False
+        parts = os.path.relpath(path, self.root).split(os.sep)
+        if len(parts) > 1 and (not self.options.recursive or any(p.startswith(".") for p in parts)):
+            return False
+        return is_candidate(parts[-1])
+
+    def _room(self) -> int:
+        return MAX_TRACKED - len(self.settler) - len(self.ready)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _take_events(self, timeout: float) -> None:
+        try:
+            event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        for _ in range(MAX_EVENTS):
+            self._on_event(event)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_event(self, event) -> None:
+        kind, src = event.event_type, os.fsdecode(event.src_path)
+        dest = os.fsdecode(event.dest_path) if kind == "moved" else ""
+        if event.is_directory:
+            # A folder created or moved in: its files may predate the new watch, so scan it.
+            new = dest or src
+            if self.options.recursive and kind in ("created", "moved") and self._eligible_dir(new):
+                self.scan_dirs.append(new)
+            return
+        if kind in ("deleted", "moved"):
+            self.settler.discard(src)
+            self.ledger.forget(src)
+        if kind == "moved":
+            self._saw(dest, complete=True)
+        elif kind == "closed":
+            self._saw(src, complete=True)
+        elif kind in ("created", "modified", "attrib"):
+            self._saw(src, complete=False)
+
+    def _eligible_dir(self, path: str) -> bool:
+        rel = os.path.relpath(path, self.root)
+        return (
+            path.startswith(self.root + os.sep)
+            and not self._in_done_dir(path)
+            and not any(p.startswith(".") for p in rel.split(os.sep))
+        )
+
+    def _saw(self, path: str, complete: bool) -> None:
+        if not self._eligible(path):
+            return
+        if path not in self.settler and self._room() <= 0:
+            self.overflow.set()  # too much at once: the rescan after this burst finds it
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            self.settler.discard(path)
+            return
+        if stat.S_ISREG(st.st_mode):
+            delay = 0.0 if complete else self.options.settle
+            self.settler.track(path, (st.st_size, st.st_mtime_ns), delay)
+
+    # -- catch-up scan --------------------------------------------------------------------
+
+    def _scan_some(self) -> None:
+        budget = SCAN_STEP
+        while budget > 0 and self._room() > 0:
+            if self._scan_iter is None:
+                if not self.scan_dirs:
+                    if not self._caught_up:
+                        self._caught_up = True
+                        self._after_catch_up()
+                    return
+                directory = self.scan_dirs.popleft()
+                try:
+                    self._scan_iter = os.scandir(directory)
+                except OSError as exc:
+                    log.warning("cannot list %s: %s", directory, exc.strerror)
+                    continue
+            entry = next(self._scan_iter, None)
+            if entry is None:
+                self._scan_iter.close()
+                self._scan_iter = None
+                continue
+            budget -= 1
+            self._scanned(entry)
+
+    def _scanned(self, entry: os.DirEntry) -> None:
+        path = entry.path
+        if entry.name.startswith(".") or self._in_done_dir(path):
+            return
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if self.options.recursive:
+                    self.scan_dirs.append(path)
+                return
+            if not is_candidate(entry.name):
+                return
+            st = entry.stat()
+        except OSError:
+            return
+        identity = (st.st_size, st.st_mtime_ns)
+        if not stat.S_ISREG(st.st_mode) or path in self.settler:
+            return
+        if self.ledger.is_done(path, identity):
+            if self.done_dir:
+                self._move_done(path, identity)  # classified, but a crash came before the move
+            return
+        # Untouched for --settle already: ready now. Not on a network mount, whose mtimes come
+        # from the server's clock.
+        age = time.time() - st.st_mtime_ns / 1e9
+        quiet = age >= self.options.settle and not self.options.poll
+        self.settler.track(path, identity, 0.0 if quiet else self.options.settle)
+        self.n_caught_up += 1
+
+    def _after_catch_up(self) -> None:
+        gone = self.ledger.prune()
+        self.ledger.compact()
+        log.info(
+            "caught up: %d files without a row queued; %d files with a row are still here, "
+            "%d have left",
+            self.n_caught_up,
+            len(self.ledger),
+            gone,
+        )
+
+    # -- batches --------------------------------------------------------------------------
+
+    def _batch_due(self, now: float) -> bool:
+        if not self.ready:
+            return False
+        return (
+            len(self.ready) >= self.options.batch_size
+            or now - self.ready[0][2] >= self.options.max_latency
+            or self.stop.is_set()
+        )
+
+    def _take_batch(self) -> list[tuple[str, Identity]]:
+        batch: list[tuple[str, Identity]] = []
+        taken: set[str] = set()
+        while self.ready and len(batch) < self.options.batch_size:
+            path, identity, _ = self.ready.popleft()
+            if path in taken or path in self.settler:
+                continue  # a newer version is settling
+            taken.add(path)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone before its turn
+            current = (st.st_size, st.st_mtime_ns)
+            if current != identity:
+                self.settler.track(path, current, self.options.settle)
+            elif self.ledger.is_done(path, identity):
+                if self.done_dir:
+                    self._move_done(path, identity)
+            else:
+                batch.append((path, identity))
+        return batch
+
+    def _run_batch(self) -> None:
+        batch = self._take_batch()
+        if not batch:
+            return
+        start = time.monotonic()
+        results = classify_paths(
+            self.classifier,
+            [path for path, _ in batch],
+            workers=self.options.workers,
+            max_pixels=self.options.max_pixels,
+        )
+        rows = []
+        for (path, identity), result in zip(batch, results, strict=True):
+            if not result.ok and not os.path.lexists(path):
+                log.info("%s: removed before it could be read; no row", path)
+                continue
+            rows.append((result, identity))
+        self.ledger.append(rows)
+        for result, identity in rows:
+            if result.ok:
+                self.n_classified += 1
+            else:
+                self.n_failed += 1
+                log.warning("%s: %s", result.path, result.error)
+            if self.done_dir:
+                self._move_done(result.path, identity)
+        log.debug("batch of %d in %.3f s", len(rows), time.monotonic() - start)
+
+    def _move_done(self, path: str, identity: Identity) -> None:
+        """Rename a classified file into --done-dir (never over another file)."""
+        try:
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns) != identity:
+                return  # rewritten since: the new version gets its own row first
+            dest = os.path.join(self.done_dir, os.path.relpath(path, self.root))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            stem, suffix = os.path.splitext(dest)
+            n = 0
+            while os.path.lexists(dest):
+                n += 1
+                dest = f"{stem}.{n}{suffix}"
+            os.rename(path, dest)
+        except OSError as exc:
+            log.warning("cannot move %s to %s: %s", path, self.done_dir, exc.strerror or exc)
+            return
+        self.ledger.forget(path)
+
+    # -- the worker -----------------------------------------------------------------------
+
+    def _can_rescan(self) -> bool:
+        return self.overflow.is_set() and self._room() > MAX_TRACKED // 2
+
+    def _wait_time(self, now: float) -> float:
+        if self._batch_due(now) or self._can_rescan():
+            return 0.0
+        if (self._scan_iter is not None or self.scan_dirs) and self._room() > 0:
+            return 0.0
+        wait = TICK
+        due = self.settler.next_due()
+        if due is not None:
+            wait = min(wait, due - now)
+        if self.ready:
+            wait = min(wait, self.ready[0][2] + self.options.max_latency - now)
+        return max(wait, 0.0)
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        self.heartbeat = now
+        self._take_events(self._wait_time(now))
+        if self._can_rescan():
+            self.overflow.clear()
+            log.warning("events were dropped (too many at once); rescanning %s", self.root)
+            if self.root not in self.scan_dirs:
+                self.scan_dirs.append(self.root)
+        self._scan_some()
+        now = time.monotonic()
+        for path, identity in self.settler.pop_ready():
+            self.ready.append((path, identity, now))
+        if self._batch_due(now):
+            self._run_batch()
+
+    def work(self) -> None:
+        """The worker thread's body: runs until ``stop``, then finishes what is ready."""
+        try:
+            while not self.stop.is_set():
+                self._step()
+            if self.ready:
+                self._run_batch()  # the batch that was filling; the rest waits for the restart
+        except BaseException as exc:  # noqa: BLE001 - reported by the main loop, which exits 1
+            self.error = exc
+            log.exception("worker failed")
+
+    # -- the main thread ------------------------------------------------------------------
+
+    def status(self) -> str:
+        text = (
+            f"{self.n_classified} classified, {self.n_failed} failed; "
+            f"{len(self.settler)} settling, {len(self.ready)} queued"
+        )
+        return text if self._caught_up else text + "; catching up"
+
+    def _start_observer(self):
+        from watchdog import events as ev
+
+        if self.options.poll:
+            from watchdog.observers.polling import PollingObserver
+
+            observer = PollingObserver(timeout=max(0.25, min(self.options.settle / 2, 2.0)))
+        else:
+            try:
+                from watchdog.observers.inotify import InotifyObserver
+            except ImportError:  # not Linux: the platform's native observer
+                from watchdog.observers import Observer
+
+                observer = Observer()
+            else:
+                # Full events: a file renamed in from outside the folder is a move (complete
+                # at once), not a create (which has to settle).
+                observer = InotifyObserver(generate_full_events=True)
+        # Not FileOpened/FileClosedNoWrite: our own reads would wake us. Not DirModified: noise.
+        # (getattr: older watchdog releases lack some kinds; the filter is only an economy.)
+        names = ("FileCreated", "FileModified", "FileAttrib", "FileClosed", "FileMoved")
+        names += ("FileDeleted", "DirCreated", "DirMoved")
+        kinds = [getattr(ev, n + "Event") for n in names if hasattr(ev, n + "Event")]
+        handler = _Handler(self.events, self.overflow)
+        observer.schedule(handler, self.root, recursive=self.options.recursive, event_filter=kinds)
+        logging.getLogger("watchdog").addHandler(_OverflowLog(self.overflow))
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    def _problem(self, observer, worker: threading.Thread) -> str:
+        if not os.path.isdir(self.root):
+            return f"the watched folder {self.root} is gone"
+        if not worker.is_alive():
+            return f"the worker stopped: {self.error!r}"
+        if not observer.is_alive() or not all(e.is_alive() for e in observer.emitters):
+            return "the file watcher stopped"
+        return ""
+
+    def serve(self, notifier: Notifier | None = None) -> int:
+        """Watch until SIGTERM/SIGINT (returns 0) or until a part of the daemon dies (1).
+
+        Raises:
+            OSError: the folder cannot be watched (e.g. out of inotify watches: use --poll).
+        """
+        notifier = notifier or Notifier(None)
+        stop = self.stop
+        previous = stop_on_signals(stop)
+        observer = self._start_observer()
+        worker = threading.Thread(target=self.work, name="edgefer-worker", daemon=True)
+        worker.start()
+        notifier.ready(self.status())
+        log.info(
+            "watching %s%s (%s) into %s",
+            self.root,
+            " and subfolders" if self.options.recursive else "",
+            "polling" if self.options.poll else "inotify",
+            self.ledger.csv_path,
+        )
+        interval = watchdog_interval()
+        code = self._supervise(observer, worker, notifier, interval)
+        stop.set()
+        notifier.stopping()
+        worker.join(None if code == 0 else 10.0)
+        observer.stop()
+        observer.join(5.0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if code == 0 and self.error is not None:
+            code = 1
+        log.info("stopped: %s", self.status())
+        return code
+
+    def _supervise(
+        self, observer, worker: threading.Thread, notifier: Notifier, interval: float | None
+    ) -> int:
+        tick = min(1.0, interval) if interval else 1.0
+        last_status = last_log = time.monotonic()
+        shown = logged = ""
+        while not self.stop.wait(tick):
+            problem = self._problem(observer, worker)
+            if problem:
+                log.error("%s; exiting so that the service manager restarts edgefer", problem)
+                return 1
+            now = time.monotonic()
+            # Ping only while the worker turns: a hung batch lets systemd's watchdog fire.
+            if interval and now - self.heartbeat < 2 * interval:
+                notifier.watchdog()
+            text = self.status()
+            if text != shown and now - last_status >= STATUS_EVERY:
+                notifier.status(text)
+                shown, last_status = text, now
+            if text != logged and now - last_log >= LOG_EVERY:
+                log.info("%s", text)
+                logged, last_log = text, now
+        return 0

@@ -1,0 +1,421 @@
+"""`edgefer watch` as a real process: producers writing the ways they do, SIGKILL, SIGTERM, systemd.
+
+Every wait polls for a condition with a deadline; the only sleeps are the producers' own pauses
+(a slow writer) and the random moments at which the daemon is killed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import LABELS, synth_images
+from PIL import Image
+
+from edgefer.ledger import Ledger
+
+SETTLE = "0.3"
+
+
+@pytest.fixture(scope="module")
+def pngs() -> list[bytes]:
+    """A few distinct 16x16 grey PNGs, as bytes."""
+    x, _ = synth_images(24, seed=5)
+    out = []
+    for image in x:
+        buf = io.BytesIO()
+        Image.fromarray(image[..., 0], "L").save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def wait_for(condition, timeout: float, what: str, daemon: Daemon | None = None):
+    """Poll ``condition`` until it returns something truthy; fail with the daemon's log if not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if daemon is not None and daemon.proc.poll() is not None:
+            code = daemon.proc.returncode
+            pytest.fail(f"daemon exited ({code}) waiting for {what}:\n{daemon.log}")
+        if time.monotonic() > deadline:
+            log = daemon.log if daemon else ""
+            pytest.fail(f"timed out waiting for {what}\n{log}")
+        time.sleep(0.05)
+
+
+class Daemon:
+    """``python -m edgefer watch`` with an abstract notify socket standing in for systemd."""
+
+    def __init__(self, tmp_path: Path, model: Path, inbox: Path, out: Path, *args, env=None):
+        self.cmd = [sys.executable, "-m", "edgefer", "watch", str(inbox), "--out", str(out)]
+        self.cmd += ["-m", str(model), "--settle", SETTLE, "--max-latency", "0.1", "-t", "1"]
+        self.cmd += [str(a) for a in args]
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.tmp_path = tmp_path
+        self.runs = 0
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.messages: list[dict[str, str]] = []
+
+    def start(self) -> Daemon:
+        self.runs += 1
+        if self.sock is not None:
+            self.sock.close()
+        name = f"edgefer-test-{uuid.uuid4().hex}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + name)
+        self.sock.setblocking(False)
+        self.messages = []
+        self.log_path = self.tmp_path / f"daemon-{self.runs}.log"
+        with open(self.log_path, "wb") as log:
+            env = {**self.env, "NOTIFY_SOCKET": "@" + name}
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log, env=env)
+        return self
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def receive(self) -> list[dict[str, str]]:
+        while True:
+            try:
+                data = self.sock.recv(4096).decode()
+            except BlockingIOError:
+                return self.messages
+            self.messages.append(dict(line.split("=", 1) for line in data.split("\n")))
+
+    def saw(self, key: str) -> dict[str, str] | None:
+        return next((m for m in self.receive() if key in m), None)
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, str]:
+        return wait_for(lambda: self.saw("READY"), timeout, "READY=1", self)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.sock is not None:
+            self.sock.close()
+
+
+def complete_rows(out: Path) -> list[list[str]]:
+    """Rows of the CSV so far (a line still being written is left out), header excluded."""
+    try:
+        text = out.read_text()
+    except FileNotFoundError:
+        return []
+    text = text[: text.rfind("\n") + 1]
+    return list(csv.reader(io.StringIO(text)))[1:]
+
+
+def paths_in(out: Path) -> Counter:
+    return Counter(row[0] for row in complete_rows(out))
+
+
+def check_csv(out: Path) -> list[list[str]]:
+    """The finished CSV: one header, whole rows with every column, the state file in step."""
+    raw = out.read_bytes()
+    assert raw.endswith(b"\n"), "torn last line"
+    rows = list(csv.reader(io.StringIO(raw.decode())))
+    assert rows[0] == ["path", "label", "confidence", *LABELS, "error"]
+    assert all(len(row) == len(rows[0]) for row in rows), "a row with missing cells"
+    state = out.with_name(out.name + ".state").read_text().splitlines()
+    assert int(state[-1].strip("[").split(",")[0]) == len(raw) or len(state) == 1
+    return rows[1:]
+
+
+@pytest.fixture
+def inbox(tmp_path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+def test_producers_and_systemd(tmp_path, int8_model, inbox, pngs):
+    out = tmp_path / "labels.csv"
+    env = {"WATCHDOG_USEC": "400000"}
+    with Daemon(tmp_path, int8_model, inbox, out, env=env).start() as daemon:
+        ready = daemon.wait_ready()
+        assert "classified" in ready["STATUS"]
+        # A slow writer keeping the file open, pausing less than --settle between chunks.
+        with open(inbox / "slow.png", "wb") as f:
+            for i in range(0, len(pngs[0]), 120):
+                f.write(pngs[0][i : i + 120])
+                f.flush()
+                time.sleep(0.15)
+        (inbox / "renamed.png.part").write_bytes(pngs[1])
+        os.rename(inbox / "renamed.png.part", inbox / "renamed.png")
+        for name in (".hidden.png", "~lock.png", "photo.jpg.crdownload", "upload.tmp"):
+            (inbox / name).write_bytes(pngs[2])
+        staging = tmp_path / "staging"  # an uploader's own folder, then a rename into ours
+        staging.mkdir()
+        (staging / "moved-in.png").write_bytes(pngs[6])
+        os.rename(staging / "moved-in.png", inbox / "moved-in.png")
+        (inbox / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+        with open(inbox / "abandoned.png", "wb") as f:  # deleted before it completes
+            f.write(pngs[3][:50])
+            f.flush()
+            os.unlink(inbox / "abandoned.png")
+        (inbox / "sub").mkdir()
+        (inbox / "sub" / "deep.png").write_bytes(pngs[4])  # not watched without --recursive
+        wait_for(lambda: len(paths_in(out)) == 4, 20, "4 rows", daemon)
+        # Renamed into place, a hidden file counts; events are handled in order, so once its
+        # row is there, every earlier file has been dealt with.
+        os.rename(inbox / ".hidden.png", inbox / "visible.png")
+        (inbox / "renamed.png.part").write_bytes(pngs[5])  # a new version, same name
+        os.rename(inbox / "renamed.png.part", inbox / "renamed.png")
+        wait_for(lambda: sum(paths_in(out).values()) == 6, 20, "6 rows", daemon)
+        wait_for(lambda: daemon.saw("WATCHDOG"), 5, "WATCHDOG=1", daemon)
+        assert daemon.stop() == 0
+        assert any(m.get("STOPPING") == "1" for m in daemon.receive())
+    rows = check_csv(out)
+    by_name = Counter(os.path.basename(row[0]) for row in rows)
+    assert by_name == {
+        "slow.png": 1,
+        "renamed.png": 2,
+        "moved-in.png": 1,
+        "corrupt.jpg": 1,
+        "visible.png": 1,
+    }
+    errors = {os.path.basename(row[0]): row[-1] for row in rows}
+    assert errors["corrupt.jpg"] and not errors["slow.png"] and not errors["visible.png"]
+    assert all(row[0] == str(inbox / os.path.basename(row[0])) for row in rows)
+    log = daemon.log
+    assert "corrupt.jpg" in log and "\x1b[" not in log  # plain lines, no colours off a TTY
+
+
+@pytest.mark.parametrize(
+    "n",
+    [
+        300,
+        pytest.param(
+            1000,
+            marks=pytest.mark.skipif(
+                not os.environ.get("EDGEFER_SLOW_TESTS"), reason="set EDGEFER_SLOW_TESTS=1"
+            ),
+        ),
+    ],
+)
+def test_many_files_recursive_with_done_dir(tmp_path, int8_model, inbox, pngs, n):
+    out, done = tmp_path / "labels.csv", tmp_path / "done"
+    args = ("--recursive", "--done-dir", done, "--verbose")
+    names = [f"{i:04d}.png" if i % 2 else f"sub/{i:04d}.png" for i in range(n)]
+    with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
+        daemon.wait_ready()
+        (inbox / "sub").mkdir()  # files land in it before its watch exists: a scan finds them
+        for i, name in enumerate(names):
+            (inbox / name).write_bytes(pngs[i % len(pngs)])
+        wait_for(lambda: len(paths_in(out)) == n, 60, f"{n} rows", daemon)
+        wait_for(lambda: len(list(done.rglob("*.png"))) == n, 10, "all moved", daemon)
+        assert daemon.stop() == 0
+    assert sorted(paths_in(out).values()) == [1] * n
+    assert set(paths_in(out)) == {str(inbox / name) for name in names}
+    assert not list(inbox.rglob("*.png"))
+    assert sorted(str(p.relative_to(done)) for p in done.rglob("*.png")) == sorted(names)
+    assert "batch of 16" in daemon.log  # files that arrive together share a batch
+
+    # A crash between the ledger write and the move leaves a classified file in the folder:
+    # the restart moves it without a second row (copy2 keeps size and mtime: the same version).
+    shutil.copy2(done / names[0], inbox / names[0])
+    rows_before = len(complete_rows(out))
+    with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
+        daemon.wait_ready()
+        wait_for(lambda: not (inbox / names[0]).exists(), 20, "the move", daemon)
+        assert daemon.stop() == 0
+    assert len(check_csv(out)) == rows_before
+    assert (done / (names[0][:-4] + ".1.png")).exists()  # never over an existing file
+
+
+def produce(inbox: Path, names: list[str], pngs: list[bytes], seed: int) -> None:
+    """Write files the ways producers do: at once, in chunks, or under a temp name then renamed."""
+    rng = random.Random(seed)
+    for i, name in enumerate(names):
+        data = pngs[i % len(pngs)]
+        mode = rng.choice(("write", "chunks", "rename"))
+        if mode == "write":
+            (inbox / name).write_bytes(data)
+        elif mode == "chunks":
+            with open(inbox / name, "wb") as f:
+                f.write(data[:100])
+                f.flush()
+                time.sleep(0.01)
+                f.write(data[100:])
+        else:
+            (inbox / (name + ".part")).write_bytes(data)
+            os.rename(inbox / (name + ".part"), inbox / name)
+        time.sleep(rng.uniform(0, 0.01))
+
+
+def test_sigkill_at_random_moments_then_restart(tmp_path, int8_model, inbox, pngs):
+    out = tmp_path / "labels.csv"
+    names = [f"{i:03d}.png" for i in range(200)]
+    seed = int(os.environ.get("EDGEFER_WATCH_SEED", "11"))  # vary it to stress the daemon
+    producer = threading.Thread(target=produce, args=(inbox, names, pngs, seed))
+    rng = random.Random(seed)
+    producer.start()
+    with Daemon(tmp_path, int8_model, inbox, out, "--batch-size", "4") as daemon:
+        for kill in range(5):
+            daemon.start()
+            if kill:  # the first is killed while it starts up
+                daemon.wait_ready()
+            time.sleep(rng.uniform(0.05, 0.6))
+            assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+        producer.join()
+        daemon.start().wait_ready()
+        wait_for(lambda: len(paths_in(out)) == len(names), 60, "every file", daemon)
+        assert daemon.stop() == 0
+    rows = check_csv(out)
+    assert Counter(row[0] for row in rows) == {str(inbox / name): 1 for name in names}
+    assert all(not row[-1] for row in rows)  # never a half-written file classified
+
+
+def strace_works() -> bool:
+    strace = shutil.which("strace")
+    if strace is None:
+        return False
+    probe = subprocess.run([strace, "-f", "-qq", "-o", os.devnull, "true"], capture_output=True)
+    return probe.returncode == 0  # ptrace may be forbidden in a container
+
+
+@pytest.mark.skipif(not strace_works(), reason="needs strace and ptrace")
+@pytest.mark.parametrize("when", [1, 2, 3])
+def test_sigkill_inside_the_ledger_write(tmp_path, int8_model, inbox, pngs, when):
+    """strace kills the daemon as its worker enters its ``when``-th fsync: 1: the first batch's
+    rows are written but not synced, no state lines yet; 2: its state lines are written but not
+    synced; 3: the second batch's rows are written."""
+    out = tmp_path / "labels.csv"
+    Ledger(out, LABELS).close()  # so that only the worker thread fsyncs (strace counts per thread)
+    for i in range(10):
+        (inbox / f"{i}.png").write_bytes(pngs[i])
+    crashing = Daemon(tmp_path, int8_model, inbox, out, "--batch-size", "4")
+    inject = f"inject=fsync:signal=SIGKILL:when={when}"
+    strace = [shutil.which("strace"), "-f", "-qq", "-o", os.devnull]
+    crashing.cmd = [*strace, "-e", "trace=fsync", "-e", inject, *crashing.cmd]
+    with crashing.start():
+        assert crashing.proc.wait(60) != 0
+    assert out.read_bytes().count(b"\n") == 1 + 4 * ((when + 1) // 2)  # rows on disk, unsynced
+    with Daemon(tmp_path, int8_model, inbox, out, "--batch-size", "4").start() as daemon:
+        wait_for(lambda: len(paths_in(out)) == 10, 30, "every file", daemon)
+        assert daemon.stop() == 0
+    assert sorted(Counter(row[0] for row in check_csv(out)).values()) == [1] * 10
+    assert ("unfinished batch" in daemon.log) == (when % 2 == 1)
+
+
+@pytest.mark.skipif(not strace_works(), reason="needs strace and ptrace")
+def test_disk_error_exits_1_and_the_restart_redoes_the_batch(tmp_path, int8_model, inbox, pngs):
+    """The first fsync of the rows fails with EIO (a failing SD card): the worker dies, the
+    daemon says why and exits 1 for systemd to restart it; the restart redoes that batch."""
+    out = tmp_path / "labels.csv"
+    Ledger(out, LABELS).close()
+    for i in range(6):
+        (inbox / f"{i}.png").write_bytes(pngs[i])
+    failing = Daemon(tmp_path, int8_model, inbox, out, "--batch-size", "4")
+    strace = [shutil.which("strace"), "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync"]
+    failing.cmd = [*strace, "-e", "inject=fsync:error=EIO:when=1", *failing.cmd]
+    with failing.start():
+        failing.wait_ready()
+        assert failing.proc.wait(30) == 1
+    assert "the worker stopped" in failing.log and "Input/output error" in failing.log
+    with Daemon(tmp_path, int8_model, inbox, out, "--batch-size", "4").start() as daemon:
+        wait_for(lambda: len(paths_in(out)) == 6, 30, "every file", daemon)
+        assert daemon.stop() == 0
+    assert sorted(Counter(row[0] for row in check_csv(out)).values()) == [1] * 6
+
+
+def test_sigterm_finishes_the_batch_and_exits_0(tmp_path, int8_model, inbox, pngs):
+    out = tmp_path / "labels.csv"
+    args = ("--batch-size", "4")
+    with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
+        daemon.wait_ready()
+        for i in range(60):
+            (inbox / f"{i:02d}.png").write_bytes(pngs[i % len(pngs)])
+        wait_for(lambda: complete_rows(out), 20, "a first row", daemon)
+        assert daemon.stop() == 0
+    assert "SIGTERM" in daemon.log
+    assert len(check_csv(out)) <= 60  # whole rows only, the state file in step
+    with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
+        wait_for(lambda: len(paths_in(out)) == 60, 30, "catch-up", daemon)
+        daemon.stop()
+    assert sorted(paths_in(out).values()) == [1] * 60
+
+
+def test_poll_mode_settles(tmp_path, int8_model, inbox, pngs):
+    out = tmp_path / "labels.csv"
+    with Daemon(tmp_path, int8_model, inbox, out, "--poll").start() as daemon:
+        daemon.wait_ready()
+        with open(inbox / "slow.png", "wb") as f:
+            for i in range(0, len(pngs[0]), 100):
+                f.write(pngs[0][i : i + 100])
+                f.flush()
+                time.sleep(0.1)  # less than --settle: still being written
+        with open(inbox / "gone.png", "wb") as f:
+            f.write(pngs[1][:60])
+        os.unlink(inbox / "gone.png")  # deleted before it settled
+        wait_for(lambda: paths_in(out), 20, "a row", daemon)
+        assert daemon.stop() == 0
+    rows = check_csv(out)
+    assert [(row[0], row[-1]) for row in rows] == [(str(inbox / "slow.png"), "")]
+
+
+def test_usage_errors_exit_2(tmp_path, int8_model, inbox):
+    other = tmp_path / "other.csv"
+    other.write_text("path,label,confidence,angry,calm,error\n")
+    cases = {
+        "missing": (tmp_path / "nowhere", tmp_path / "a.csv"),
+        "labels": (inbox, other),
+        "out dir": (inbox, tmp_path / "no" / "a.csv"),
+        "directory": (inbox, tmp_path),
+    }
+    procs = {}
+    for key, (folder, out) in cases.items():
+        cmd = [sys.executable, "-m", "edgefer", "watch", folder, "--out", out, "-m", int8_model]
+        procs[key] = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    messages = {key: proc.communicate(timeout=60)[1] for key, proc in procs.items()}
+    assert {key: proc.returncode for key, proc in procs.items()} == dict.fromkeys(cases, 2)
+    assert "nowhere" in messages["missing"]
+    assert "other labels" in messages["labels"]
+    assert "does not exist" in messages["out dir"]
+    assert other.read_text() == "path,label,confidence,angry,calm,error\n"
+
+
+def test_exits_1_when_the_folder_vanishes(tmp_path, int8_model, inbox):
+    out = tmp_path / "labels.csv"
+    with Daemon(tmp_path, int8_model, inbox, out).start() as daemon:
+        daemon.wait_ready()
+        shutil.rmtree(inbox)
+        assert daemon.proc.wait(30) == 1
+    assert "exiting so that the service manager restarts edgefer" in daemon.log
+
+
+def test_help_does_not_load_watchdog_or_a_runtime():
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edgefer", "watch", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--settle" in result.stdout
+    for module in ("watchdog", "tensorflow", "ai_edge_litert", "tflite_runtime"):
+        assert f" {module}" not in result.stderr

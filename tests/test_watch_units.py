@@ -1,0 +1,197 @@
+"""The ledger's recovery rules and the settle tracker, on files and a fake clock (no model)."""
+
+import json
+import logging
+import os
+import sys
+import types
+
+import pytest
+
+from edgefer.csvout import CsvError, CsvSink, csv_header
+from edgefer.ledger import Ledger, LedgerError
+from edgefer.notify import _JournalFormatter, _stderr_is_journal
+from edgefer.pipeline import Result
+from edgefer.watch import Settler, is_candidate
+
+LABELS = ("happy", "sad")
+HEADER = ",".join(csv_header(LABELS)) + "\n"
+
+
+def ok(path):
+    return Result(path, "happy", 0.75, (0.75, 0.25))
+
+
+def csv_paths(path):
+    return [line.split(",")[0] for line in path.read_text().splitlines()[1:]]
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = []
+    for name in ("a.png", "b.png", "c.png"):
+        (folder / name).write_bytes(name.encode())
+        paths.append(str(folder / name))
+    return paths
+
+
+def identity(path):
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def test_new_ledger_writes_header_and_records_rows(tmp_path, images):
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    assert out.read_text() == HEADER
+    ledger.append([(ok(p), identity(p)) for p in images[:2]])
+    assert ledger.is_done(images[0], identity(images[0]))
+    assert not ledger.is_done(images[2], identity(images[2]))
+    assert not ledger.is_done(images[0], (0, 0))  # another version of the file
+    ledger.close()
+    reopened = Ledger(out, LABELS)
+    assert reopened.is_done(images[1], identity(images[1])) and len(reopened) == 2
+    assert csv_paths(out) == images[:2]
+
+
+def test_rows_without_state_lines_are_dropped_not_duplicated(tmp_path, images):
+    """A crash after the CSV fsync but before the state lines: the batch is redone."""
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(images[0]), identity(images[0]))])
+    ledger.close()
+    with open(out, "a") as f:
+        f.write(f"{images[1]},happy,0.75,0.75,0.25,\n{images[2]},sa")  # a row and a torn one
+    ledger = Ledger(out, LABELS)
+    assert csv_paths(out) == images[:1]
+    assert not ledger.is_done(images[1], identity(images[1]))
+    ledger.append([(ok(images[1]), identity(images[1]))])
+    ledger.close()
+    assert csv_paths(out) == images[:2]
+
+
+def test_torn_state_line_is_cut_and_its_row_redone(tmp_path, images):
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(p), identity(p)) for p in images[:2]])
+    ledger.close()
+    state = out.with_name("labels.csv.state")
+    state.write_bytes(state.read_bytes()[:-7])  # the crash tore the last state line
+    ledger = Ledger(out, LABELS)
+    assert csv_paths(out) == images[:1]
+    assert ledger.is_done(images[0], identity(images[0]))
+    assert not ledger.is_done(images[1], identity(images[1]))
+    assert state.read_bytes().endswith(b"\n")
+
+
+def test_csv_shorter_than_state_is_refused(tmp_path, images):
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(images[0]), identity(images[0]))])
+    ledger.close()
+    out.write_text(HEADER)
+    with pytest.raises(LedgerError, match="truncated or replaced"):
+        Ledger(out, LABELS)
+
+
+def test_classify_csv_is_adopted(tmp_path, images):
+    out = tmp_path / "labels.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(ok(images[0]))
+        sink.write(ok(str(tmp_path / "gone.png")))
+    ledger = Ledger(out, LABELS)
+    assert ledger.is_done(images[0], identity(images[0])) and len(ledger) == 1
+    assert json.loads(out.with_name("labels.csv.state").read_text().splitlines()[0]) == {
+        "edgefer_state": 1,
+        "csv_bytes": out.stat().st_size,
+    }
+
+
+def test_other_labels_and_second_daemon_are_refused(tmp_path):
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    with pytest.raises(CsvError, match="in use"):
+        Ledger(out, LABELS)
+    ledger.close()
+    with pytest.raises(CsvError, match="other labels"):
+        Ledger(out, ("angry", "calm"))
+    with pytest.raises(CsvError, match="does not exist"):
+        Ledger(tmp_path / "no" / "labels.csv", LABELS)
+
+
+def test_prune_and_compact(tmp_path, images):
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    for _ in range(3):
+        ledger.append([(ok(p), identity(p)) for p in images])
+    os.remove(images[0])
+    assert ledger.prune() == 1
+    assert ledger.compact(slack=0)
+    ledger.close()
+    state = out.with_name("labels.csv.state").read_text().splitlines()
+    assert len(state) == 3  # header + the two files still there
+    assert len(csv_paths(out)) == 9  # rows are history: never rewritten
+    assert Ledger(out, LABELS).is_done(images[2], identity(images[2]))
+
+
+def test_is_candidate():
+    assert is_candidate("face.jpg") and is_candidate("FACE.PNG")
+    for name in (".face.jpg", "~face.jpg", "face.jpg.part", "face.tmp", "x.crdownload", "a.txt"):
+        assert not is_candidate(name)
+
+
+class FakeFs:
+    def __init__(self):
+        self.now = 0.0
+        self.files = {}
+
+    def stat(self, path):
+        if path not in self.files:
+            raise FileNotFoundError(path)
+        size, mtime = self.files[path]
+        return types.SimpleNamespace(st_size=size, st_mtime_ns=mtime, st_mode=0o100644)
+
+
+def test_settler_waits_for_quiet_files():
+    fs = FakeFs()
+    settler = Settler(1.0, clock=lambda: fs.now, stat_fn=fs.stat)
+    fs.files["a"] = (10, 1)
+    settler.track("a", (10, 1), 1.0)
+    fs.now = 0.5
+    assert settler.pop_ready() == []
+    fs.files["a"] = (20, 2)  # still growing, no event seen (polling)
+    fs.now = 1.0
+    assert settler.pop_ready() == [] and "a" in settler
+    fs.now = 2.0
+    assert settler.pop_ready() == [("a", (20, 2))] and "a" not in settler
+
+
+def test_settler_events_push_back_and_complete_files_go_at_once():
+    fs = FakeFs()
+    settler = Settler(1.0, clock=lambda: fs.now, stat_fn=fs.stat)
+    fs.files.update({"a": (1, 1), "b": (1, 1), "gone": (1, 1)})
+    settler.track("a", (1, 1), 1.0)
+    settler.track("gone", (1, 1), 1.0)
+    fs.now = 0.9
+    settler.track("a", (1, 1), 1.0)  # modified again: due at 1.9
+    settler.track("b", (1, 1), 0.0)  # closed after writing: due now
+    del fs.files["gone"]  # deleted before it settled
+    fs.now = 1.0
+    assert settler.pop_ready() == [("b", (1, 1))]
+    assert "gone" not in settler
+    fs.now = 1.9
+    assert settler.pop_ready() == [("a", (1, 1))] and len(settler) == 0
+
+
+def test_journald_lines_carry_their_priority(tmp_path, monkeypatch):
+    with open(tmp_path / "stderr", "w") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        assert _stderr_is_journal()
+        monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # inherited, but stderr was redirected
+        assert not _stderr_is_journal()
+    record = logging.LogRecord("edgefer", logging.WARNING, "", 0, "a.jpg: empty\nmore", None, None)
+    assert _JournalFormatter("%(message)s").format(record) == "<4>a.jpg: empty\n<4>more"
