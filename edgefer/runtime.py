@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 #: (module holding ``Interpreter``, distribution name), in order of preference.
@@ -34,6 +33,8 @@ class Runtime:
 
 
 def _version(dist: str) -> str:
+    from importlib import metadata  # ~17 ms to import: only when a runtime is loaded
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
