@@ -1,0 +1,195 @@
+"""edgefer benchmarks (issue #6): speed, memory and start-up, measured side by side in one run.
+
+    python benchmarks/run.py [--quick] [--model M.tflite] [--keras model.keras] [--data DIR]
+
+Prints one table per section with ratios and PASS/MISS against the targets, and writes
+benchmarks/RESULTS.md (or --results PATH). Inputs are generated into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # sibling modules, however the script is started
+
+import inputs  # noqa: E402
+import sections  # noqa: E402
+from harness import load_average, machine_description, usable_cores  # noqa: E402
+from report import Section, kept_notes, markdown_report, print_section  # noqa: E402
+
+from edgefer.classifier import default_model_path  # noqa: E402
+from edgefer.spec import read_spec  # noqa: E402
+
+DEFAULT_DATA = os.environ.get("EDGEFER_BENCH_DATA", "/work/shared/data/fer2013")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--model", type=Path, default=None, help="the shipped .tflite (default: edgefer's)"
+    )
+    p.add_argument(
+        "--keras",
+        type=Path,
+        help="the float Keras model it came from (spec.json beside it): enables section 2 and "
+        "converts the four variants for sections 1, 5 and 7",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KIND=PATH",
+        help="an already converted variant (KIND: none, float16, dynamic, int8); repeatable; "
+        "'none' is the float32 model compared in sections 1 and 5",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(DEFAULT_DATA),
+        help="dataset with <label>/ folders, or train/ and val/ holding them "
+        "(default: $EDGEFER_BENCH_DATA or %(default)s)",
+    )
+    p.add_argument("--quick", action="store_true", help="a small version (a minute or two)")
+    p.add_argument(
+        "--repeats", type=int, help="timed repeats per comparison (default 3-5; quick 2)"
+    )
+    p.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="which sections, e.g. 1,4")
+    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="Markdown to write")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--workdir", type=Path, help="where to generate inputs (default: a temp dir)")
+    return p.parse_args(argv)
+
+
+def edgefer_command() -> list[str]:
+    """The installed console script beside this interpreter, else ``python -m edgefer``."""
+    script = Path(sys.executable).parent / "edgefer"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "edgefer"]
+
+
+def build_context(args: argparse.Namespace, work: Path) -> sections.Context:
+    shipped = (args.model or default_model_path()).resolve()
+    if not shipped.is_file():
+        raise SystemExit(f"no model at {shipped}: pass --model PATH")
+    spec = read_spec(shipped.read_bytes())
+    if spec is None:
+        raise SystemExit(f"{shipped} carries no edgefer spec (convert it with `edgefer convert`)")
+    data = args.data
+    val_dir = data / "val" if (data / "val").is_dir() else data
+    calibration_dir = data / "train" if (data / "train").is_dir() else data
+    pool = inputs.dataset_images(val_dir) + inputs.dataset_images(calibration_dir)
+    pool = list(dict.fromkeys(pool))
+    if not pool:
+        raise SystemExit(f"no images under {data}: pass --data DIR")
+    sizes = sections.QUICK if args.quick else sections.Sizes()
+    if args.repeats:
+        sizes = replace(sizes, repeats=args.repeats, heavy_repeats=args.repeats)
+    ctx = sections.Context(
+        shipped=shipped,
+        spec=spec,
+        sizes=sizes,
+        work=work,
+        pool=pool,
+        val_dir=val_dir,
+        calibration_dir=calibration_dir,
+        cores=usable_cores(),
+        edgefer=edgefer_command(),
+        keras=args.keras.resolve() if args.keras else None,
+    )
+    for item in args.variant:
+        kind, _, path = item.partition("=")
+        if kind not in sections.VARIANT_NAMES or not Path(path).is_file():
+            raise SystemExit(
+                f"--variant {item}: expected KIND=PATH with KIND in none, float16, "
+                "dynamic, int8 and an existing file"
+            )
+        ctx.variants[kind] = Path(path).resolve()
+    ctx.folder = inputs.copy_folder(pool, work / "pngs", sizes.folder)
+    ctx.folder_images = inputs.decode_all(ctx.files(), spec)
+    items = inputs.labelled_sample(val_dir, spec.labels, sizes.per_label)
+    if items:
+        pixels = inputs.decode_all([p for p, _ in items], spec)
+        ctx.val = (pixels, np.array([i for _, i in items]))
+    return ctx
+
+
+def settings_of(ctx: sections.Context, args: argparse.Namespace) -> dict[str, str]:
+    s = ctx.sizes
+    return {
+        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
+        "shipped model": f"{ctx.shipped} ({ctx.shipped.stat().st_size:,} bytes, {ctx.spec.name})",
+        "Keras model": str(ctx.keras) if ctx.keras else "none (section 2 skipped)",
+        "variants": ", ".join(
+            f"{sections.VARIANT_NAMES[k]}: {p.name}" for k, p in ctx.variants.items()
+        )
+        or "none",
+        "data": str(args.data),
+        "mode": "quick" if args.quick else "full",
+        "repeats": f"interleaved, each after 1 warm-up round: {s.heavy_repeats} timed (sections "
+        f"1, 3, 5), {s.repeats} (2, 7), {s.startup_repeats} (start-up), {s.memory_repeats} "
+        "(memory, no warm-up)",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Wide enough for the tables when the output goes to a log file rather than a terminal.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+    wanted = {int(x) for x in args.sections.split(",") if x.strip()}
+    machine = machine_description()
+    started = time.perf_counter()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="edgefer-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        ctx = build_context(args, work)
+        if ctx.keras and not {"none", "float16", "dynamic", "int8"} <= set(ctx.variants):
+            console.print(f"converting {ctx.keras.name} four ways (child process)...")
+            sections.convert_variants(ctx)
+        settings = settings_of(ctx, args)
+        for key, value in {**machine, **settings}.items():
+            console.print(f"[bold]{key}[/]: {value}", soft_wrap=True)
+        console.print()
+        done: dict[int, Section] = {}
+        for number in sections.RUN_ORDER:
+            if number not in wanted:
+                continue
+            t0 = time.perf_counter()
+            done[number] = sections.SECTIONS[number](ctx)
+            print_section(console, done[number])
+            console.print(f"  [dim](section {number}: {time.perf_counter() - t0:.0f} s)[/]\n")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    machine["load average at end"] = load_average()
+    machine["total run time"] = f"{time.perf_counter() - started:.0f} s"
+    ordered = [done[n] for n in sorted(done)]
+    existing = args.results.read_text(encoding="utf-8") if args.results.is_file() else None
+    args.results.write_text(
+        markdown_report(machine, settings, ordered, kept_notes(existing)), encoding="utf-8"
+    )
+    console.print(f"wrote {args.results}")
+    if args.json:
+        payload = {
+            "machine": machine,
+            "settings": settings,
+            "sections": [s.to_dict() for s in ordered],
+        }
+        args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    misses = [c for s in ordered for c in s.checks if not c.passed]
+    console.print(f"{len(misses)} target(s) missed" if misses else "every target met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
