@@ -1,0 +1,56 @@
+"""Architectures build at any size, match the report's parameter count, count FLOPs by hand."""
+
+import numpy as np
+import pytest
+
+from train.archs import build, edge, seed
+from train.flops import count_flops
+from train.tfenv import keras
+
+
+def test_seed_matches_report_parameter_count():
+    assert seed((222, 222, 3), 6).count_params() == 1_281_670  # the report: 1.28M
+
+
+@pytest.mark.parametrize("shape", [(48, 48, 1), (16, 16, 3), (8, 12, 1)])
+def test_archs_build_at_other_sizes_and_output_probabilities(shape):
+    for name in ("seed", "edge"):
+        model = build(name, shape, 5)
+        probs = model.predict(np.full((2, *shape), 128.0, np.float32), verbose=0)
+        assert probs.shape == (2, 5)
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_edge_fits_the_device_budget():
+    model = edge((48, 48, 1), 7)
+    assert model.count_params() <= 1_300_000
+    assert count_flops(model) <= 150e6
+    kinds = {type(layer).__name__ for layer in model.layers}
+    allowed = {
+        "InputLayer",
+        "Rescaling",
+        "Conv2D",
+        "BatchNormalization",
+        "ReLU",
+        "Add",
+        "MaxPooling2D",
+        "GlobalAveragePooling2D",
+        "Dropout",
+        "Dense",
+    }
+    assert kinds <= allowed
+
+
+def test_flops_by_hand():
+    inputs = keras.Input((10, 10, 2))
+    h = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 10*10*9*2*4 = 7200 MACs
+    h = keras.layers.DepthwiseConv2D(3)(h)  # 8*8*9*4 = 2304
+    h = keras.layers.SeparableConv2D(6, 3)(h)  # 6*6*9*4 + 6*6*4*6 = 1296 + 864
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(3)(h)  # 216*3 = 648
+    assert count_flops(keras.Model(inputs, h)) == 2 * (7200 + 2304 + 1296 + 864 + 648)
+
+
+def test_unknown_arch():
+    with pytest.raises(ValueError):
+        build("nope", (8, 8, 1), 2)

@@ -1,0 +1,136 @@
+"""Smoke-train each architecture; checkpoints, resume, spec.json, report, results table."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgefer.spec import ModelSpec
+from train.augment import PRESETS
+from train.config import FitConfig
+from train.fit import fit
+from train.tfenv import keras
+
+pytestmark = pytest.mark.slow  # 5-15 s each: real Keras fits and an int8 conversion
+
+LABELS = ("dark", "light", "stripes")
+
+
+def synth_dataset(root, n_per_label: int = 12, size: int = 16):
+    """train/ and val/ folders of three easy classes of grey PNGs."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_per_label), ("val", n_per_label // 2)):
+        for k, label in enumerate(LABELS):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                base = rng.uniform(0, 60, (size, size)) + 120 * (k == 1)
+                if k == 2:
+                    base[::4] += 180
+                Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "L").save(
+                    folder / f"{i}.png"
+                )
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/cache and docs/ land in tmp_path
+    return synth_dataset(tmp_path / "data")
+
+
+def config(data_dir, **kw) -> FitConfig:
+    base = FitConfig(
+        data_dir=str(data_dir),
+        input_size=(16, 16),
+        epochs=1,
+        batch_size=8,
+        warmup_epochs=0,
+        augment=PRESETS["full"],
+    )
+    return replace(base, **kw)
+
+
+@pytest.mark.parametrize("arch", ["seed", "edge"])
+def test_one_epoch_writes_model_spec_and_checkpoint(data_dir, tmp_path, arch):
+    out = tmp_path / arch
+    state = fit(config(data_dir, arch=arch), out, log=lambda _: None)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    for name in ("model.keras", "last-001.keras", "spec.json", "state.json", "config.json"):
+        assert (out / name).stat().st_size > 0
+    spec = ModelSpec.from_json((out / "spec.json").read_text())
+    assert spec.labels == LABELS and spec.input_size == (16, 16) and spec.channels == 1
+    assert spec.mean == (0.0,) and spec.std == (1.0,) and spec.output == "probabilities"
+    assert spec.metadata["params"] > 0 and spec.metadata["flops"] > 0
+    model = keras.models.load_model(out / "model.keras")
+    assert (
+        getattr(model, "optimizer", None) is None
+    )  # the inference model carries no optimizer state
+    probs = model.predict(np.full((1, 16, 16, 1), 200.0, np.float32), verbose=0)
+    assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, rel=1e-5)
+    # The device contract: every op converts and quantizes to full int8.
+    from edgefer.convert import convert
+
+    done = convert(out / "model.keras", tmp_path / f"{arch}.tflite", "int8", data_dir / "train")
+    assert done.spec.labels == LABELS and done.size > 0
+
+
+def test_resume_continues_exactly(data_dir, tmp_path):
+    # A small edge net (dropout included) keeps this fast; 2 epochs = warmup + cosine.
+    small = {"stem": (4,), "widths": (8,)}
+    cfg = config(data_dir, arch="edge", arch_kwargs=small, epochs=2, warmup_epochs=1)
+    straight = fit(cfg, tmp_path / "straight", log=lambda _: None)
+    out = tmp_path / "resumed"
+    assert fit(cfg, out, log=lambda _: None, stop_after=1)["epoch"] == 1
+    with pytest.raises(FileExistsError):
+        fit(cfg, out, log=lambda _: None)
+    lines = []
+    resumed = fit(replace(cfg, epochs=99), out, resume=True, log=lines.append)  # config.json wins
+    assert any("resumed after epoch 1" in line for line in lines)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    for key in ("lr", "loss", "val_loss"):
+        np.testing.assert_allclose(
+            [r[key] for r in straight["history"]], [r[key] for r in resumed["history"]], rtol=1e-5
+        )
+    steps = 2 * -(-36 // 8)
+    assert int(keras.models.load_model(out / "last-002.keras").optimizer.iterations) == steps
+    assert not (out / "last-001.keras").exists()
+
+
+def test_resume_without_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fit(config(tmp_path), tmp_path / "none", resume=True)
+
+
+def test_report_writes_plots_metrics_and_results_row(data_dir, tmp_path):
+    from train.report import report_run
+
+    out = tmp_path / "run"
+    fit(config(data_dir, arch="seed", epochs=2), out, log=lambda _: None)
+    report_run(out, log=lambda _: None, results=tmp_path / "results.md", figures=tmp_path / "fig")
+    for png in (
+        "curves.png",
+        "eval-val/confusion.png",
+        "eval-val/samples.png",
+        "eval-val-tta/confusion.png",
+    ):
+        assert (out / png).stat().st_size > 5000, png
+    metrics = json.loads((out / "eval-val" / "metrics.json").read_text())
+    assert metrics["n"] == 18 and 0 <= metrics["accuracy"] <= 1
+    assert set(metrics["per_class"]) == set(LABELS)
+    table = (tmp_path / "results.md").read_text()
+    assert "| run | seed | data |" in table
+    assert len(list((tmp_path / "fig").glob("run-*.png"))) == 2  # no dataset images in docs
+    # The CLI's evaluate on a folder, with flip TTA.
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    result = CliRunner().invoke(
+        app, ["evaluate", str(out / "model.keras"), str(data_dir / "val"), "--tta"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "accuracy=" in result.output
+    assert json.loads((out / "eval-val-tta" / "metrics.json").read_text())["tta"] is True

@@ -1,0 +1,1 @@
+"""Workstation side of edgefer: data, architectures, training, evaluation, baselines (Keras)."""

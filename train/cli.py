@@ -1,0 +1,277 @@
+"""``python -m train``: fit, evaluate, evaluate-csv, baselines, results. Parses, calls, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Train, evaluate and compare edgefer models (the workstation side)."""
+
+
+def _log(message: str) -> None:
+    # Plain, flushed lines: the runs go to nohup'd log files that are tailed while they grow.
+    print(message, flush=True)
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, _, w = text.lower().partition("x")
+    return int(h), int(w or h)
+
+
+def _classes(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+@app.command()
+def fit(
+    data_dir: Annotated[
+        Path | None, typer.Argument(help="train/+val/ folders or one labelled folder")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="run folder (checkpoints, model.keras, logs)")] = Path(
+        "runs/exp1"
+    ),
+    arch: Annotated[str, typer.Option(help="edge or seed")] = "edge",
+    arch_args: Annotated[
+        str, typer.Option(help='JSON kwargs for the architecture, e.g. {"widths": [32, 64, 128]}')
+    ] = "{}",
+    size: Annotated[str, typer.Option(help="input size, 48 or HxW")] = "48",
+    channels: Annotated[int, typer.Option(help="1 grey, 3 RGB")] = 1,
+    classes: Annotated[
+        str, typer.Option(help="comma-separated label subset, in output order")
+    ] = "",
+    epochs: Annotated[
+        int, typer.Option(help="planned epochs (the cosine schedule spans them)")
+    ] = 60,
+    batch_size: int = 64,
+    optimizer: Annotated[str, typer.Option(help="adamw or adam")] = "adamw",
+    lr: float = 2e-3,
+    weight_decay: float = 0.05,
+    schedule: Annotated[str, typer.Option(help="cosine (with warmup) or constant")] = "cosine",
+    warmup_epochs: int = 2,
+    label_smoothing: float = 0.1,
+    class_weight_power: Annotated[
+        float, typer.Option(help="0 none, 0.5 sqrt-balanced, 1 balanced")
+    ] = 0.5,
+    augment: Annotated[
+        str, typer.Option(help="preset: none, report (flip, rot 10, zoom 10%), full")
+    ] = "full",
+    augment_args: Annotated[
+        str, typer.Option(help='JSON overrides, e.g. {"mixup": 0.2, "erase": 0}')
+    ] = "{}",
+    patience: Annotated[int, typer.Option(help="early-stopping patience in epochs (0 off)")] = 20,
+    seed: int = 0,
+    dedupe: Annotated[bool, typer.Option(help="drop train images duplicated in val/test")] = True,
+    limit: Annotated[int, typer.Option(help="use at most N images per split (timing runs)")] = 0,
+    threads: Annotated[int, typer.Option(help="TensorFlow intra-op threads")] = 2,
+    resume: Annotated[
+        bool, typer.Option(help="continue the run in --out from its last epoch")
+    ] = False,
+    stop_after: Annotated[int, typer.Option(help="stop after this epoch (resume later)")] = 0,
+    report: Annotated[
+        bool, typer.Option(help="evaluate, plot and add a results row at the end")
+    ] = True,
+) -> None:
+    """Train a model; checkpoints every epoch into --out, resumable with --resume."""
+    from train.tfenv import set_threads
+
+    set_threads(threads, 2)
+    from train.augment import PRESETS
+    from train.config import FitConfig
+    from train.fit import fit as run_fit
+
+    if resume:
+        if not (out / "config.json").exists():
+            print(f"error: no run to resume in {out}", file=sys.stderr)
+            raise typer.Exit(2)
+        cfg = FitConfig.load(out)
+    else:
+        if data_dir is None:
+            raise typer.BadParameter("DATA_DIR is required unless --resume")
+        cfg = FitConfig(
+            data_dir=str(data_dir),
+            arch=arch,
+            arch_kwargs=json.loads(arch_args),
+            input_size=_size(size),
+            channels=channels,
+            classes=_classes(classes),
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            label_smoothing=label_smoothing,
+            class_weight_power=class_weight_power,
+            augment=replace(PRESETS[augment], **json.loads(augment_args)),
+            patience=patience,
+            seed=seed,
+            dedupe=dedupe,
+            limit=limit,
+        )
+    try:
+        state = run_fit(cfg, out, resume=resume, log=_log, stop_after=stop_after)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from exc
+    if report and (state["epoch"] >= cfg.epochs or state.get("stopped_early")):
+        from train.report import report_run  # imported late: a long run picks up the current code
+
+        report_run(out, log=_log)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="model.keras (spec.json beside it)")
+    ],
+    data_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="folder of <label>/<images>")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default: beside the model, eval-<dir>)")
+    ] = None,
+    tta: Annotated[bool, typer.Option(help="average with the mirror image (flip TTA)")] = False,
+    threads: int = 2,
+) -> None:
+    """Accuracy, macro-F1, per-class stats, confusion/sample PNGs and metrics.json for a folder."""
+    from train.tfenv import set_threads
+
+    set_threads(threads, 2)
+    from train.evaluate import evaluate_dir, format_report
+
+    out = out or model.parent / (f"eval-{data_dir.name}" + ("-tta" if tta else ""))
+    try:
+        metrics = evaluate_dir(model, data_dir, out, tta)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from exc
+    _log(format_report(metrics))
+    _log(f"wrote {out}/metrics.json, confusion.png, samples.png")
+
+
+@app.command("evaluate-csv")
+def evaluate_csv(
+    csv_path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="edgefer classify output")
+    ],
+    labels_from_parent_dir: Annotated[
+        bool, typer.Option(help="true label = name of each path's parent folder (the only mode)")
+    ] = True,
+    out: Annotated[
+        Path | None, typer.Option(help="metrics.json path (default: beside the CSV)")
+    ] = None,
+    confusion: Annotated[
+        bool, typer.Option(help="also write confusion.png beside metrics.json")
+    ] = True,
+) -> None:
+    """Score an `edgefer classify` CSV against the folder each image sits in."""
+    import numpy as np
+
+    from train.csveval import CsvFormatError, evaluate_rows, read_results
+    from train.metrics import format_report
+
+    if not labels_from_parent_dir:
+        raise typer.BadParameter("only --labels-from-parent-dir is supported")
+    try:
+        labels, rows = read_results(csv_path)
+        metrics = evaluate_rows(labels, rows)
+    except (CsvFormatError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from exc
+    metrics["csv"] = str(csv_path)
+    out = out or csv_path.with_name("metrics.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    if confusion:
+        from train.plots import plot_confusion
+
+        plot_confusion(
+            np.asarray(metrics["confusion_matrix"]),
+            labels,
+            out.with_name("confusion.png"),
+            f"{csv_path.name}",
+        )
+    _log(format_report(metrics))
+    _log(
+        f"failed rows {metrics['failed_rows']}, rows outside label folders "
+        f"{metrics['unlabelled_rows']}; wrote {out}"
+    )
+
+
+@app.command()
+def baselines(
+    data_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/baselines"),
+    size: str = "48",
+    channels: int = 1,
+    classes: str = "",
+    seed: int = 0,
+    max_iter: Annotated[int, typer.Option(help="solver iterations (LR) / epochs (MLP)")] = 200,
+    results: Annotated[Path, typer.Option(help="results table to add rows to")] = Path(
+        "docs/results.md"
+    ),
+) -> None:
+    """Logistic regression and an MLP on raw pixels, on the same split as the CNNs."""
+    from train.baselines import run_baselines
+    from train.data import load_dataset
+
+    data = load_dataset(
+        data_dir, _size(size), channels, _classes(classes) or None, seed, Path("runs/cache")
+    )
+    _log(
+        f"{data.protocol}: train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
+        f"duplicates {data.duplicates}"
+    )
+    run_baselines(data, out, data_dir.name, results, seed, max_iter, log=_log)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="a fit --out folder")],
+    results: Annotated[Path, typer.Option(help="results table")] = Path("docs/results.md"),
+    figures: Annotated[
+        Path | None, typer.Option(help="also copy curves + confusion PNGs here (e.g. docs/figures)")
+    ] = None,
+    threads: int = 2,
+) -> None:
+    """Re-make a run's curves, val/test evaluation (plain and flip TTA) and results row."""
+    from train.tfenv import set_threads
+
+    set_threads(threads, 2)
+    from train.report import report_run
+
+    report_run(run, log=_log, results=results, figures=figures)
+
+
+@app.command()
+def archs(
+    size: Annotated[str, typer.Option(help="input size, 48 or HxW")] = "48",
+    channels: int = 1,
+    n_classes: int = 7,
+) -> None:
+    """Parameters and FLOPs (2 x MACs, analytic) of each architecture at an input size."""
+    from train.archs import ARCHS, build
+    from train.flops import count_flops
+
+    h, w = _size(size)
+    for name in ARCHS:
+        model = build(name, (h, w, channels), n_classes)
+        _log(
+            f"{name:<6} {h}x{w}x{channels} -> {n_classes}: {model.count_params():>10,} params "
+            f"{count_flops(model) / 1e6:>9.1f} MFLOPs"
+        )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,87 @@
+"""The training configuration, saved as config.json beside a run so a resume starts as it began."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from train.augment import PRESETS, Augment
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that determines a training run (the output folder aside).
+
+    Attributes:
+        data_dir: train/ + val/ [+ test/] folders, or one labelled folder split 70/15/15.
+        arch: architecture name from :data:`train.archs.ARCHS`.
+        arch_kwargs: extra keyword arguments for the architecture builder.
+        input_size: (height, width) the images are resized to.
+        channels: 1 grey, 3 RGB.
+        classes: label subset and order; empty for all folders, sorted.
+        epochs: planned epochs; the cosine schedule spans exactly these.
+        batch_size: samples per step.
+        optimizer: "adamw" or "adam".
+        lr: peak learning rate.
+        weight_decay: decoupled weight decay (AdamW only).
+        schedule: "cosine" (linear warmup, then cosine to 0) or "constant".
+        warmup_epochs: epochs of linear warmup for the cosine schedule.
+        label_smoothing: cross-entropy label smoothing.
+        class_weight_power: 0 uniform, 0.5 square-root inverse frequency, 1 fully balanced.
+        augment: augmentation strengths (see :class:`train.augment.Augment`).
+        patience: early stopping after this many epochs without a better val accuracy (0: off).
+        seed: seed for weights, split, shuffling and augmentation.
+        dedupe: drop train images whose pixels also appear in val/test.
+        limit: use at most this many train/val images (timing and smoke runs; 0 = all).
+    """
+
+    data_dir: str
+    arch: str = "edge"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] = (48, 48)
+    channels: int = 1
+    classes: tuple[str, ...] = ()
+    epochs: int = 60
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    schedule: str = "cosine"
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.5
+    augment: Augment = PRESETS["full"]
+    patience: int = 20
+    seed: int = 0
+    dedupe: bool = True
+    limit: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "adam"):
+            raise ValueError(f"optimizer must be adamw or adam, not {self.optimizer!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be cosine or constant, not {self.schedule!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> FitConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["augment"] = Augment(**data.get("augment", {}))
+        data["input_size"] = tuple(data.get("input_size", (48, 48)))
+        data["classes"] = tuple(data.get("classes", ()))
+        return cls(**data)
+
+    def save(self, folder: Path) -> None:
+        (folder / "config.json").write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> FitConfig:
+        return cls.from_json((folder / "config.json").read_text())

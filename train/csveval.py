@@ -1,0 +1,73 @@
+"""Metrics for an ``edgefer classify`` CSV, the true label being each path's parent folder.
+
+The CSV is ``path,label,confidence,<one probability column per label>,error``. Pure Python and
+numpy (no TensorFlow), so it runs where the CSV was made.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+
+from train.metrics import summarize
+
+#: Prefixes edgefer's CSV writer neutralises with a leading quote (spreadsheet formulas).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class CsvFormatError(Exception):
+    """A CSV that is not an edgefer results file."""
+
+
+def _unquote(cell: str) -> str:
+    """Undo the CSV writer's formula neutralisation (``'=x`` -> ``=x``)."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_PREFIXES) else cell
+
+
+def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
+    """The label columns (model order) and the rows as dicts.
+
+    Raises:
+        CsvFormatError: the header is not ``path,label,confidence,...,error``.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or header[:3] != ["path", "label", "confidence"] or header[-1] != "error":
+            raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
+        labels = tuple(header[3:-1])
+        rows = [dict(zip(header, r, strict=False)) for r in reader if r]
+    return labels, rows
+
+
+def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[str, Any]:
+    """Metrics over rows whose parent folder is a label and that were classified.
+
+    Failed rows (an ``error``) and rows under a folder that is not a label are counted apart;
+    a failed row is not scored as a wrong prediction.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    y_true, y_pred, probs = [], [], []
+    failed = unlabelled = 0
+    for row in rows:
+        truth = PurePath(_unquote(row["path"])).parent.name
+        if truth not in index:
+            unlabelled += 1
+            continue
+        if row.get("error") or not row.get("label"):
+            failed += 1
+            continue
+        y_true.append(index[truth])
+        y_pred.append(index[_unquote(row["label"])])
+        probs.append([float(row[label]) for label in labels])
+    if not y_true:
+        raise CsvFormatError("no classified rows under a folder named like a label")
+    metrics = summarize(np.asarray(y_true), np.asarray(y_pred), labels)
+    p = np.asarray(probs)
+    metrics["loss"] = float(-np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-7, 1)).mean())
+    metrics["failed_rows"] = failed
+    metrics["unlabelled_rows"] = unlabelled
+    return metrics

@@ -1,0 +1,74 @@
+"""Evaluate a saved model on a labelled folder: metrics.json, confusion matrix and sample PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefer.spec import ModelSpec
+from train.data import Split, load_folder
+from train.metrics import format_report, log_loss, summarize
+from train.plots import plot_confusion, plot_samples
+from train.tfenv import keras
+
+
+def load_model_and_spec(model_path: Path) -> tuple[keras.Model, ModelSpec]:
+    """The Keras model and the ``spec.json`` beside it.
+
+    Raises:
+        FileNotFoundError: no spec.json next to the model.
+    """
+    spec_path = model_path.with_name("spec.json")
+    if not spec_path.exists():
+        raise FileNotFoundError(f"no spec.json beside {model_path}")
+    spec = ModelSpec.from_json(spec_path.read_text())
+    return keras.models.load_model(model_path, compile=False), spec
+
+
+def predict(model: keras.Model, x: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Softmax probabilities; with ``tta`` the mean over the image and its mirror image."""
+    x = x.astype(np.float32)
+    probs = model.predict(x, batch_size=256, verbose=0)
+    if tta:
+        probs = (probs + model.predict(x[:, :, ::-1], batch_size=256, verbose=0)) / 2
+    return probs
+
+
+def evaluate_split(
+    model: keras.Model,
+    split: Split,
+    labels: tuple[str, ...],
+    out: Path,
+    tta: bool = False,
+    title: str = "",
+) -> dict[str, Any]:
+    """Metrics for one split, written as ``metrics.json`` + PNGs into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    probs = predict(model, split.x, tta)
+    metrics = summarize(split.y, probs.argmax(1), labels)
+    metrics["loss"] = log_loss(split.y, probs)
+    metrics["tta"] = tta
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_confusion(np.asarray(metrics["confusion_matrix"]), labels, out / "confusion.png", title)
+    plot_samples(split.x, split.y, probs, labels, out / "samples.png")
+    return metrics
+
+
+def evaluate_dir(model_path: Path, data_dir: Path, out: Path, tta: bool = False) -> dict[str, Any]:
+    """Decode ``data_dir/<label>/*`` as the model's spec says and evaluate the model on it."""
+    model, spec = load_model_and_spec(model_path)
+    split = load_folder(data_dir, spec.labels, spec.input_size, spec.channels, Path("runs/cache"))
+    if not len(split):
+        raise ValueError(f"no images under {data_dir}/<label>/ for labels {', '.join(spec.labels)}")
+    name = f"{spec.name} on {data_dir.name}" + (" (flip TTA)" if tta else "")
+    metrics = evaluate_split(model, split, spec.labels, out, tta, name)
+    metrics["model"] = str(model_path)
+    metrics["data"] = str(data_dir)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+__all__ = ["evaluate_dir", "evaluate_split", "format_report", "load_model_and_spec", "predict"]

@@ -1,0 +1,288 @@
+"""The training loop: one Keras ``fit`` call per epoch, a checkpoint after each, exact resume.
+
+A run folder holds ``config.json``, ``last-<epoch>.keras`` (weights + optimizer, whose step
+counter is the learning-rate schedule's position), ``state.json`` (epoch, history, best, and
+which checkpoint is current), and the best-so-far ``model.keras`` + ``spec.json`` for the
+converter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefer.spec import ModelSpec
+from train import archs
+from train.augment import train_dataset
+from train.config import FitConfig
+from train.data import Dataset, class_weights, load_dataset
+from train.flops import count_flops
+from train.metrics import log_loss, summarize
+from train.tfenv import keras
+
+CACHE_DIR = Path("runs/cache")
+
+
+def make_optimizer(cfg: FitConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW/Adam with linear warmup then cosine decay to 0 over the planned epochs."""
+    lr: Any = cfg.lr
+    if cfg.schedule == "cosine":
+        warmup = cfg.warmup_epochs * steps_per_epoch
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else cfg.lr,
+            decay_steps=max(1, (cfg.epochs - cfg.warmup_epochs) * steps_per_epoch),
+            alpha=0.0,
+            warmup_target=cfg.lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def build_model(cfg: FitConfig, n_classes: int, steps_per_epoch: int) -> keras.Model:
+    model = archs.build(cfg.arch, (*cfg.input_size, cfg.channels), n_classes, **cfg.arch_kwargs)
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def prepare_data(cfg: FitConfig) -> Dataset:
+    """The dataset, cut to ``cfg.limit`` images per split (a stratified-enough random subset)."""
+    data = load_dataset(
+        Path(cfg.data_dir),
+        cfg.input_size,
+        cfg.channels,
+        cfg.classes or None,
+        cfg.seed,
+        CACHE_DIR,
+        cfg.dedupe,
+    )
+    if not cfg.limit:
+        return data
+    rng = np.random.default_rng(cfg.seed)
+    splits = {
+        name: s.subset(np.sort(rng.permutation(len(s))[: cfg.limit]))
+        for name, s in data.splits.items()
+    }
+    return Dataset(data.labels, splits, data.protocol + f", limit {cfg.limit}", data.duplicates)
+
+
+def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
+    """Set every layer's random state (dropout masks) from (seed, epoch, layer index).
+
+    Keras does not save these states in a checkpoint; seeding them per epoch makes a resumed run
+    draw the same masks as an uninterrupted one.
+    """
+    for i, layer in enumerate(model.layers):
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            state = generator.state
+            value = np.array([seed * 100_003 + epoch, i], dtype=state.dtype)
+            state.assign(value)
+
+
+def _current_lr(model: keras.Model) -> float:
+    opt = model.optimizer
+    lr = opt.learning_rate
+    return float(lr(opt.iterations) if callable(lr) else lr)
+
+
+def _save_atomic(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def model_spec(
+    cfg: FitConfig, data: Dataset, model: keras.Model, extra: dict[str, Any]
+) -> ModelSpec:
+    """The spec the converter embeds: raw 0..255 input, softmax output, provenance metadata."""
+    metadata = {
+        "training_data": str(cfg.data_dir),
+        "split": data.protocol,
+        "train_images": len(data.splits["train"]),
+        "val_images": len(data.splits["val"]),
+        "duplicates": data.duplicates,
+        "arch": cfg.arch,
+        "params": int(model.count_params()),
+        "flops": int(count_flops(model)),
+        **extra,
+    }
+    return ModelSpec(
+        labels=data.labels,
+        input_size=cfg.input_size,
+        channels=cfg.channels,
+        mean=(0.0,),
+        std=(1.0,),
+        output="probabilities",
+        name=f"{cfg.arch}-{cfg.input_size[0]}x{cfg.input_size[1]}x{cfg.channels}",
+        metadata=metadata,
+    )
+
+
+def save_inference_model(model: keras.Model, out: Path, spec: ModelSpec) -> None:
+    """``model.keras`` without optimizer state and ``spec.json`` beside it."""
+    # clone_model would carry the compile state (and optimizer slots) along; from_config does not.
+    clean = keras.Model.from_config(model.get_config())
+    clean.set_weights(model.get_weights())
+    _save_atomic(clean, out / "model.keras")
+    (out / "spec.json").write_text(spec.to_json() + "\n")
+
+
+def validate(model: keras.Model, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -> dict:
+    probs = model.predict(x.astype(np.float32), batch_size=256, verbose=0)
+    metrics = summarize(y, probs.argmax(1), labels)
+    metrics["loss"] = log_loss(y, probs)
+    return metrics
+
+
+def open_run(
+    cfg: FitConfig, out: Path, resume: bool, n_classes: int, steps: int
+) -> tuple[keras.Model, dict[str, Any]]:
+    """A fresh compiled model and empty state, or both as the last checkpoint left them."""
+    if resume:
+        state = json.loads((out / "state.json").read_text())
+        return keras.models.load_model(out / state.get("checkpoint", "last.keras")), state
+    cfg.save(out)
+    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_val_accuracy": -1.0}
+    return build_model(cfg, n_classes, steps), state
+
+
+def run_epoch(
+    model: keras.Model, cfg: FitConfig, data: Dataset, sample_weight: np.ndarray, epoch: int
+) -> dict[str, Any]:
+    """Train one epoch and validate; returns the history row (with val metrics)."""
+    t = time.time()
+    train, val = data.splits["train"], data.splits["val"]
+    ds = train_dataset(
+        train.x,
+        train.y,
+        sample_weight,
+        len(data.labels),
+        cfg.batch_size,
+        cfg.augment,
+        cfg.seed,
+        epoch,
+    )
+    lr = _current_lr(model)
+    reseed_layers(model, cfg.seed, epoch)
+    h = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
+    train_time = time.time() - t
+    v = validate(model, val.x, val.y, data.labels)
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "loss": float(h["loss"][-1]),
+        "accuracy": float(h["accuracy"][-1]),
+        "val_loss": v["loss"],
+        "val_accuracy": v["accuracy"],
+        "val_macro_f1": v["macro_f1"],
+        "seconds": time.time() - t,
+        "train_seconds": train_time,
+    }
+
+
+def checkpoint(
+    model: keras.Model, cfg: FitConfig, data: Dataset, out: Path, state: dict, row: dict
+) -> bool:
+    """Record ``row`` in ``state``; save the checkpoint + state.json, and model.keras when best."""
+    state["history"].append(row)
+    state["epoch"] = row["epoch"]
+    state["train_seconds"] = sum(r["seconds"] for r in state["history"])
+    improved = row["val_accuracy"] > state["best_val_accuracy"]
+    if improved:
+        state["best_epoch"], state["best_val_accuracy"] = row["epoch"], row["val_accuracy"]
+        state["best_val_macro_f1"] = row["val_macro_f1"]
+        extra = {
+            "epochs_planned": cfg.epochs,
+            "best_epoch": row["epoch"],
+            "val_accuracy": row["val_accuracy"],
+            "val_macro_f1": row["val_macro_f1"],
+            "seed": cfg.seed,
+        }
+        save_inference_model(model, out, model_spec(cfg, data, model, extra))
+    # The new checkpoint is written under its own name before state.json points to it, and the
+    # old one removed only after: a kill at any moment leaves a matching checkpoint/state pair.
+    previous = out / state.get("checkpoint", "last.keras")
+    state["checkpoint"] = f"last-{row['epoch']:03d}.keras"
+    _save_atomic(model, out / state["checkpoint"])
+    _write_json(out / "state.json", state)
+    if previous.name != state["checkpoint"]:
+        previous.unlink(missing_ok=True)
+    return improved
+
+
+def fit(
+    cfg: FitConfig,
+    out: Path,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    stop_after: int = 0,
+) -> dict[str, Any]:
+    """Train (or resume) a run in ``out``; returns the final state (history, best epoch...).
+
+    ``stop_after`` ends this call after that epoch (0: run to ``cfg.epochs``), leaving a
+    checkpoint that ``resume`` continues as if never stopped.
+
+    Raises:
+        FileExistsError: ``out`` already holds a run and ``resume`` is False.
+        FileNotFoundError: ``resume`` without a checkpoint in ``out``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        if not (out / "state.json").exists():
+            raise FileNotFoundError(f"no checkpoint to resume in {out}")
+        cfg = FitConfig.load(out)
+    elif (out / "state.json").exists():
+        raise FileExistsError(f"{out} already holds a run; use --resume or another --out")
+    keras.utils.set_random_seed(cfg.seed)
+    t0 = time.time()
+    data = prepare_data(cfg)
+    train, val = data.splits["train"], data.splits["val"]
+    weights = class_weights(train.y, len(data.labels), cfg.class_weight_power)
+    log(
+        f"data {cfg.data_dir}: {data.protocol}, labels {','.join(data.labels)}, "
+        f"train {len(train)} val {len(val)}, duplicates {data.duplicates}, "
+        f"loaded in {time.time() - t0:.1f}s"
+    )
+    steps = -(-len(train) // cfg.batch_size)
+    model, state = open_run(cfg, out, resume, len(data.labels), steps)
+    if resume:
+        log(f"resumed after epoch {state['epoch']} (step {int(model.optimizer.iterations)})")
+    log(
+        f"model {cfg.arch}: {model.count_params():,} params, "
+        f"{count_flops(model) / 1e6:.1f} MFLOPs/image, "
+        f"class weights {[round(float(w), 2) for w in weights]}"
+    )
+    last = min(cfg.epochs, stop_after) if stop_after else cfg.epochs
+    for epoch in range(state["epoch"] + 1, last + 1):
+        if cfg.patience and epoch - state["best_epoch"] > cfg.patience:
+            log(f"early stop: no val improvement for {cfg.patience} epochs")
+            state["stopped_early"] = True
+            _write_json(out / "state.json", state)
+            break
+        row = run_epoch(model, cfg, data, weights[train.y], epoch)
+        improved = checkpoint(model, cfg, data, out, state, row)
+        log(
+            f"epoch {epoch:3d}/{cfg.epochs} {row['seconds']:6.1f}s lr {row['lr']:.2e} "
+            f"loss {row['loss']:.4f} acc {row['accuracy']:.4f} | val loss {row['val_loss']:.4f} "
+            f"acc {row['val_accuracy']:.4f} f1 {row['val_macro_f1']:.4f}"
+            + (" *" if improved else "")
+        )
+    return state

@@ -1,0 +1,85 @@
+"""Classification metrics from integer label arrays. Pure numpy: no TensorFlow import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """``cm[i, j]`` = number of samples of true class i predicted as j."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    # 0 where the denominator is 0 (a class never predicted / never present), as sklearn does.
+    return np.divide(num, den, out=np.zeros(num.shape, dtype=np.float64), where=den > 0)
+
+
+def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support for each class of a confusion matrix."""
+    tp = np.diag(cm).astype(np.float64)
+    precision = _ratio(tp, cm.sum(axis=0).astype(np.float64))
+    recall = _ratio(tp, cm.sum(axis=1).astype(np.float64))
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": cm.sum(axis=1)}
+
+
+def accuracy(cm: np.ndarray) -> float:
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total else 0.0
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 over the classes present in y_true."""
+    stats = per_class(cm)
+    present = stats["support"] > 0
+    return float(stats["f1"][present].mean()) if present.any() else 0.0
+
+
+def summarize(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+    """Everything metrics.json holds: accuracy, macro-F1, per-class stats, confusion matrix."""
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    stats = per_class(cm)
+    return {
+        "n": int(cm.sum()),
+        "accuracy": accuracy(cm),
+        "macro_f1": macro_f1(cm),
+        "per_class": {
+            label: {
+                "precision": float(stats["precision"][i]),
+                "recall": float(stats["recall"][i]),
+                "f1": float(stats["f1"][i]),
+                "support": int(stats["support"][i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "labels": list(labels),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def log_loss(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean cross-entropy of the true class (no label smoothing)."""
+    p = probabilities[np.arange(len(y_true)), np.asarray(y_true, dtype=np.int64)]
+    return float(-np.log(np.clip(p, eps, 1.0)).mean())
+
+
+def format_report(metrics: dict[str, Any]) -> str:
+    """A plain-text table of per-class precision/recall/F1 under the headline numbers."""
+    lines = [
+        f"n={metrics['n']}  accuracy={metrics['accuracy']:.4f}  macro-F1={metrics['macro_f1']:.4f}",
+        f"{'label':<12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
+    ]
+    for label, s in metrics["per_class"].items():
+        lines.append(
+            f"{label:<12} {s['precision']:>9.3f} {s['recall']:>7.3f} {s['f1']:>7.3f} "
+            f"{s['support']:>8d}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""The results table, ``docs/results.md``: one row per model, updated in place by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    ("model", "model"),
+    ("arch", "arch"),
+    ("data", "data"),
+    ("split", "split (eval on)"),
+    ("input", "input"),
+    ("params", "params"),
+    ("mflops", "MFLOPs"),
+    ("accuracy", "accuracy"),
+    ("macro_f1", "macro-F1"),
+    ("tta_accuracy", "acc. flip-TTA"),
+    ("epochs", "epochs"),
+    ("train_time", "train time"),
+)
+HEADER = """# Results
+
+Written by `python -m train` (fit, baselines); one row per model, replaced when it is re-run.
+Models are selected on val; accuracy and macro-F1 are on the split named (val unless stated).
+FLOPs = 2 x multiply-accumulates of conv and dense layers, per image. Train time is wall-clock
+on the machine that ran it (2 CPU cores unless stated), including per-epoch validation.
+
+"""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "/")
+
+
+def read_rows(path: Path) -> dict[str, list[str]]:
+    """Existing rows by model name (the first cell)."""
+    if not path.exists():
+        return {}
+    rows = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        is_row = line.startswith("|") and len(cells) == len(COLUMNS)
+        if is_row and cells[0] not in ("model", "") and not set(cells[0]) <= {"-", ":"}:
+            rows[cells[0]] = cells
+    return rows
+
+
+def upsert_row(path: Path, row: dict[str, Any]) -> Path:
+    """Add or replace the row named ``row['model']``; missing fields are left blank."""
+    rows = read_rows(path)
+    rows[str(row["model"])] = [_cell(row.get(key, "")) for key, _ in COLUMNS]
+    lines = [
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        *("| " + " | ".join(cells) + " |" for cells in rows.values()),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + "\n".join(lines) + "\n")
+    return path
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
