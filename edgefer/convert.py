@@ -32,7 +32,8 @@ def import_tensorflow():
     """TensorFlow, or a ConvertError that says how to get it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with quiet_fd(2):  # TF's import-time banners (oneDNN, absl) are noise for a CLI user
+            import tensorflow as tf
     except ImportError as exc:
         raise ConvertError('converting needs TensorFlow: pip install "edgefer[train]"') from exc
     return tf
