@@ -161,12 +161,19 @@ def classify(
         disable=not err.is_terminal or quiet,
     )
     start = time.perf_counter()
-    with sink, progress:
-        task = progress.add_task("classify", total=len(todo))
-        for result in classify_paths(classifier, todo, workers=workers, max_pixels=max_pixels):
-            sink.write(result)
-            summary.add(result)
-            progress.advance(task)
+    try:
+        with sink, progress:
+            task = progress.add_task("classify", total=len(todo))
+            results = classify_paths(classifier, todo, workers=workers, max_pixels=max_pixels)
+            for result in results:
+                sink.write(result)
+                summary.add(result)
+                progress.advance(task)
+    except KeyboardInterrupt:
+        kept = "rows so far were appended" if append else "no CSV written"
+        raise fail(
+            f"interrupted after {summary.n_ok + summary.n_failed} files; {kept}", 130
+        ) from None
     summary.seconds = time.perf_counter() - start
     classifier.close()
     if not quiet:
