@@ -79,15 +79,21 @@ def calibration_sample(
     return sample
 
 
-def load_batch(paths: list[Path], spec: ModelSpec) -> np.ndarray:
-    """uint8 images ``(n, H, W, C)``; unreadable files are skipped."""
-    images = []
-    for path in paths:
+def load_labelled(items: list[tuple[Path, int]], spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images ``(n, H, W, C)`` and their label indices; unreadable files are skipped."""
+    images, labels = [], []
+    for path, index in items:
         with contextlib.suppress(ImageError):
             images.append(load_image(path, spec.input_size, spec.channels))
+            labels.append(index)
     if not images:
-        return np.zeros((0, *spec.input_size, spec.channels), dtype=np.uint8)
-    return np.stack(images)
+        return np.zeros((0, *spec.input_size, spec.channels), dtype=np.uint8), np.zeros(0, int)
+    return np.stack(images), np.asarray(labels)
+
+
+def load_batch(paths: list[Path], spec: ModelSpec) -> np.ndarray:
+    """uint8 images ``(n, H, W, C)``; unreadable files are skipped."""
+    return load_labelled([(p, 0) for p in paths], spec)[0]
 
 
 def load_keras(model_path: Path):
@@ -234,13 +240,7 @@ def parity_report(
     items = labelled_images(directory, spec.labels)
     if not items:
         raise ConvertError(f"no labelled images in {directory} (expected <label>/<image> folders)")
-    images, y = [], []
-    for path, index in items:
-        with contextlib.suppress(ImageError):
-            images.append(load_image(path, spec.input_size, spec.channels))
-            y.append(index)
-    pixels = np.stack(images)
-    y_true = np.asarray(y)
+    pixels, y_true = load_labelled(items, spec)
     x = normalize(pixels, spec.mean, spec.std)
     start = time.perf_counter()
     keras_probs = np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
