@@ -5,23 +5,30 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
+
+# The redirect is process-wide: two threads interleaving save/restore could leave fd 2 pointing
+# at /dev/null for good. One at a time.
+_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
 def quiet_fd(fd: int) -> Iterator[None]:
     """Send ``fd`` (1 or 2) to /dev/null inside the block, at the OS level, so C++ writes go too.
 
-    Not for concurrent use around code whose own output matters: the redirect is process-wide.
+    The redirect is process-wide, so other threads' writes to ``fd`` are lost inside the
+    block; concurrent blocks run one at a time.
     """
-    stream = sys.stdout if fd == 1 else sys.stderr
-    stream.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            yield
-    finally:
+    with _LOCK:
+        stream = sys.stdout if fd == 1 else sys.stderr
         stream.flush()
-        os.dup2(saved, fd)
-        os.close(saved)
+        saved = os.dup(fd)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), fd)
+                yield
+        finally:
+            stream.flush()
+            os.dup2(saved, fd)
+            os.close(saved)

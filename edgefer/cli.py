@@ -16,6 +16,16 @@ from edgefer import __version__
 from edgefer.classifier import Classifier, ClassifierOptions, ModelError, default_model_path
 from edgefer.csvout import CsvError, CsvSink
 from edgefer.discovery import discover
+from edgefer.faceopts import (
+    AnnotateOption,
+    DetectorOption,
+    FacesOption,
+    MaxFacesOption,
+    MinFaceOption,
+    face_options,
+)
+from edgefer.faces import FaceDetectorMissingError
+from edgefer.photos import classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 from edgefer.runtime import RuntimeMissingError
@@ -128,25 +138,43 @@ def classify(
     ] = DEFAULT_MAX_PIXELS,
     labels: LabelsOption = None,
     normalization: NormOption = "0..1",
+    faces: FacesOption = False,
+    detector: DetectorOption = None,
+    min_face: MinFaceOption = None,
+    max_faces: MaxFacesOption = None,
+    annotate: AnnotateOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
 ) -> None:
     """Classify face images into expressions and write a CSV of labels and probabilities.
 
     Folders contribute their image files (hidden files and other extensions are skipped);
-    files named explicitly are always tried. Exit 0: all classified; 1: some files failed
-    (each still has a row with its error); 2: usage, model or output error.
+    files named explicitly are always tried. With --faces, whole photos are searched for faces
+    and each face gets a row. Exit 0: all classified (an image without a face counts as read);
+    1: some files failed (each still has a row with its error); 2: usage, model or output error.
     """
+    try:
+        face_opts = face_options(faces, detector, min_face, max_faces, annotate)
+        if face_opts is not None:
+            from edgefer.faces import open_detector
+
+            open_detector(face_opts.detector, num_threads=1).close()
+        if annotate is not None:
+            annotate.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError, FaceDetectorMissingError, RuntimeMissingError) as exc:
+        raise fail(str(exc)) from None
     classifier = _load(model, labels, normalization, threads, batch_size)
     try:
         paths = discover(inputs, recursive=recursive)
     except OSError as exc:
         raise fail(f"cannot list {exc.filename}: {exc.strerror}") from None
     try:
-        sink = CsvSink(output, classifier.labels, append=append)
+        sink = CsvSink(output, classifier.labels, append=append, faces=faces)
     except CsvError as exc:
         raise fail(str(exc)) from None
     todo = [p for p in paths if not sink.seen(p)]
-    summary = Summary(classifier.labels, low_confidence, skipped=len(paths) - len(todo))
+    summary = Summary(
+        classifier.labels, low_confidence, skipped=len(paths) - len(todo), faces=faces
+    )
     if not paths:
         err.print(f"[yellow]warning:[/] no images found in {', '.join(map(str, inputs))}")
     # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
@@ -164,10 +192,18 @@ def classify(
     try:
         with sink, progress:
             task = progress.add_task("classify", total=len(todo))
-            results = classify_paths(classifier, todo, workers=workers, max_pixels=max_pixels)
-            for result in results:
-                sink.write(result)
-                summary.add(result)
+            if face_opts is None:
+                groups = (
+                    [r] for r in classify_paths(classifier, todo, workers, max_pixels=max_pixels)
+                )
+            else:
+                groups = classify_photos(classifier, todo, face_opts, workers, max_pixels)
+            for results in groups:
+                for result in results:
+                    sink.write(result)
+                    summary.add(result)
+                if annotate is not None and results[0].error is None:
+                    _annotate(results, annotate, max_pixels)
                 progress.advance(task)
     except KeyboardInterrupt:
         kept = "rows so far were appended" if append else "no CSV written"
@@ -179,6 +215,19 @@ def classify(
     if not quiet:
         summary.print(out)
     raise typer.Exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+def _annotate(results: list, folder: Path, max_pixels: int) -> None:
+    """Write the annotated copy of one image; a failure is a warning, not a lost run."""
+    from edgefer.faces import annotate, annotated_name
+    from edgefer.preprocess import ImageError
+
+    path = results[0].path
+    boxes = [(r.box, f"{r.face}: {r.label} {r.confidence:.2f}") for r in results]
+    try:
+        annotate(path, boxes, folder / annotated_name(path), max_pixels)
+    except (ImageError, OSError) as exc:
+        err.print(f"[yellow]warning:[/] cannot annotate {path}: {exc}", highlight=False)
 
 
 def _sha256(data: bytes) -> str:

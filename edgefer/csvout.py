@@ -1,5 +1,9 @@
 """The results CSV: ``path,label,confidence,<one column per label>,error``.
 
+With face detection (``faces=True``) each row is one face, and ``face,x,y,w,h,det_score``
+follow ``path``: the face's number in its image, its box in pixels of the EXIF-corrected image,
+and the detector's score. An image without a face has one row with ``error`` = ``no face``.
+
 Written atomically (temp file in the same directory, fsync, rename), or appended to an existing
 file whose header must match, skipping paths it already holds.
 """
@@ -30,17 +34,25 @@ def neutralize(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
-def csv_header(labels: tuple[str, ...]) -> list[str]:
-    return ["path", "label", "confidence", *labels, "error"]
+FACE_COLUMNS = ("face", "x", "y", "w", "h", "det_score")
 
 
-def csv_row(result: Result, n_labels: int) -> list[str]:
+def csv_header(labels: tuple[str, ...], faces: bool = False) -> list[str]:
+    return ["path", *(FACE_COLUMNS if faces else ()), "label", "confidence", *labels, "error"]
+
+
+def csv_row(result: Result, n_labels: int, faces: bool = False) -> list[str]:
     """One CSV row; probabilities with 6 decimals, empty cells for a failed file."""
+    cells = [neutralize(result.path)]
+    if faces:
+        if result.face is None or result.box is None:
+            cells += [""] * len(FACE_COLUMNS)
+        else:
+            cells += [str(result.face), *map(str, result.box), f"{result.det_score:.4f}"]
     if result.probabilities is None:
-        cells = [neutralize(result.path), "", "", *([""] * n_labels)]
+        cells += ["", "", *([""] * n_labels)]
     else:
-        cells = [
-            neutralize(result.path),
+        cells += [
             neutralize(result.label or ""),
             f"{result.confidence:.6f}",
             *(f"{p:.6f}" for p in result.probabilities),
@@ -75,7 +87,7 @@ def _repair_torn_tail(path: Path) -> None:
             block = min(size, block * 2)
 
 
-def read_existing(path: Path, labels: tuple[str, ...]) -> set[str]:
+def read_existing(path: Path, labels: tuple[str, ...], faces: bool = False) -> set[str]:
     """Paths (as written in the CSV) already present in ``path``; repairs a torn last line.
 
     Raises:
@@ -84,21 +96,30 @@ def read_existing(path: Path, labels: tuple[str, ...]) -> set[str]:
     _repair_torn_tail(path)
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        if not _check_header(next(reader, None), path, labels):
+        if not _check_header(next(reader, None), path, labels, faces):
             return set()
         return {row[0] for row in reader if row}
 
 
-def _check_header(header: list[str] | None, path: Path, labels: tuple[str, ...]) -> bool:
-    if header is not None and header != csv_header(labels):
+def _check_header(
+    header: list[str] | None, path: Path, labels: tuple[str, ...], faces: bool = False
+) -> bool:
+    if header is None or header == csv_header(labels, faces):
+        return header is not None
+    if header == csv_header(labels, not faces):
+        with_faces = "with" if not faces else "without"
         raise CsvError(
-            f"{path} was written for other labels ({', '.join(header[3:-1])}); "
-            "use a new output file for this model"
+            f"{path} was written {with_faces} face detection (--faces); "
+            "use a new output file or the same mode"
         )
-    return header is not None
+    first = header.index("confidence") + 1 if "confidence" in header else 1
+    raise CsvError(
+        f"{path} was written for other labels ({', '.join(header[first:-1])}); "
+        "use a new output file for this model"
+    )
 
 
-def check_header(path: Path, labels: tuple[str, ...]) -> bool:
+def check_header(path: Path, labels: tuple[str, ...], faces: bool = False) -> bool:
     """Whether ``path`` starts with a header row (False: empty file); reads only that row.
 
     Raises:
@@ -106,7 +127,7 @@ def check_header(path: Path, labels: tuple[str, ...]) -> bool:
         UnicodeDecodeError: the file is not UTF-8 text.
     """
     with open(path, newline="", encoding="utf-8") as f:
-        return _check_header(next(csv.reader(f), None), path, labels)
+        return _check_header(next(csv.reader(f), None), path, labels, faces)
 
 
 class CsvSink:
@@ -116,9 +137,13 @@ class CsvSink:
     without an exception.
     """
 
-    def __init__(self, output: str, labels: tuple[str, ...], append: bool = False) -> None:
-        """Raises CsvError: the directory is not writable, or an appended file has other labels."""
+    def __init__(
+        self, output: str, labels: tuple[str, ...], append: bool = False, faces: bool = False
+    ) -> None:
+        """Raises CsvError: the directory is not writable, or an appended file has other labels
+        (or was written in the other ``faces`` mode)."""
         self.labels = labels
+        self.faces = faces
         self.existing: set[str] = set()
         self._target: Path | None = None
         self._tmp: str | None = None
@@ -133,7 +158,7 @@ class CsvSink:
                 raise CsvError(f"output directory does not exist: {directory}")
             try:
                 if append and self._target.exists():
-                    self.existing = read_existing(self._target, labels)
+                    self.existing = read_existing(self._target, labels, faces)
                     needs_header = self._target.stat().st_size == 0
                     self._stream = open(self._target, "a", newline="", encoding="utf-8")  # noqa: SIM115
                 else:
@@ -147,14 +172,14 @@ class CsvSink:
                 raise CsvError(f"{output} is not a CSV written by edgefer") from exc
         self._writer = csv.writer(self._stream, lineterminator="\n")
         if needs_header:
-            self._writer.writerow(csv_header(labels))
+            self._writer.writerow(csv_header(labels, faces))
 
     def seen(self, path: str) -> bool:
         """Whether ``path`` already has a row (append mode)."""
         return neutralize(path) in self.existing
 
     def write(self, result: Result) -> None:
-        self._writer.writerow(csv_row(result, len(self.labels)))
+        self._writer.writerow(csv_row(result, len(self.labels), self.faces))
         if self._target is None:
             self._stream.flush()  # a pipe reader sees rows as they come
 

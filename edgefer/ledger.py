@@ -77,7 +77,9 @@ class Ledger:
     Not thread-safe: one thread (the watch worker) owns it.
     """
 
-    def __init__(self, csv_path: str | os.PathLike, labels: tuple[str, ...]) -> None:
+    def __init__(
+        self, csv_path: str | os.PathLike, labels: tuple[str, ...], faces: bool = False
+    ) -> None:
         """Open, lock and recover the ledger, creating the CSV (with its header) if missing.
 
         Raises:
@@ -87,6 +89,7 @@ class Ledger:
         self.csv_path = Path(csv_path)
         self.state_path = self.csv_path.with_name(self.csv_path.name + STATE_SUFFIX)
         self.labels = labels
+        self.faces = faces
         self._done: dict[str, Identity] = {}
         self._state_lines = 0
         self._csv_fd = self._open_csv()
@@ -127,7 +130,7 @@ class Ledger:
 
     def _check_header(self) -> bool:
         try:
-            return check_header(self.csv_path, self.labels)
+            return check_header(self.csv_path, self.labels, self.faces)
         except UnicodeDecodeError:
             raise CsvError(f"{self.csv_path} is not a CSV written by edgefer") from None
 
@@ -189,10 +192,12 @@ class Ledger:
     def _adopt(self) -> None:
         """No state yet: start one for a new CSV, or from the rows of an existing CSV."""
         if self._csv_size() == 0:
-            _write_all(self._csv_fd, csv_line(csv_header(self.labels)).encode("utf-8"))
+            _write_all(self._csv_fd, csv_line(csv_header(self.labels, self.faces)).encode("utf-8"))
             os.fsync(self._csv_fd)
         else:
-            paths = read_existing(self.csv_path, self.labels)  # also repairs a torn last line
+            paths = read_existing(
+                self.csv_path, self.labels, self.faces
+            )  # also repairs a torn last line
             for path in paths:
                 try:
                     st = os.stat(path)
@@ -247,7 +252,9 @@ class Ledger:
         lines: list[str] = []
         for result, identity in rows:
             # backslashreplace: a file name that is not UTF-8 must not make the row unwritable.
-            row = csv_line(csv_row(result, len(self.labels))).encode("utf-8", "backslashreplace")
+            row = csv_line(csv_row(result, len(self.labels), self.faces)).encode(
+                "utf-8", "backslashreplace"
+            )
             end += len(row)
             data.append(row)
             lines.append(json.dumps([end, *identity, result.path]) + "\n")

@@ -20,13 +20,19 @@ from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_image
 
 @dataclass(frozen=True)
 class Result:
-    """One input file's outcome: a label with probabilities, or an error."""
+    """One input file's outcome (or one face's, with face detection): a label with
+    probabilities, or an error."""
 
     path: str
     label: str | None = None
     confidence: float | None = None
     probabilities: tuple[float, ...] | None = None
     error: str | None = None
+    #: With face detection: the face's number in its image (1 = the detector's surest), its
+    #: box ``(x, y, w, h)`` in pixels of the EXIF-corrected image, and the detector's score.
+    face: int | None = None
+    box: tuple[int, int, int, int] | None = None
+    det_score: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,6 +64,30 @@ def _results(
         p = next(rows)
         best = int(np.argmax(p))
         yield Result(path, labels[best], float(p[best]), tuple(float(x) for x in p))
+
+
+def decode_ahead(
+    paths: Iterable[str], decode: Callable[[str], object], workers: int, window: int
+) -> Iterator[tuple[str, object]]:
+    """``(path, decode(path))`` in input order, decoding up to ``window`` paths ahead on a pool
+    of ``workers`` threads."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefer-decode") as pool:
+        pending: deque[tuple[str, Future]] = deque()
+        source = iter(paths)
+
+        def refill() -> None:
+            while len(pending) < window:
+                try:
+                    path = next(source)
+                except StopIteration:
+                    return
+                pending.append((path, pool.submit(decode, path)))
+
+        refill()
+        while pending:
+            path, future = pending.popleft()
+            refill()
+            yield path, future.result()
 
 
 def classify_paths(
@@ -93,30 +123,14 @@ def classify_paths(
         batch_paths.clear()
         batch_items.clear()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefer-decode") as pool:
-        pending: deque[tuple[str, Future]] = deque()
-        source = iter(paths)
-
-        def refill() -> None:
-            while len(pending) < window:
-                try:
-                    path = next(source)
-                except StopIteration:
-                    return
-                pending.append((path, pool.submit(_decode, loader, path)))
-
-        refill()
-        n_images = 0
-        while pending:
-            path, future = pending.popleft()
-            refill()
-            item = future.result()
-            batch_paths.append(path)
-            batch_items.append(item)
-            n_images += not isinstance(item, str)
-            # Error rows are flushed too, so a run of bad files does not pile up unreported.
-            if n_images == batch_size or len(batch_paths) >= window:
-                yield from flush()
-                n_images = 0
-        if batch_paths:
+    n_images = 0
+    for path, item in decode_ahead(paths, lambda p: _decode(loader, p), workers, window):
+        batch_paths.append(path)
+        batch_items.append(item)
+        n_images += not isinstance(item, str)
+        # Error rows are flushed too, so a run of bad files does not pile up unreported.
+        if n_images == batch_size or len(batch_paths) >= window:
             yield from flush()
+            n_images = 0
+    if batch_paths:
+        yield from flush()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from rich.console import Console, Group
 from rich.table import Table
 
+from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 
 #: How many failing paths to list per distinct error message.
@@ -27,8 +28,18 @@ class Summary:
     error_examples: dict = field(default_factory=dict)
     skipped: int = 0
     seconds: float = 0.0
+    #: With face detection: rows are faces; images read, and those without a face.
+    faces: bool = False
+    n_images: int = 0
+    n_no_face: int = 0
 
     def add(self, result: Result) -> None:
+        if self.faces:
+            if result.error == NO_FACE:
+                self.n_images += 1
+                self.n_no_face += 1
+                return
+            self.n_images += result.face == 1
         if result.error is not None:
             self.errors[result.error] += 1
             examples = self.error_examples.setdefault(result.error, [])
@@ -55,7 +66,7 @@ class Summary:
         """A label table, an error table when there were failures, and a one-line total."""
         table = Table(title="edgefer: labels", title_justify="left")
         table.add_column("label")
-        table.add_column("images", justify="right")
+        table.add_column("faces" if self.faces else "images", justify="right")
         table.add_column("share", justify="right")
         table.add_column("mean confidence", justify="right")
         for label in self.labels:
@@ -72,11 +83,18 @@ class Summary:
             for reason, n in self.errors.most_common():
                 failed.add_row(reason, str(n), ", ".join(self.error_examples[reason]))
             parts.append(failed)
-        rate = self.n_ok / self.seconds if self.seconds > 0 else 0.0
+        images = self.n_images if self.faces else self.n_ok
+        rate = images / self.seconds if self.seconds > 0 else 0.0
         total = (
             f"{self.n_ok} classified, {self.n_failed} failed, "
             f"{self.n_low} below {self.low_confidence:.2f} confidence"
         )
+        if self.faces:
+            total = (
+                f"{self.n_images} images, {self.n_ok} faces, {self.n_no_face} images without a "
+                f"face, {self.n_failed} failed, {self.n_low} faces below "
+                f"{self.low_confidence:.2f} confidence"
+            )
         if self.skipped:
             total += f", {self.skipped} already in the CSV"
         parts.append(f"{total}; {self.seconds:.2f} s, {rate:.1f} images/s")

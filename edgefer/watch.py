@@ -33,12 +33,13 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edgefer.ledger import Identity, Ledger
 from edgefer.notify import Notifier, watchdog_interval
-from edgefer.pipeline import classify_paths
+from edgefer.photos import NO_FACE, FaceOptions, classify_photos
+from edgefer.pipeline import Result, classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 log = logging.getLogger("edgefer.watch")
@@ -85,6 +86,7 @@ class WatchOptions:
         done_dir: where classified files are moved (same filesystem: an atomic rename).
         workers: image decoding threads (None: up to 4).
         max_pixels: larger images get an error row (decompression bombs).
+        faces: detect faces in whole photos, one row per face (None: the images are crops).
     """
 
     folder: str
@@ -97,6 +99,7 @@ class WatchOptions:
     done_dir: str | None = None
     workers: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    faces: FaceOptions | None = None
 
 
 def check_folders(options: WatchOptions) -> None:
@@ -448,27 +451,32 @@ class Watcher:
         if not batch:
             return
         start = time.monotonic()
-        results = classify_paths(
-            self.classifier,
-            [path for path, _ in batch],
-            workers=self.options.workers,
-            max_pixels=self.options.max_pixels,
-        )
+        paths = [path for path, _ in batch]
+        kwargs = {"workers": self.options.workers, "max_pixels": self.options.max_pixels}
+        if self.options.faces is None:
+            groups: Iterable[list[Result]] = (
+                [r] for r in classify_paths(self.classifier, paths, **kwargs)
+            )
+        else:
+            groups = classify_photos(self.classifier, paths, self.options.faces, **kwargs)
         rows = []
-        for (path, identity), result in zip(batch, results, strict=True):
-            if not result.ok and not os.path.lexists(path):
+        files = []
+        for (path, identity), results in zip(batch, groups, strict=True):
+            first = results[0]
+            if not first.ok and first.error != NO_FACE and not os.path.lexists(path):
                 log.info("%s: removed before it could be read; no row", path)
                 continue
-            rows.append((result, identity))
+            rows += [(result, identity) for result in results]
+            files.append((first, identity))
         self.ledger.append(rows)
-        for result, identity in rows:
-            if result.ok:
+        for first, identity in files:
+            if first.ok or first.error == NO_FACE:
                 self.n_classified += 1
             else:
                 self.n_failed += 1
-                log.warning("%s: %s", result.path, result.error)
+                log.warning("%s: %s", first.path, first.error)
             if self.done_dir:
-                self._move_done(result.path, identity)
+                self._move_done(first.path, identity)
         log.debug("batch of %d in %.3f s", len(rows), time.monotonic() - start)
 
     def _move_done(self, path: str, identity: Identity) -> None:

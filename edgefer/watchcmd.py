@@ -8,6 +8,13 @@ from typing import Annotated
 
 import typer
 
+from edgefer.faceopts import (
+    DetectorOption,
+    FacesOption,
+    MaxFacesOption,
+    MinFaceOption,
+    face_options,
+)
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 
 
@@ -67,6 +74,10 @@ def watch(
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
+    faces: FacesOption = False,
+    detector: DetectorOption = None,
+    min_face: MinFaceOption = None,
+    max_faces: MaxFacesOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every batch.")] = False,
 ) -> None:
     """Watch a folder and classify each new image once, appending a row to a CSV.
@@ -83,6 +94,7 @@ def watch(
     from edgefer.classifier import Classifier, ClassifierOptions, ModelError
     from edgefer.cli import fail
     from edgefer.csvout import CsvError
+    from edgefer.faces import FaceDetectorMissingError
     from edgefer.ledger import Ledger
     from edgefer.notify import Notifier, setup_logging
     from edgefer.runtime import RuntimeMissingError
@@ -95,6 +107,14 @@ def watch(
         stop_on_signals,
     )
 
+    try:
+        face_opts = face_options(faces, detector, min_face, max_faces)
+        if face_opts is not None:
+            from edgefer.faces import open_detector
+
+            open_detector(face_opts.detector, num_threads=1).close()
+    except (ValueError, OSError, FaceDetectorMissingError, RuntimeMissingError) as exc:
+        raise fail(str(exc)) from None
     setup_logging(verbose)
     stop = threading.Event()
     stop_on_signals(stop)  # from here on: a stop request during the model load is an exit 0
@@ -108,13 +128,14 @@ def watch(
         max_latency=max_latency,
         done_dir=str(done_dir) if done_dir else None,
         max_pixels=max_pixels,
+        faces=face_opts,
     )
     try:
         check_folders(options)
         classifier = Classifier(
             ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
         )
-        ledger = Ledger(out, classifier.labels)
+        ledger = Ledger(out, classifier.labels, faces=faces)
     except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
         raise fail(str(exc)) from None
     try:

@@ -1,0 +1,156 @@
+"""Classify whole photos: detect every face, crop it, classify the crops in batches.
+
+Detection and cropping run on the decoding threads (each with its own detector: interpreters
+are not thread-safe), the classifier on the calling thread, as in :mod:`edgefer.pipeline`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgefer.faces import DEFAULT_MARGIN, crop_face, load_photo, open_detector
+from edgefer.pipeline import Result, decode_ahead
+from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError
+
+#: The error cell of an image in which no face was found.
+NO_FACE = "no face"
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """How faces are found and cropped.
+
+    Attributes:
+        detector: "blazeface" (built in) or "haar" (needs ``edgefer[faces]``).
+        min_face: smallest face side, in pixels of the full-size image, that is reported.
+        max_faces: at most this many faces per image, the detector's surest first (0: all).
+        margin: extra share of the face's side added around it before cropping.
+        align: rotate each crop so the eyes are level (BlazeFace gives the eyes).
+    """
+
+    detector: str = "blazeface"
+    min_face: int = 40
+    max_faces: int = 0
+    margin: float = DEFAULT_MARGIN
+    align: bool = True
+
+
+#: Per image: (crop, box in full-size pixels, detector score) per face, or an error.
+Found = list[tuple[np.ndarray, tuple[int, int, int, int], float]] | str
+
+
+def _detect(
+    path: str,
+    detector_for_thread: Callable[[], object],
+    options: FaceOptions,
+    size: tuple[int, int],
+    channels: int,
+    max_pixels: int,
+) -> Found:
+    try:
+        image, factor = load_photo(path, max_pixels)
+        # The detector sees the working copy; min_face is in full-size pixels.
+        faces = detector_for_thread().detect(image, max(8, round(options.min_face / factor)))
+        if options.max_faces:
+            faces = faces[: options.max_faces]
+        full = (round(image.width * factor), round(image.height * factor))
+        found = []
+        for face in faces:
+            crop = crop_face(image, face, size, channels, options.margin, options.align)
+            found.append((crop, face.scaled(factor).box(*full), face.score))
+        return found
+    except ImageError as exc:
+        return str(exc)
+    except MemoryError:
+        return "out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
+        return f"{type(exc).__name__}: {exc}"[:120]
+
+
+def classify_photos(
+    classifier,  # edgefer.classifier.Classifier
+    paths: Iterable[str],
+    options: FaceOptions | None = None,
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[list[Result]]:
+    """For each path, in order, the results of its faces (surest first), or one result whose
+    error is :data:`NO_FACE` or the decoding error.
+
+    Raises:
+        FaceDetectorMissingError: the detector's optional dependency is missing.
+    """
+    options = options or FaceOptions()
+    spec = classifier.spec
+    workers = workers or min(4, os.cpu_count() or 1)
+    open_detector(options.detector, num_threads=1).close()  # fail early, before any thread
+    local = threading.local()
+    detectors = []
+
+    def detector_for_thread():
+        if not hasattr(local, "detector"):
+            local.detector = open_detector(options.detector, num_threads=1)
+            detectors.append(local.detector)
+        return local.detector
+
+    def decode(path: str) -> Found:
+        return _detect(
+            path, detector_for_thread, options, spec.input_size, spec.channels, max_pixels
+        )
+
+    batch: list[tuple[str, Found]] = []
+    n_crops = 0
+
+    def flush() -> Iterator[list[Result]]:
+        crops = [f[0] for _, found in batch if not isinstance(found, str) for f in found]
+        probs = iter(classifier.predict(np.stack(crops)) if crops else ())
+        for path, found in batch:
+            if isinstance(found, str):
+                yield [Result(path, error=found)]
+            elif not found:
+                yield [Result(path, error=NO_FACE)]
+            else:
+                yield [
+                    _result(path, i, box, score, next(probs), spec.labels)
+                    for i, (_, box, score) in enumerate(found, 1)
+                ]
+        batch.clear()
+
+    window = max(8, 2 * workers)
+    try:
+        for path, found in decode_ahead(paths, decode, workers, window):
+            batch.append((path, found))
+            n_crops += 0 if isinstance(found, str) else len(found)
+            if n_crops >= classifier.batch_size or len(batch) >= window:
+                yield from flush()
+                n_crops = 0
+        if batch:
+            yield from flush()
+    finally:
+        for detector in detectors:
+            detector.close()
+
+
+def _result(
+    path: str,
+    number: int,
+    box: tuple[int, int, int, int],
+    score: float,
+    p: np.ndarray,
+    labels: tuple[str, ...],
+) -> Result:
+    best = int(np.argmax(p))
+    return Result(
+        path,
+        labels[best],
+        float(p[best]),
+        tuple(float(x) for x in p),
+        face=number,
+        box=box,
+        det_score=score,
+    )

@@ -1,0 +1,273 @@
+"""`--faces`: whole photos with several faces, pasted at known boxes into face-free backgrounds.
+
+The always-run tests use the two frontal faces in samples/ (public domain); the recall and
+per-face accuracy test uses FER2013 val faces and is skipped where that dataset is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import composites  # noqa: E402
+
+from edgefer.faces import FaceDetectorMissingError, open_detector  # noqa: E402
+from edgefer.photos import NO_FACE, FaceOptions, classify_photos  # noqa: E402
+
+FER_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val"
+
+
+@pytest.fixture(scope="module")
+def frontal() -> list[tuple[Image.Image, str]]:
+    """The README's two frontal sample faces, labelled by name."""
+    return [
+        (Image.open(ROOT / "samples" / f"{name}.jpg").convert("RGB"), name)
+        for name in ("collins", "hopper")
+    ]
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgefer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def box_of(row: dict[str, str]) -> tuple[int, int, int, int]:
+    return tuple(int(row[k]) for k in ("x", "y", "w", "h"))
+
+
+def place(frontal, size, boxes, angles=None, mode="RGB", seed=0) -> Image.Image:
+    """A background of ``size`` with the frontal faces pasted at ``boxes`` (x, y, side)."""
+    rng = np.random.default_rng(seed)
+    im = composites.background(rng, size)
+    for (face, _), (x, y, side), angle in zip(
+        frontal, boxes, angles or [0] * len(boxes), strict=False
+    ):
+        patch = face.resize((side, side), Image.Resampling.BICUBIC)
+        if angle:
+            mask = Image.new("L", patch.size, 255).rotate(angle, expand=True)
+            patch = patch.rotate(angle, Image.Resampling.BILINEAR, expand=True)
+            im.paste(
+                patch, (x + side // 2 - patch.width // 2, y + side // 2 - patch.height // 2), mask
+            )
+        else:
+            im.paste(patch, (x, y))
+    return im.convert(mode)
+
+
+def test_every_face_gets_a_row_at_its_box(tmp_path, frontal):
+    photo = tmp_path / "group.jpg"
+    truth = [(80, 120, 150), (520, 260, 110)]
+    place(frontal, (800, 600), truth, angles=[0, 15]).save(photo, quality=92)
+    empty = tmp_path / "wall.png"
+    composites.background(np.random.default_rng(7), (640, 480)).save(empty)
+    out = tmp_path / "faces.csv"
+    r = run_cli("classify", tmp_path, "--faces", "-o", out)
+    assert r.returncode == 0, r.stderr  # an image without a face is read fine: exit 0
+    rows = read_rows(out)
+    assert list(rows[0])[:7] == ["path", "face", "x", "y", "w", "h", "det_score"]
+    faces = [row for row in rows if row["path"] == str(photo)]
+    assert [row["face"] for row in faces] == ["1", "2"]
+    matched = composites.match([(x, y, s, s) for x, y, s in truth], [box_of(r) for r in faces])
+    assert len(matched) == 2, faces
+    for row in faces:
+        assert row["error"] == "" and row["label"] and 0.6 <= float(row["det_score"]) <= 1
+        probs = [float(row[k]) for k in list(row)[9:-1]]
+        assert abs(sum(probs) - 1) < 0.02 and max(probs) == float(row["confidence"])
+    (wall,) = [row for row in rows if row["path"] == str(empty)]
+    assert wall["error"] == NO_FACE and wall["face"] == "" and wall["label"] == ""
+    assert "2 images, 2 faces, 1 images without a face" in " ".join(r.stdout.split())
+
+
+def test_huge_photo_boxes_are_in_full_size_pixels(tmp_path, frontal):
+    # 24 MP: decoded reduced for detection, yet boxes come back in the file's own pixels.
+    photo = tmp_path / "big.jpg"
+    truth = [(900, 700, 900), (4200, 2000, 500)]
+    place(frontal, (6000, 4000), truth).save(photo, quality=85)
+    out = tmp_path / "big.csv"
+    r = run_cli("classify", photo, "--faces", "-o", out)
+    assert r.returncode == 0, r.stderr
+    boxes = [box_of(row) for row in read_rows(out)]
+    assert len(composites.match([(x, y, s, s) for x, y, s in truth], boxes)) == 2, boxes
+
+
+def test_exif_rotated_photo_boxes_are_upright_pixels(tmp_path, frontal):
+    # Stored sideways with EXIF orientation 6 (rotate 90° clockwise to view).
+    upright = place(frontal, (600, 800), [(150, 200, 220)])
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a sideways camera writes
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "sideways.jpg"
+    stored.save(photo, exif=exif, quality=92)
+    out = tmp_path / "exif.csv"
+    assert run_cli("classify", photo, "--faces", "-o", out).returncode == 0
+    (row,) = read_rows(out)
+    assert composites.match([(150, 200, 220, 220)], [box_of(row)]), row
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_grey_rgba_and_palette_photos(tmp_path, frontal, mode):
+    photo = tmp_path / f"photo-{mode}.png"
+    place(frontal, (700, 500), [(60, 60, 160), (400, 200, 140)], mode=mode).save(photo)
+    out = tmp_path / "modes.csv"
+    assert run_cli("classify", photo, "--faces", "-o", out).returncode == 0
+    assert [row["face"] for row in read_rows(out)] == ["1", "2"]
+
+
+def test_min_face_and_max_faces(tmp_path, frontal):
+    photo = tmp_path / "two.jpg"
+    place(frontal, (900, 700), [(60, 80, 260), (600, 400, 70)]).save(photo, quality=92)
+    out = tmp_path / "all.csv"
+    assert run_cli("classify", photo, "--faces", "-o", out).returncode == 0
+    assert len(read_rows(out)) == 2  # the 70 px face is found too
+    out = tmp_path / "big-only.csv"
+    assert run_cli("classify", photo, "--faces", "--min-face", "120", "-o", out).returncode == 0
+    (row,) = read_rows(out)
+    assert composites.match([(60, 80, 260, 260)], [box_of(row)])
+    out = tmp_path / "one.csv"
+    assert run_cli("classify", photo, "--faces", "--max-faces", "1", "-o", out).returncode == 0
+    (row,) = read_rows(out)
+    assert row["face"] == "1"
+    out = tmp_path / "none.csv"
+    assert run_cli("classify", photo, "--faces", "--min-face", "400", "-o", out).returncode == 0
+    assert [row["error"] for row in read_rows(out)] == [NO_FACE]
+
+
+def test_face_options_need_faces_and_csv_modes_do_not_mix(tmp_path, frontal):
+    photo = tmp_path / "p.jpg"
+    place(frontal, (400, 300), [(50, 50, 120)]).save(photo)
+    r = run_cli("classify", photo, "--min-face", "40", "-o", tmp_path / "x.csv")
+    assert r.returncode == 2 and "only apply with --faces" in r.stderr
+    r = run_cli("classify", photo, "--faces", "--detector", "yolo", "-o", tmp_path / "x.csv")
+    assert r.returncode == 2 and "unknown detector" in r.stderr
+    plain = tmp_path / "plain.csv"
+    assert run_cli("classify", photo, "-o", plain).returncode == 0
+    r = run_cli("classify", photo, "--faces", "--append", "-o", plain)
+    assert r.returncode == 2 and "without face detection" in r.stderr
+    assert len(read_rows(plain)) == 1
+
+
+def test_annotate_writes_checkable_copies(tmp_path, frontal):
+    (tmp_path / "in").mkdir()
+    photo = tmp_path / "in" / "group.png"
+    place(frontal, (640, 480), [(40, 40, 160), (380, 200, 150)]).save(photo)
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    ann = tmp_path / "annotated"
+    r = run_cli("classify", tmp_path / "in", "--faces", "--annotate", ann, "-o", tmp_path / "a.csv")
+    assert r.returncode == 1  # the broken file fails; the others are annotated all the same
+    (copy,) = ann.iterdir()
+    assert copy.suffix == ".jpg" and "group" in copy.name
+    drawn = np.asarray(Image.open(copy).convert("RGB"), dtype=int)
+    plain = np.asarray(Image.open(photo).convert("RGB"), dtype=int)
+    assert drawn.shape == plain.shape
+    # The box outline is drawn in yellow where the face's box edge runs.
+    rows = read_rows(tmp_path / "a.csv")
+    assert [r["error"] for r in rows if r["face"] == ""] == ["not an image or unsupported format"]
+    x, y, w, h = box_of(next(r for r in rows if r["face"] == "1"))
+    edge = drawn[y + h // 2, max(0, x - 1) : x + 3]
+    assert ((edge[:, 0] > 200) & (edge[:, 1] > 180) & (edge[:, 2] < 90)).any()
+
+
+def test_haar_detector_or_its_install_hint(tmp_path, frontal, monkeypatch):
+    photo = tmp_path / "p.jpg"
+    place(frontal, (640, 480), [(60, 60, 200), (380, 200, 160)]).save(photo, quality=92)
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        out = tmp_path / "haar.csv"
+        r = run_cli("classify", photo, "--faces", "--detector", "haar", "-o", out)
+        assert r.returncode == 0, r.stderr
+        truth = [(60, 60, 200, 200), (380, 200, 160, 160)]
+        assert len(composites.match(truth, [box_of(row) for row in read_rows(out)])) == 2
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if opencv were not installed
+    with pytest.raises(FaceDetectorMissingError, match=r"edgefer\[faces\]"):
+        open_detector("haar")
+
+
+def test_recall_and_accuracy_on_pasted_fer2013_faces():
+    """Detection recall at IoU >= 0.5 and per-face label accuracy, on FER2013 val faces pasted
+    at 48-240 px (a third rotated up to 20 degrees) into 960x720 backgrounds."""
+    if not FER_VAL.is_dir():
+        pytest.skip(f"FER2013 not found at {FER_VAL}")
+    from edgefer.classifier import Classifier, ClassifierOptions
+
+    faces = composites.load_faces(FER_VAL, 8, skip=200)
+    rng = np.random.default_rng(11)
+    order = rng.permutation(len(faces))
+    hits = total = correct = 0
+    with Classifier(ClassifierOptions(batch_size=8)) as classifier:
+        folder = Path(os.environ.get("TMPDIR", "/tmp"))
+        for start in range(0, len(order), 5):
+            group = [faces[i] for i in order[start : start + 5]]
+            image, truth = composites.composite(
+                rng, group, sides=(48, 240), max_angle=20, rotated_share=0.33
+            )
+            path = folder / f"edgefer-fer-composite-{os.getpid()}-{start}.png"
+            image.save(path)
+            try:
+                (results,) = classify_photos(classifier, [str(path)], FaceOptions())
+            finally:
+                path.unlink()
+            boxes = [r.box for r in results if r.box is not None]
+            matched = composites.match([t.box for t in truth], boxes)
+            hits += len(matched)
+            total += len(truth)
+            correct += sum(truth[t].label == results[b].label for t, b in matched.items())
+    recall, accuracy = hits / total, correct / max(1, hits)
+    print(f"recall {recall:.3f} ({hits}/{total}), per-face accuracy {accuracy:.3f}")
+    assert recall >= 0.8  # measured 0.92 on faces >= 48 px (benchmarks/RESULTS.md)
+    assert accuracy >= 0.5  # 7 classes: chance is 0.14; the model scores 0.68 on the crops
+
+
+def test_watch_faces_one_row_per_face_exactly_once(tmp_path, int8_model, frontal):
+    from test_watch_daemon import Daemon, wait_for
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    out = tmp_path / "faces.csv"
+    with Daemon(tmp_path, int8_model, inbox, out, "--faces").start() as daemon:
+        daemon.wait_ready()
+        place(frontal, (640, 480), [(40, 40, 160), (380, 200, 150)]).save(inbox / "two.png")
+        composites.background(np.random.default_rng(3), (320, 240)).save(inbox / "none.png")
+        wait_for(lambda: out.exists() and len(read_rows(out)) == 3, 60, "3 rows", daemon)
+        daemon.stop(signal.SIGKILL)
+        daemon.start().wait_ready()  # the restart must not classify anything again
+        place(frontal, (500, 400), [(100, 100, 200)]).save(inbox / "one.png")
+        wait_for(lambda: len(read_rows(out)) == 4, 60, "4 rows", daemon)
+        assert daemon.stop() == 0
+    raw = out.read_text()
+    header = raw.splitlines()[0].split(",")
+    assert header[:9] == ["path", "face", "x", "y", "w", "h", "det_score", "label", "confidence"]
+    state = out.with_name(out.name + ".state").read_text().splitlines()
+    assert int(state[-1].strip("[").split(",")[0]) == len(raw.encode())
+    rows = read_rows(out)
+    assert all(len(r) == len(header) and None not in r for r in rows)
+    assert sorted((Path(r["path"]).name, r["face"]) for r in rows) == [
+        ("none.png", ""),
+        ("one.png", "1"),
+        ("two.png", "1"),
+        ("two.png", "2"),
+    ]
+    assert [r["error"] for r in rows if r["face"] == ""] == [NO_FACE]
