@@ -98,10 +98,13 @@ def composite(
 
 def load_faces(folder: Path, per_label: int, skip: int = 0) -> list[tuple[Image.Image, str]]:
     """``per_label`` face crops from each label folder of ``folder`` (sorted names, after
-    ``skip``), for composites."""
+    ``skip``, or the first ones of a folder too small to skip any), for composites."""
     out = []
     for label_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        names = sorted(p for p in label_dir.iterdir() if p.is_file())[skip : skip + per_label]
+        names = sorted(p for p in label_dir.iterdir() if p.is_file())
+        names = (
+            names[skip : skip + per_label] if len(names) >= skip + per_label else names[:per_label]
+        )
         for path in names:
             with Image.open(path) as im:
                 out.append((im.convert("L").copy(), label_dir.name))

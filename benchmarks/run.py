@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--repeats", type=int, help="timed repeats per comparison (default 3-5; quick 2)"
     )
-    p.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="which sections, e.g. 1,4")
+    p.add_argument("--sections", default="1,2,3,4,5,6,7,8,9", help="which sections, e.g. 1,4")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="Markdown to write")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--workdir", type=Path, help="where to generate inputs (default: a temp dir)")

@@ -1,4 +1,5 @@
-"""The seven measurements of issue #6 plus the Raspberry Pi estimate, one function each."""
+"""The seven measurements of issue #6, the Raspberry Pi estimate and face detection (#7), one
+function each."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import inputs
 import numpy as np
 import reference
 import workloads as wl
+from faces_section import face_detection
 from flops import model_cost
 from harness import Rates, interleave, interleave_processes, paired_ratio
 from report import Check, Section
@@ -528,8 +530,9 @@ SECTIONS = {
     6: memory,
     7: quantization_variants,
     8: raspberry_pi,
+    9: face_detection,
 }
 
 #: Run order: TensorFlow (section 2) is imported in this process last, after every
 #: measurement that it could disturb except 7, which takes Keras' row from 2.
-RUN_ORDER = (4, 1, 3, 5, 6, 2, 7, 8)
+RUN_ORDER = (4, 1, 3, 5, 6, 9, 2, 7, 8)

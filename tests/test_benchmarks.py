@@ -91,7 +91,7 @@ def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_mo
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(data.read_text())
     sections = {s["number"]: s for s in payload["sections"]}
-    assert sorted(sections) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert sorted(sections) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     for s in sections.values():
         assert s["skipped"] is None, s
         assert s["rows"] and all(len(row) == len(s["columns"]) for row in s["rows"]), s["title"]
@@ -104,6 +104,9 @@ def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_mo
     variants_shown = [row[0] for row in sections[7]["rows"]]
     assert variants_shown[:4] == ["float32", "float16", "dynamic", "int8"]
     assert any("Pi 4" in note for note in sections[8]["notes"])
+    # Face detection: each detector on both photo sets (the synthetic "faces" are not faces).
+    assert [row[0] for row in sections[9]["rows"]][:1] == ["blazeface"]
+    assert any("photos/s" in note for note in sections[9]["notes"])
     text = results.read_text()
     for heading in ("## Targets", "## 1. ", "## 4. ", "## 8. ", report.NOTES_MARKER):
         assert heading in text

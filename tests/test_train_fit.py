@@ -134,3 +134,39 @@ def test_report_writes_plots_metrics_and_results_row(data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "accuracy=" in result.output
     assert json.loads((out / "eval-val-tta" / "metrics.json").read_text())["tta"] is True
+
+
+def test_distillation_targets_mix_label_and_teacher_ensemble(data_dir, tmp_path):
+    small = {"stem": (4,), "widths": (8,)}
+    teacher_a = tmp_path / "a"
+    teacher_b = tmp_path / "b"
+    fit(config(data_dir, arch="edge", arch_kwargs=small), teacher_a, log=lambda _: None)
+    fit(config(data_dir, arch="edge", arch_kwargs=small, seed=3), teacher_b, log=lambda _: None)
+    paths = [str(teacher_a / "model.keras"), str(teacher_b / "model.keras")]
+    from train.fit import prepare_data, teacher_targets
+
+    cfg = config(data_dir, teacher=",".join(paths), teacher_weight=0.4, teacher_temperature=1.0)
+    train = prepare_data(cfg).splits["train"]
+    out = tmp_path / "student"
+    out.mkdir()
+    targets, agree = teacher_targets(cfg, train.x, train.y, 3, out)
+    # The soft part is the mean of both teachers over each image and its mirror.
+    expected = np.zeros((len(train.y), 3))
+    for path in paths:
+        teacher = keras.models.load_model(path)
+        for x in (train.x, train.x[:, :, ::-1]):
+            expected += teacher.predict(x.astype(np.float32), verbose=0) / 4
+    onehot = np.eye(3)[train.y]
+    np.testing.assert_allclose(targets, 0.6 * onehot + 0.4 * expected, atol=1e-5)
+    np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
+    assert agree == pytest.approx(float(np.mean(expected.argmax(1) == train.y)))
+    assert (out / "teacher-train.npy").is_file()  # a resume reuses it
+    # Softened (T=2): the same ranking, flatter.
+    soft, _ = teacher_targets(replace(cfg, teacher_temperature=2.0), train.x, train.y, 3, out)
+    assert np.all((soft - 0.6 * onehot).max(1) <= (targets - 0.6 * onehot).max(1) + 1e-6)
+    # A whole student run with the teacher trains and logs the agreement.
+    lines = []
+    state = fit(replace(cfg, epochs=1), tmp_path / "run", log=lines.append)
+    assert state["epoch"] == 1 and any("agrees with the label" in line for line in lines)
+    with pytest.raises(ValueError, match="teacher_weight"):
+        replace(cfg, teacher_weight=1.5)
