@@ -144,7 +144,10 @@ def train_dataset(
     seed: int,
     epoch: int,
 ) -> tf.data.Dataset:
-    """One epoch of shuffled, augmented ``(x, one-hot y, weight)`` batches, seeded by the epoch."""
+    """One epoch of shuffled, augmented ``(x, one-hot y, weight)`` batches, seeded by the epoch.
+
+    ``y`` is integer labels, or already rows of target probabilities (distillation targets).
+    """
     order = np.random.default_rng([seed, epoch]).permutation(len(y))
     ds = tf.data.Dataset.from_tensor_slices((x[order], y[order], sample_weight[order]))
     ds = ds.batch(batch_size).enumerate()
@@ -152,7 +155,7 @@ def train_dataset(
     def prepare(i, batch):
         bx, by, bw = batch
         bx = tf.cast(bx, tf.float32)
-        by = tf.one_hot(by, n_classes)
+        by = tf.one_hot(by, n_classes) if y.ndim == 1 else tf.cast(by, tf.float32)
         batch_seed = tf.stack([tf.constant(seed * 100_003 + epoch, tf.int64), i])
         return augment_batch(bx, by, bw, aug, batch_seed)
 

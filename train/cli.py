@@ -72,6 +72,18 @@ def fit(
     seed: int = 0,
     dedupe: Annotated[bool, typer.Option(help="drop train images duplicated in val/test")] = True,
     limit: Annotated[int, typer.Option(help="use at most N images per split (timing runs)")] = 0,
+    teacher: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="a trained .keras model to distil from (soft targets); repeat for an ensemble"
+        ),
+    ] = None,
+    teacher_weight: Annotated[
+        float, typer.Option(help="share of the teacher's soft target in each label")
+    ] = 0.5,
+    teacher_temperature: Annotated[
+        float, typer.Option(help="soften (>1) the teacher's probabilities as p**(1/T)")
+    ] = 2.0,
     threads: Annotated[int, typer.Option(help="TensorFlow intra-op threads")] = 2,
     resume: Annotated[
         bool, typer.Option(help="continue the run in --out from its last epoch")
@@ -118,6 +130,9 @@ def fit(
             seed=seed,
             dedupe=dedupe,
             limit=limit,
+            teacher=",".join(str(t) for t in teacher or ()),
+            teacher_weight=teacher_weight,
+            teacher_temperature=teacher_temperature,
         )
     try:
         state = run_fit(cfg, out, resume=resume, log=_log, stop_after=stop_after)

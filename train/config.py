@@ -35,6 +35,12 @@ class FitConfig:
         seed: seed for weights, split, shuffling and augmentation.
         dedupe: drop train images whose pixels also appear in val/test.
         limit: use at most this many train/val images (timing and smoke runs; 0 = all).
+        teacher: a trained ``.keras`` model to distil from, or several separated by commas
+            (an ensemble); "" for none. Their predictions on each un-augmented train image and
+            its mirror, averaged, become soft targets.
+        teacher_weight: share of the soft target in the training label (the rest is one-hot).
+        teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
+            as ``p ** (1 / T)``, renormalised.
     """
 
     data_dir: str
@@ -57,6 +63,9 @@ class FitConfig:
     seed: int = 0
     dedupe: bool = True
     limit: int = 0
+    teacher: str = ""
+    teacher_weight: float = 0.5
+    teacher_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adam"):
@@ -65,6 +74,10 @@ class FitConfig:
             raise ValueError(f"schedule must be cosine or constant, not {self.schedule!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be in [0, 1], not {self.teacher_weight}")
+        if self.teacher_temperature <= 0:
+            raise ValueError(f"teacher_temperature must be > 0, not {self.teacher_temperature}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -164,15 +164,55 @@ def open_run(
     return build_model(cfg, n_classes, steps), state
 
 
+def teacher_targets(
+    cfg: FitConfig, x: np.ndarray, y: np.ndarray, n_classes: int, out: Path
+) -> tuple[np.ndarray, float]:
+    """Training labels mixed with a teacher's soft predictions (see ``FitConfig.teacher``), and
+    the share of train images on which the teacher's top class is the label.
+
+    The teacher's averaged image+mirror probabilities are cached in ``out`` so that a resume does
+    not pay for them again.
+    """
+    cache = out / "teacher-train.npy"
+    soft = np.load(cache) if cache.exists() else None
+    if soft is None or soft.shape != (len(y), n_classes):
+        soft = np.zeros((len(y), n_classes), np.float32)
+        paths = [p for p in cfg.teacher.split(",") if p]
+        for path in paths:
+            teacher = keras.models.load_model(path, compile=False)
+            if teacher.output_shape[-1] != n_classes:
+                raise ValueError(
+                    f"teacher {path} has {teacher.output_shape[-1]} outputs, data has "
+                    f"{n_classes} labels"
+                )
+            soft += teacher.predict(x, batch_size=256, verbose=0)
+            soft += teacher.predict(x[:, :, ::-1], batch_size=256, verbose=0)
+        soft /= 2 * len(paths)
+        np.save(cache, soft.astype(np.float32))
+    soft = np.power(np.clip(soft, 1e-8, 1.0), 1.0 / cfg.teacher_temperature)
+    soft /= soft.sum(axis=1, keepdims=True)
+    onehot = np.eye(n_classes, dtype=np.float32)[y]
+    mixed = (1 - cfg.teacher_weight) * onehot + cfg.teacher_weight * soft
+    return mixed.astype(np.float32), float((soft.argmax(1) == y).mean())
+
+
 def run_epoch(
-    model: keras.Model, cfg: FitConfig, data: Dataset, sample_weight: np.ndarray, epoch: int
+    model: keras.Model,
+    cfg: FitConfig,
+    data: Dataset,
+    sample_weight: np.ndarray,
+    epoch: int,
+    targets: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Train one epoch and validate; returns the history row (with val metrics)."""
+    """Train one epoch and validate; returns the history row (with val metrics).
+
+    ``targets``: per-image target probabilities to train on instead of the one-hot labels.
+    """
     t = time.time()
     train, val = data.splits["train"], data.splits["val"]
     ds = train_dataset(
         train.x,
-        train.y,
+        train.y if targets is None else targets,
         sample_weight,
         len(data.labels),
         cfg.batch_size,
@@ -270,6 +310,14 @@ def fit(
         f"{count_flops(model) / 1e6:.1f} MFLOPs/image, "
         f"class weights {[round(float(w), 2) for w in weights]}"
     )
+    targets = None
+    if cfg.teacher:
+        t1 = time.time()
+        targets, agree = teacher_targets(cfg, train.x, train.y, len(data.labels), out)
+        log(
+            f"teacher {cfg.teacher}: weight {cfg.teacher_weight}, T {cfg.teacher_temperature}, "
+            f"agrees with the label on {agree:.3f} of train, {time.time() - t1:.1f}s"
+        )
     last = min(cfg.epochs, stop_after) if stop_after else cfg.epochs
     for epoch in range(state["epoch"] + 1, last + 1):
         if cfg.patience and epoch - state["best_epoch"] > cfg.patience:
@@ -277,7 +325,7 @@ def fit(
             state["stopped_early"] = True
             _write_json(out / "state.json", state)
             break
-        row = run_epoch(model, cfg, data, weights[train.y], epoch)
+        row = run_epoch(model, cfg, data, weights[train.y], epoch, targets)
         improved = checkpoint(model, cfg, data, out, state, row)
         log(
             f"epoch {epoch:3d}/{cfg.epochs} {row['seconds']:6.1f}s lr {row['lr']:.2e} "
