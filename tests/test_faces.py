@@ -271,3 +271,16 @@ def test_watch_faces_one_row_per_face_exactly_once(tmp_path, int8_model, frontal
         ("two.png", "2"),
     ]
     assert [r["error"] for r in rows if r["face"] == ""] == [NO_FACE]
+
+
+def test_tiny_faces_are_reported_only_above_min_face(tmp_path, frontal):
+    photo = tmp_path / "tiny.jpg"
+    truth = [(100, 100, 28), (500, 300, 30)]
+    place(frontal, (800, 600), truth).save(photo, quality=95)
+    out = tmp_path / "default.csv"
+    assert run_cli("classify", photo, "--faces", "-o", out).returncode == 0
+    assert [row["error"] for row in read_rows(out)] == [NO_FACE]  # below the default 40 px
+    out = tmp_path / "small.csv"
+    assert run_cli("classify", photo, "--faces", "--min-face", "16", "-o", out).returncode == 0
+    boxes = [box_of(row) for row in read_rows(out)]
+    assert len(composites.match([(x, y, s, s) for x, y, s in truth], boxes)) == 2, boxes
