@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgefer.faces import DEFAULT_MARGIN, crop_face, load_photo, open_detector
+from edgefer.faces import (
+    DEFAULT_MARGIN,
+    MIN_WORK_FACE,
+    crop_face,
+    load_photo,
+    open_detector,
+)
 from edgefer.pipeline import Result, decode_ahead
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError
 
@@ -55,7 +61,8 @@ def _detect(
     try:
         image, factor = load_photo(path, max_pixels)
         # The detector sees the working copy; min_face is in full-size pixels.
-        faces = detector_for_thread().detect(image, max(8, round(options.min_face / factor)))
+        min_face = max(MIN_WORK_FACE, round(options.min_face / factor))
+        faces = detector_for_thread().detect(image, min_face)
         if options.max_faces:
             faces = faces[: options.max_faces]
         full = (round(image.width * factor), round(image.height * factor))
