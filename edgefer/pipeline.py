@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class Result:
 
 Loader = Callable[[str], np.ndarray]
 
+#: Paths per decoding task in :func:`classify_paths` (see :func:`decode_ahead`).
+CHUNK = 8
+
 
 def _decode(loader: Loader, path: str) -> np.ndarray | str:
     try:
@@ -67,27 +71,41 @@ def _results(
 
 
 def decode_ahead(
-    paths: Iterable[str], decode: Callable[[str], object], workers: int, window: int
+    paths: Iterable[str],
+    decode: Callable[[str], object],
+    workers: int,
+    window: int,
+    chunk: int = 1,
 ) -> Iterator[tuple[str, object]]:
     """``(path, decode(path))`` in input order, decoding up to ``window`` paths ahead on a pool
-    of ``workers`` threads."""
+    of ``workers`` threads, ``chunk`` consecutive paths per pool task.
+
+    For small images, one task per image costs more in futures and thread hand-overs than the
+    decoding itself; a chunk of several amortises that.
+    """
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefer-decode") as pool:
-        pending: deque[tuple[str, Future]] = deque()
+        pending: deque[tuple[list[str], Future]] = deque()
         source = iter(paths)
+        in_flight = 0
+
+        def run(group: list[str]) -> list[object]:
+            return [decode(path) for path in group]
 
         def refill() -> None:
-            while len(pending) < window:
-                try:
-                    path = next(source)
-                except StopIteration:
+            nonlocal in_flight
+            while in_flight < window:
+                group = list(islice(source, chunk))
+                if not group:
                     return
-                pending.append((path, pool.submit(decode, path)))
+                pending.append((group, pool.submit(run, group)))
+                in_flight += len(group)
 
         refill()
         while pending:
-            path, future = pending.popleft()
+            group, future = pending.popleft()
+            in_flight -= len(group)
             refill()
-            yield path, future.result()
+            yield from zip(group, future.result(), strict=True)
 
 
 def classify_paths(
@@ -109,7 +127,8 @@ def classify_paths(
 
     batch_size = classifier.batch_size
     workers = workers or min(4, os.cpu_count() or 1)
-    window = max(2 * batch_size, 4 * workers)
+    chunk = max(1, min(CHUNK, batch_size))
+    window = max(2 * batch_size, 2 * workers * chunk)
     batch_paths: list[str] = []
     batch_items: list[np.ndarray | str] = []
 
@@ -124,7 +143,8 @@ def classify_paths(
         batch_items.clear()
 
     n_images = 0
-    for path, item in decode_ahead(paths, lambda p: _decode(loader, p), workers, window):
+    decoded = decode_ahead(paths, lambda p: _decode(loader, p), workers, window, chunk)
+    for path, item in decoded:
         batch_paths.append(path)
         batch_items.append(item)
         n_images += not isinstance(item, str)
