@@ -99,6 +99,31 @@ def test_resume_continues_exactly(data_dir, tmp_path):
     assert not (out / "last-001.keras").exists()
 
 
+def test_mixed_bfloat16_trains_and_saves_a_float32_model(data_dir, tmp_path):
+    small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 2)}
+    cfg = config(data_dir, arch="edge", arch_kwargs=small, epochs=2, precision="mixed_bfloat16")
+    out = tmp_path / "bf16"
+    fit(cfg, out, log=lambda _: None, stop_after=1)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    state = fit(cfg, out, resume=True, log=lambda _: None)
+    assert state["epoch"] == 2 and np.isfinite(state["history"][-1]["loss"])
+    last = keras.models.load_model(out / "last-002.keras")
+    assert last.layers[2].compute_dtype == "bfloat16"  # the checkpoint trains on in bfloat16
+    assert last.layers[-1].compute_dtype == "float32"  # softmax in float32
+    model = keras.models.load_model(out / "model.keras")
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    assert sum(isinstance(layer, keras.layers.Add) for layer in model.layers) == 3
+    from edgefer.convert import convert
+
+    done = convert(out / "model.keras", tmp_path / "bf16.tflite", "int8", data_dir / "train")
+    assert done.spec.labels == LABELS and done.size > 0
+
+
+def test_precision_is_checked(data_dir):
+    with pytest.raises(ValueError, match="precision"):
+        config(data_dir, precision="float16")
+
+
 def test_resume_without_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError):
         fit(config(tmp_path), tmp_path / "none", resume=True)

@@ -36,7 +36,7 @@ def seed(
     h = layers.Flatten()(h)
     h = layers.Dense(128, activation="relu")(h)
     h = layers.Dense(64, activation="relu")(h)
-    outputs = layers.Dense(n_classes, activation="softmax")(h)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(h)
     return keras.Model(inputs, outputs, name="seed")
 
 
@@ -61,6 +61,7 @@ def edge(
     stem: tuple[int, ...] = (16, 32),
     widths: tuple[int, ...] = (48, 96, 192),
     dropout: float = 0.3,
+    blocks: tuple[int, ...] = (),
 ) -> keras.Model:
     """A small ResNet for 48x48 faces: full-resolution stem convs, then per stage a 2x2 max-pool
     and one residual block.
@@ -69,17 +70,20 @@ def edge(
     on the Pi) they reach far more of the machine's FLOP/s, and at these widths the model sits
     within the 150 MFLOP / 1.3M-parameter budget. ReLU6 bounds activations, which int8 likes.
     Max-pooling rather than strided convs keeps small expression cues (mouth corners, brows).
+    ``blocks`` gives the residual blocks per stage (default one each).
     """
     inputs = keras.Input(input_shape)
     h = layers.Rescaling(1 / 255)(inputs)
     for f in stem:
         h = _conv_bn(h, f)
-    for w in widths:
+    for w, n in zip(widths, blocks or (1,) * len(widths), strict=True):
         h = layers.MaxPooling2D()(h)
-        h = _residual(h, w)
+        for _ in range(n):
+            h = _residual(h, w)
     h = layers.GlobalAveragePooling2D()(h)
     h = layers.Dropout(dropout)(h)
-    outputs = layers.Dense(n_classes, activation="softmax")(h)
+    # float32 softmax also under a mixed-precision policy (see FitConfig.precision).
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(h)
     return keras.Model(inputs, outputs, name="edge")
 
 

@@ -41,6 +41,9 @@ class FitConfig:
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.
+        precision: "float32", or "mixed_bfloat16" (bfloat16 compute, float32 weights; about
+            twice as fast on CPUs with AVX512-BF16). Validation and the saved model.keras are
+            float32 either way.
     """
 
     data_dir: str
@@ -66,6 +69,7 @@ class FitConfig:
     teacher: str = ""
     teacher_weight: float = 0.5
     teacher_temperature: float = 2.0
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adam"):
@@ -74,6 +78,8 @@ class FitConfig:
             raise ValueError(f"schedule must be cosine or constant, not {self.schedule!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if self.precision not in ("float32", "mixed_bfloat16"):
+            raise ValueError(f"precision must be float32 or mixed_bfloat16, not {self.precision!r}")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], not {self.teacher_weight}")
         if self.teacher_temperature <= 0:

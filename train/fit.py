@@ -47,7 +47,13 @@ def make_optimizer(cfg: FitConfig, steps_per_epoch: int) -> keras.optimizers.Opt
 
 
 def build_model(cfg: FitConfig, n_classes: int, steps_per_epoch: int) -> keras.Model:
-    model = archs.build(cfg.arch, (*cfg.input_size, cfg.channels), n_classes, **cfg.arch_kwargs)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.precision)
+    try:
+        shape = (*cfg.input_size, cfg.channels)
+        model = archs.build(cfg.arch, shape, n_classes, **cfg.arch_kwargs)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     model.compile(
         optimizer=make_optimizer(cfg, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -136,12 +142,25 @@ def model_spec(
     )
 
 
-def save_inference_model(model: keras.Model, out: Path, spec: ModelSpec) -> None:
-    """``model.keras`` without optimizer state and ``spec.json`` beside it."""
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same network and weights with every layer computing in float32, uncompiled.
+
+    A mixed-precision model's layers carry their policy in their config; the converter and the
+    device want plain float32.
+    """
+    config = model.get_config()
+    for layer in config["layers"]:
+        if "dtype" in layer["config"]:
+            layer["config"]["dtype"] = "float32"
     # clone_model would carry the compile state (and optimizer slots) along; from_config does not.
-    clean = keras.Model.from_config(model.get_config())
+    clean = keras.Model.from_config(config)
     clean.set_weights(model.get_weights())
-    _save_atomic(clean, out / "model.keras")
+    return clean
+
+
+def save_inference_model(model: keras.Model, out: Path, spec: ModelSpec) -> None:
+    """``model.keras`` (float32, without optimizer state) and ``spec.json`` beside it."""
+    _save_atomic(float32_copy(model), out / "model.keras")
     (out / "spec.json").write_text(spec.to_json() + "\n")
 
 
@@ -224,7 +243,7 @@ def run_epoch(
     reseed_layers(model, cfg.seed, epoch)
     h = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
     train_time = time.time() - t
-    v = validate(model, val.x, val.y, data.labels)
+    v = validate(float32_copy(model), val.x, val.y, data.labels)
     return {
         "epoch": epoch,
         "lr": lr,
