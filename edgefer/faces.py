@@ -218,7 +218,7 @@ class BlazeFace:
         self,
         score_threshold: float = 0.6,
         num_threads: int | None = None,
-        tile_overlap: float = 1 / 3,
+        tile_overlap: float = 0.5,
         model_path: Path | None = None,
     ) -> None:
         path = model_path or DETECTOR_DIR / "face_detection_short_range.tflite"
