@@ -54,3 +54,24 @@ def test_flops_by_hand():
 def test_unknown_arch():
     with pytest.raises(ValueError):
         build("nope", (8, 8, 1), 2)
+
+
+def test_edge_blocks_per_stage():
+    deep = {"stem": (16,), "widths": (32, 64, 128), "blocks": (2, 2, 3)}
+    model = edge((48, 48, 1), 7, **deep)
+    assert sum(isinstance(layer, keras.layers.Add) for layer in model.layers) == 7
+    assert model.count_params() <= 1_300_000 and count_flops(model) <= 150e6
+    with pytest.raises(ValueError):
+        edge((48, 48, 1), 7, blocks=(1, 2))  # one count per stage
+
+
+def test_archs_command_with_arch_args():
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    args = '{"stem": [16], "widths": [32, 64, 128], "blocks": [2, 2, 3]}'
+    done = CliRunner().invoke(app, ["archs", "--arch", "edge", "--arch-args", args])
+    assert done.exit_code == 0 and "989,655 params" in done.output and "135.1 MFLOPs" in done.output
+    done = CliRunner().invoke(app, ["archs", "--arch-args", args])
+    assert done.exit_code == 2

@@ -279,14 +279,25 @@ def archs(
     size: Annotated[str, typer.Option(help="input size, 48 or HxW")] = "48",
     channels: int = 1,
     n_classes: int = 7,
+    arch: Annotated[str, typer.Option(help="only this architecture")] = "",
+    arch_args: Annotated[
+        str, typer.Option(help='JSON kwargs, e.g. {"stem": [16], "blocks": [2, 2, 3]}')
+    ] = "{}",
 ) -> None:
     """Parameters and FLOPs (2 x MACs, analytic) of each architecture at an input size."""
     from train.archs import ARCHS, build
     from train.flops import count_flops
 
     h, w = _size(size)
-    for name in ARCHS:
-        model = build(name, (h, w, channels), n_classes)
+    kwargs = json.loads(arch_args)
+    if kwargs and not arch:
+        raise typer.BadParameter("--arch-args needs --arch")
+    for name in [arch] if arch else ARCHS:
+        try:
+            model = build(name, (h, w, channels), n_classes, **kwargs)
+        except (ValueError, TypeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
         _log(
             f"{name:<6} {h}x{w}x{channels} -> {n_classes}: {model.count_params():>10,} params "
             f"{count_flops(model) / 1e6:>9.1f} MFLOPs"
