@@ -195,3 +195,49 @@ def test_distillation_targets_mix_label_and_teacher_ensemble(data_dir, tmp_path)
     assert state["epoch"] == 1 and any("agrees with the label" in line for line in lines)
     with pytest.raises(ValueError, match="teacher_weight"):
         replace(cfg, teacher_weight=1.5)
+
+
+def test_keep_from_and_average_run(data_dir, tmp_path):
+    from train.average import average_run, average_weights, refresh_batchnorm
+
+    small = {"stem": (4,), "widths": (8,)}
+    cfg = config(data_dir, arch="edge", arch_kwargs=small, epochs=3, keep_from=2)
+    out = tmp_path / "kept"
+    fit(cfg, out, log=lambda _: None)
+    assert sorted(p.name for p in out.glob("last-*.keras")) == [
+        "last-002.keras",
+        "last-003.keras",
+    ]
+    a, b = (keras.models.load_model(out / f"last-00{e}.keras") for e in (2, 3))
+    mean = average_weights([a, b])
+    for wa, wb, wm in zip(a.get_weights(), b.get_weights(), mean.get_weights(), strict=True):
+        np.testing.assert_allclose(wm, (wa + wb) / 2, rtol=1e-6)
+    from train.archs import build
+
+    with pytest.raises(ValueError, match="one architecture"):
+        average_weights([a, build("edge", (16, 16, 1), 3, stem=(4,), widths=(12,))])
+
+    # Batch-norm statistics become those of the data passed in.
+    x = np.random.default_rng(1).uniform(0, 255, (40, 16, 16, 1)).astype(np.float32)
+    refresh_batchnorm(mean, x, batch_size=16)
+    first_bn = next(la for la in mean.layers if isinstance(la, keras.layers.BatchNormalization))
+    conv = keras.Model(mean.inputs, first_bn.input)
+    feats = conv.predict(x, verbose=0).reshape(-1, first_bn.moving_mean.shape[0])
+    batches = [conv.predict(x[i : i + 16], verbose=0) for i in (0, 16, 32)]
+    expected = np.mean([f.reshape(-1, feats.shape[1]).mean(0) for f in batches], axis=0)
+    np.testing.assert_allclose(first_bn.moving_mean.numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert first_bn.momentum == 0.99  # restored
+
+    lines = []
+    metrics = average_run(out, tmp_path / "avg", first=2, log=lines.append)
+    assert "epochs 2-3" in lines[0] and 0.0 <= metrics["accuracy"] <= 1.0
+    spec = ModelSpec.from_json((tmp_path / "avg" / "spec.json").read_text())
+    assert spec.metadata["averaged_epochs"] == [2, 3] and "best_epoch" not in spec.metadata
+    with pytest.raises(FileNotFoundError):
+        average_run(out, tmp_path / "none", first=9, log=lines.append)
+    from edgefer.convert import convert
+
+    done = convert(
+        tmp_path / "avg" / "model.keras", tmp_path / "a.tflite", "int8", data_dir / "train"
+    )
+    assert done.spec.metadata["averaged_epochs"] == [2, 3]

@@ -1,4 +1,5 @@
-"""``python -m train``: fit, evaluate, evaluate-csv, baselines, results. Parses, calls, prints."""
+"""``python -m train``: fit, average, evaluate, evaluate-csv, baselines, report, archs. Parses,
+calls, prints."""
 
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def fit(
         str,
         typer.Option(help="float32, or mixed_bfloat16 (about 2x faster on AVX512-BF16 CPUs)"),
     ] = "float32",
+    keep_from: Annotated[
+        int, typer.Option(help="keep every epoch's checkpoint from this epoch on (for average)")
+    ] = 0,
     threads: Annotated[int, typer.Option(help="TensorFlow intra-op threads")] = 2,
     resume: Annotated[
         bool, typer.Option(help="continue the run in --out from its last epoch")
@@ -138,6 +142,7 @@ def fit(
             teacher_weight=teacher_weight,
             teacher_temperature=teacher_temperature,
             precision=precision,
+            keep_from=keep_from,
         )
     try:
         state = run_fit(cfg, out, resume=resume, log=_log, stop_after=stop_after)
@@ -272,6 +277,28 @@ def report(
     from train.report import report_run
 
     report_run(run, log=_log, results=results, figures=figures)
+
+
+@app.command()
+def average(
+    run: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="a fit --out folder")],
+    out: Annotated[Path, typer.Option(help="folder for the averaged model.keras + spec.json")],
+    first: Annotated[int, typer.Option(help="first epoch to average")] = 0,
+    last: Annotated[int, typer.Option(help="last epoch to average (0: the newest)")] = 0,
+    threads: int = 2,
+) -> None:
+    """Average the weights of a run's kept checkpoints (fit --keep-from), re-measure its
+    batch-norm statistics on train, save it for convert and print its val accuracy."""
+    from train.tfenv import set_threads
+
+    set_threads(threads, 2)
+    from train.average import average_run
+
+    try:
+        average_run(run, out, first, last, log=_log)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -41,6 +41,8 @@ class FitConfig:
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.
+        keep_from: keep the checkpoint of every epoch from this one on (for ``python -m train
+            average``); 0 keeps only the last.
         precision: "float32", or "mixed_bfloat16" (bfloat16 compute, float32 weights; about
             twice as fast on CPUs with AVX512-BF16). Validation and the saved model.keras are
             float32 either way.
@@ -70,6 +72,7 @@ class FitConfig:
     teacher_weight: float = 0.5
     teacher_temperature: float = 2.0
     precision: str = "float32"
+    keep_from: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adam"):

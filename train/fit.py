@@ -282,7 +282,9 @@ def checkpoint(
     state["checkpoint"] = f"last-{row['epoch']:03d}.keras"
     _save_atomic(model, out / state["checkpoint"])
     _write_json(out / "state.json", state)
-    if previous.name != state["checkpoint"]:
+    epoch_of_previous = previous.stem.rpartition("-")[2]
+    kept = cfg.keep_from and epoch_of_previous.isdigit() and int(epoch_of_previous) >= cfg.keep_from
+    if previous.name != state["checkpoint"] and not kept:
         previous.unlink(missing_ok=True)
     return improved
 

@@ -1,0 +1,113 @@
+"""Weight averaging of one run's checkpoints (stochastic weight averaging, applied afterwards).
+
+The weights of several epochs of one run are averaged into one network of the same size and
+cost, and the batch-norm statistics are measured again on the training images (averaged weights
+do not match averaged statistics). The checkpoints to average are kept by ``fit`` when the run's
+``keep_from`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefer.spec import ModelSpec
+from train.config import FitConfig
+from train.fit import float32_copy, prepare_data, save_inference_model, validate
+from train.tfenv import keras
+
+
+def average_weights(models: Sequence[keras.Model]) -> keras.Model:
+    """A float32 copy of the first model holding the mean of all models' weights.
+
+    Raises:
+        ValueError: fewer than one model, or models of different shapes.
+    """
+    if not models:
+        raise ValueError("nothing to average")
+    weights = [m.get_weights() for m in models]
+    shapes = [[w.shape for w in ws] for ws in weights]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError("the checkpoints are not of one architecture")
+    out = float32_copy(models[0])
+    out.set_weights([np.mean([ws[i] for ws in weights], axis=0) for i in range(len(weights[0]))])
+    return out
+
+
+def refresh_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> None:
+    """Replace every BatchNormalization layer's moving mean and variance by their average over
+    ``x`` (forward passes in training mode, one pass, cumulative average)."""
+    norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    saved = [la.momentum for la in norms]
+    for la in norms:
+        la.moving_mean.assign(np.zeros(la.moving_mean.shape, np.float32))
+        la.moving_variance.assign(np.ones(la.moving_variance.shape, np.float32))
+    try:
+        for k, start in enumerate(range(0, len(x), batch_size)):
+            for la in norms:
+                la.momentum = k / (k + 1)  # moving = mean of the first k+1 batches' statistics
+            model(x[start : start + batch_size].astype(np.float32), training=True)
+    finally:
+        for la, m in zip(norms, saved, strict=True):
+            la.momentum = m
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch of a ``last-<epoch>.keras`` checkpoint."""
+    return int(path.stem.rsplit("-", 1)[-1])
+
+
+def average_run(
+    run: Path,
+    out: Path,
+    first: int = 0,
+    last: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Average the run's kept checkpoints of epochs ``first``..``last`` (0: all) into
+    ``out/model.keras`` + ``spec.json``; returns the val metrics of the result.
+
+    Raises:
+        FileNotFoundError: no kept checkpoint in that range.
+    """
+    cfg = FitConfig.load(run)
+    paths = sorted(
+        p
+        for p in run.glob("last-*.keras")
+        if checkpoint_epoch(p) >= first and (not last or checkpoint_epoch(p) <= last)
+    )
+    if not paths:
+        raise FileNotFoundError(f"no last-<epoch>.keras in {run} for epochs {first}..{last or ''}")
+    epochs = [checkpoint_epoch(p) for p in paths]
+    log(f"averaging {len(paths)} checkpoints of {run}: epochs {epochs[0]}-{epochs[-1]}")
+    data = prepare_data(cfg)
+    train, val = data.splits["train"], data.splits["val"]
+    model = average_weights([keras.models.load_model(p, compile=False) for p in paths])
+    before = validate(model, val.x, val.y, data.labels)["accuracy"]
+    order = np.random.default_rng(cfg.seed).permutation(len(train))
+    refresh_batchnorm(model, train.x[order])
+    metrics = validate(model, val.x, val.y, data.labels)
+    log(
+        f"val accuracy {metrics['accuracy']:.4f} (with the averaged batch-norm statistics "
+        f"{before:.4f}), macro-F1 {metrics['macro_f1']:.4f}"
+    )
+    spec = ModelSpec.from_json((run / "spec.json").read_text())
+    extra = {
+        "averaged_epochs": epochs,
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+    }
+    metadata = {k: v for k, v in spec.metadata.items() if k != "best_epoch"}
+    spec = replace(spec, metadata={**metadata, **extra})
+    out.mkdir(parents=True, exist_ok=True)
+    save_inference_model(model, out, spec)
+    summary = {"run": str(run), "epochs": epochs, "val": metrics}
+    (out / "average.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return metrics
