@@ -241,3 +241,23 @@ def test_keep_from_and_average_run(data_dir, tmp_path):
         tmp_path / "avg" / "model.keras", tmp_path / "a.tflite", "int8", data_dir / "train"
     )
     assert done.spec.metadata["averaged_epochs"] == [2, 3]
+
+
+def test_swa_schedule_holds_the_rate_and_keeps_the_tail(data_dir, tmp_path):
+    from train.fit import lr_schedule
+
+    cfg = config(data_dir, epochs=10, warmup_epochs=2, lr=1e-3, swa_epochs=3, swa_lr_ratio=0.25)
+    schedule = lr_schedule(cfg, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 20, 45, 70, 85, 99)]
+    assert rates[0] == 0.0 and rates[1] == pytest.approx(1e-3)  # warm-up, then the peak
+    assert 0.25e-3 < rates[2] < 1e-3  # cosine
+    assert rates[3:] == pytest.approx([0.25e-3] * 3)  # held from epoch 8 on
+    plain = lr_schedule(replace(cfg, swa_epochs=0), steps_per_epoch=10)
+    assert float(plain(99)) < 1e-5
+    with pytest.raises(ValueError, match="swa_epochs"):
+        replace(cfg, swa_epochs=8)
+    small = {"stem": (4,), "widths": (8,)}
+    tail = config(data_dir, arch_kwargs=small, epochs=3, warmup_epochs=0, swa_epochs=2)
+    fit(tail, tmp_path / "swa", log=lambda _: None)
+    kept = sorted(p.name for p in (tmp_path / "swa").glob("last-*.keras"))
+    assert kept == ["last-002.keras", "last-003.keras"]

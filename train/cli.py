@@ -89,6 +89,11 @@ def fit(
         str,
         typer.Option(help="float32, or mixed_bfloat16 (about 2x faster on AVX512-BF16 CPUs)"),
     ] = "float32",
+    swa_epochs: Annotated[
+        int,
+        typer.Option(help="hold the LR at --swa-lr-ratio x lr for the last N epochs, keep them"),
+    ] = 0,
+    swa_lr_ratio: float = 0.25,
     keep_from: Annotated[
         int, typer.Option(help="keep every epoch's checkpoint from this epoch on (for average)")
     ] = 0,
@@ -143,6 +148,8 @@ def fit(
             teacher_temperature=teacher_temperature,
             precision=precision,
             keep_from=keep_from,
+            swa_epochs=swa_epochs,
+            swa_lr_ratio=swa_lr_ratio,
         )
     try:
         state = run_fit(cfg, out, resume=resume, log=_log, stop_after=stop_after)

@@ -41,6 +41,10 @@ class FitConfig:
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.
+        swa_epochs: the last this-many epochs hold the learning rate at ``swa_lr_ratio`` x ``lr``
+            (the cosine reaches it at their start) and keep their checkpoints, for ``python -m
+            train average`` (stochastic weight averaging); 0 for none.
+        swa_lr_ratio: see ``swa_epochs``.
         keep_from: keep the checkpoint of every epoch from this one on (for ``python -m train
             average``); 0 keeps only the last.
         precision: "float32", or "mixed_bfloat16" (bfloat16 compute, float32 weights; about
@@ -73,6 +77,8 @@ class FitConfig:
     teacher_temperature: float = 2.0
     precision: str = "float32"
     keep_from: int = 0
+    swa_epochs: int = 0
+    swa_lr_ratio: float = 0.25
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adam"):
@@ -83,6 +89,10 @@ class FitConfig:
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision must be float32 or mixed_bfloat16, not {self.precision!r}")
+        if not 0 <= self.swa_epochs < self.epochs - self.warmup_epochs:
+            raise ValueError(
+                f"swa_epochs must leave epochs after the warm-up, not {self.swa_epochs}"
+            )
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], not {self.teacher_weight}")
         if self.teacher_temperature <= 0:

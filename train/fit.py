@@ -29,18 +29,24 @@ from train.tfenv import keras
 CACHE_DIR = Path("runs/cache")
 
 
+def lr_schedule(cfg: FitConfig, steps_per_epoch: int) -> Any:
+    """The learning rate per step: linear warmup, then cosine decay to 0 over the planned epochs
+    (to ``swa_lr_ratio`` x ``lr`` ``swa_epochs`` before the end, then held); or constant."""
+    if cfg.schedule != "cosine":
+        return cfg.lr
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else cfg.lr,
+        decay_steps=max(1, (cfg.epochs - cfg.warmup_epochs - cfg.swa_epochs) * steps_per_epoch),
+        alpha=cfg.swa_lr_ratio if cfg.swa_epochs else 0.0,
+        warmup_target=cfg.lr if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
 def make_optimizer(cfg: FitConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """AdamW/Adam with linear warmup then cosine decay to 0 over the planned epochs."""
-    lr: Any = cfg.lr
-    if cfg.schedule == "cosine":
-        warmup = cfg.warmup_epochs * steps_per_epoch
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else cfg.lr,
-            decay_steps=max(1, (cfg.epochs - cfg.warmup_epochs) * steps_per_epoch),
-            alpha=0.0,
-            warmup_target=cfg.lr if warmup else None,
-            warmup_steps=warmup,
-        )
+    """AdamW/Adam on :func:`lr_schedule`."""
+    lr = lr_schedule(cfg, steps_per_epoch)
     if cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
     return keras.optimizers.Adam(lr)
@@ -283,7 +289,8 @@ def checkpoint(
     _save_atomic(model, out / state["checkpoint"])
     _write_json(out / "state.json", state)
     epoch_of_previous = previous.stem.rpartition("-")[2]
-    kept = cfg.keep_from and epoch_of_previous.isdigit() and int(epoch_of_previous) >= cfg.keep_from
+    keep_from = cfg.keep_from or (cfg.epochs - cfg.swa_epochs + 1 if cfg.swa_epochs else 0)
+    kept = keep_from and epoch_of_previous.isdigit() and int(epoch_of_previous) >= keep_from
     if previous.name != state["checkpoint"] and not kept:
         previous.unlink(missing_ok=True)
     return improved
