@@ -228,11 +228,16 @@ def test_keep_from_and_average_run(data_dir, tmp_path):
     np.testing.assert_allclose(first_bn.moving_mean.numpy(), expected, rtol=1e-4, atol=1e-5)
     assert first_bn.momentum == 0.99  # restored
 
+    (out / "last-004.tmp.keras").write_bytes(b"a save cut off")
     lines = []
     metrics = average_run(out, tmp_path / "avg", first=2, log=lines.append)
     assert "epochs 2-3" in lines[0] and 0.0 <= metrics["accuracy"] <= 1.0
     spec = ModelSpec.from_json((tmp_path / "avg" / "spec.json").read_text())
     assert spec.metadata["averaged_epochs"] == [2, 3] and "best_epoch" not in spec.metadata
+    kept = average_run(out, tmp_path / "avg-bn", first=2, log=lines.append, refresh=False)
+    assert "averaged batch-norm statistics" in lines[-1]
+    logged = float(lines[1].split("averaged ones gave ")[1][:6])
+    assert kept["accuracy"] == pytest.approx(logged, abs=1e-4)
     with pytest.raises(FileNotFoundError):
         average_run(out, tmp_path / "none", first=9, log=lines.append)
     from edgefer.convert import convert

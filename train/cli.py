@@ -292,6 +292,10 @@ def average(
     out: Annotated[Path, typer.Option(help="folder for the averaged model.keras + spec.json")],
     first: Annotated[int, typer.Option(help="first epoch to average")] = 0,
     last: Annotated[int, typer.Option(help="last epoch to average (0: the newest)")] = 0,
+    refresh_batchnorm: Annotated[
+        bool,
+        typer.Option(help="re-measure batch-norm statistics on train (else: their average)"),
+    ] = True,
     threads: int = 2,
 ) -> None:
     """Average the weights of a run's kept checkpoints (fit --keep-from), re-measure its
@@ -302,7 +306,7 @@ def average(
     from train.average import average_run
 
     try:
-        average_run(run, out, first, last, log=_log)
+        average_run(run, out, first, last, log=_log, refresh=refresh_batchnorm)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
