@@ -261,6 +261,7 @@ def test_swa_schedule_holds_the_rate_and_keeps_the_tail(data_dir, tmp_path):
     assert float(plain(99)) < 1e-5
     with pytest.raises(ValueError, match="swa_epochs"):
         replace(cfg, swa_epochs=8)
+    replace(cfg, epochs=1, warmup_epochs=2, swa_epochs=0)  # a short run without SWA is fine
     small = {"stem": (4,), "widths": (8,)}
     tail = config(data_dir, arch_kwargs=small, epochs=3, warmup_epochs=0, swa_epochs=2)
     fit(tail, tmp_path / "swa", log=lambda _: None)

@@ -89,7 +89,9 @@ class FitConfig:
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision must be float32 or mixed_bfloat16, not {self.precision!r}")
-        if not 0 <= self.swa_epochs < self.epochs - self.warmup_epochs:
+        if self.swa_epochs < 0 or (
+            self.swa_epochs and self.swa_epochs >= self.epochs - self.warmup_epochs
+        ):
             raise ValueError(
                 f"swa_epochs must leave epochs after the warm-up, not {self.swa_epochs}"
             )
