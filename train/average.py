@@ -18,7 +18,13 @@ import numpy as np
 
 from edgefer.spec import ModelSpec
 from train.config import FitConfig
-from train.fit import float32_copy, prepare_data, save_inference_model, validate
+from train.fit import (
+    checkpoint_epoch,
+    float32_copy,
+    prepare_data,
+    save_inference_model,
+    validate,
+)
 from train.tfenv import keras
 
 
@@ -59,13 +65,6 @@ def refresh_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 256) 
             la.momentum = m
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The epoch of a ``last-<epoch>.keras`` checkpoint; None for other names (such as the
-    ``last-<epoch>.tmp.keras`` of a save that was cut off)."""
-    tail = path.name.removeprefix("last-").removesuffix(".keras")
-    return int(tail) if tail.isdigit() else None
-
-
 def average_run(
     run: Path,
     out: Path,
@@ -85,14 +84,10 @@ def average_run(
     """
     cfg = FitConfig.load(run)
     found = {checkpoint_epoch(p): p for p in run.glob("last-*.keras")}
-    paths = [
-        found[e]
-        for e in sorted(e for e in found if e is not None)
-        if e >= first and e <= (last or e)
-    ]
-    if not paths:
+    epochs = sorted(e for e in found if e is not None and e >= first and (not last or e <= last))
+    if not epochs:
         raise FileNotFoundError(f"no last-<epoch>.keras in {run} for epochs {first}..{last or ''}")
-    epochs = [checkpoint_epoch(p) for p in paths]
+    paths = [found[e] for e in epochs]
     log(f"averaging {len(paths)} checkpoints of {run}: epochs {epochs[0]}-{epochs[-1]}")
     data = prepare_data(cfg)
     train, val = data.splits["train"], data.splits["val"]

@@ -109,6 +109,13 @@ def _current_lr(model: keras.Model) -> float:
     return float(lr(opt.iterations) if callable(lr) else lr)
 
 
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch of a ``last-<epoch>.keras`` checkpoint; None for other names (such as the
+    ``last-<epoch>.tmp.keras`` of a save that was cut off)."""
+    tail = path.name.removeprefix("last-").removesuffix(".keras")
+    return int(tail) if tail.isdigit() else None
+
+
 def _save_atomic(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
@@ -249,7 +256,9 @@ def run_epoch(
     reseed_layers(model, cfg.seed, epoch)
     h = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
     train_time = time.time() - t
-    v = validate(float32_copy(model), val.x, val.y, data.labels)
+    v = validate(
+        model if cfg.precision == "float32" else float32_copy(model), val.x, val.y, data.labels
+    )
     return {
         "epoch": epoch,
         "lr": lr,
@@ -288,9 +297,9 @@ def checkpoint(
     state["checkpoint"] = f"last-{row['epoch']:03d}.keras"
     _save_atomic(model, out / state["checkpoint"])
     _write_json(out / "state.json", state)
-    epoch_of_previous = previous.stem.rpartition("-")[2]
     keep_from = cfg.keep_from or (cfg.epochs - cfg.swa_epochs + 1 if cfg.swa_epochs else 0)
-    kept = keep_from and epoch_of_previous.isdigit() and int(epoch_of_previous) >= keep_from
+    previous_epoch = checkpoint_epoch(previous)
+    kept = keep_from and previous_epoch is not None and previous_epoch >= keep_from
     if previous.name != state["checkpoint"] and not kept:
         previous.unlink(missing_ok=True)
     return improved
