@@ -94,7 +94,8 @@ def decode_ahead(
         def refill() -> None:
             nonlocal in_flight
             while in_flight < window:
-                group = list(islice(source, chunk))
+                # The last group may be short: never more than ``window`` paths submitted ahead.
+                group = list(islice(source, min(chunk, window - in_flight)))
                 if not group:
                     return
                 pending.append((group, pool.submit(run, group)))
