@@ -197,6 +197,35 @@ def test_distillation_targets_mix_label_and_teacher_ensemble(data_dir, tmp_path)
         replace(cfg, teacher_weight=1.5)
 
 
+def test_tflite_teacher_runs_in_the_edge_runtime_and_must_share_the_labels(data_dir, tmp_path):
+    """A converted (int8) model, e.g. the shipped one, can teach; its label order is checked."""
+    from edgefer.classifier import Classifier
+    from edgefer.convert import convert
+    from train.fit import prepare_data, teacher_targets
+
+    trained = tmp_path / "t"
+    fit(
+        config(data_dir, arch="edge", arch_kwargs={"stem": (4,), "widths": (8,)}),
+        trained,
+        log=lambda _: None,
+    )
+    tflite = tmp_path / "t.tflite"
+    convert(trained / "model.keras", tflite, quantize="int8", calibration_dir=data_dir / "train")
+    cfg = config(data_dir, teacher=str(tflite), teacher_weight=1.0, teacher_temperature=1.0)
+    data = prepare_data(cfg)
+    train = data.splits["train"]
+    out = tmp_path / "student"
+    out.mkdir()
+    targets, agree = teacher_targets(cfg, train.x, train.y, 3, out, data.labels)
+    with Classifier.create_from_model_path(tflite, num_threads=1) as classifier:
+        mirrored = np.ascontiguousarray(train.x[:, :, ::-1])
+        expected = (classifier.predict(train.x) + classifier.predict(mirrored)) / 2
+    np.testing.assert_allclose(targets, expected / expected.sum(1, keepdims=True), atol=1e-5)
+    assert agree == pytest.approx(float(np.mean(expected.argmax(1) == train.y)))
+    with pytest.raises(ValueError, match="labels"):
+        teacher_targets(cfg, train.x, train.y, 3, tmp_path, ("light", "dark", "stripes"))
+
+
 def test_keep_from_and_average_run(data_dir, tmp_path):
     from train.average import average_run, average_weights, refresh_batchnorm
 

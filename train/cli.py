@@ -76,7 +76,7 @@ def fit(
     teacher: Annotated[
         list[Path] | None,
         typer.Option(
-            help="a trained .keras model to distil from (soft targets); repeat for an ensemble"
+            help="a .keras or .tflite model to distil from (soft targets); repeat for an ensemble"
         ),
     ] = None,
     teacher_weight: Annotated[

@@ -35,9 +35,9 @@ class FitConfig:
         seed: seed for weights, split, shuffling and augmentation.
         dedupe: drop train images whose pixels also appear in val/test.
         limit: use at most this many train/val images (timing and smoke runs; 0 = all).
-        teacher: a trained ``.keras`` model to distil from, or several separated by commas
-            (an ensemble); "" for none. Their predictions on each un-augmented train image and
-            its mirror, averaged, become soft targets.
+        teacher: a trained ``.keras`` or converted ``.tflite`` model to distil from, or several
+            separated by commas (an ensemble); "" for none. Their predictions on each
+            un-augmented train image and its mirror, averaged, become soft targets.
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.

@@ -196,8 +196,36 @@ def open_run(
     return build_model(cfg, n_classes, steps), state
 
 
+def load_teacher(
+    path: str, n_classes: int, labels: tuple[str, ...] | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from uint8 images to a teacher's probabilities.
+
+    ``.tflite`` teachers (a shipped model, say) run in the edge runtime; their labels, when
+    ``labels`` is given, must be the data's in the same order. Others load as Keras models.
+    """
+    if path.endswith(".tflite"):
+        from edgefer.classifier import Classifier
+
+        tflite = Classifier.create_from_model_path(path, num_threads=os.cpu_count(), batch_size=64)
+        if len(tflite.labels) != n_classes or (labels and tuple(tflite.labels) != tuple(labels)):
+            raise ValueError(f"teacher {path} has labels {tflite.labels}, data has {labels}")
+        return lambda x: tflite.predict(np.ascontiguousarray(x))
+    teacher = keras.models.load_model(path, compile=False)
+    if teacher.output_shape[-1] != n_classes:
+        raise ValueError(
+            f"teacher {path} has {teacher.output_shape[-1]} outputs, data has {n_classes} labels"
+        )
+    return lambda x: teacher.predict(x, batch_size=256, verbose=0)
+
+
 def teacher_targets(
-    cfg: FitConfig, x: np.ndarray, y: np.ndarray, n_classes: int, out: Path
+    cfg: FitConfig,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    out: Path,
+    labels: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Training labels mixed with a teacher's soft predictions (see ``FitConfig.teacher``), and
     the share of train images on which the teacher's top class is the label.
@@ -211,14 +239,9 @@ def teacher_targets(
         soft = np.zeros((len(y), n_classes), np.float32)
         paths = [p for p in cfg.teacher.split(",") if p]
         for path in paths:
-            teacher = keras.models.load_model(path, compile=False)
-            if teacher.output_shape[-1] != n_classes:
-                raise ValueError(
-                    f"teacher {path} has {teacher.output_shape[-1]} outputs, data has "
-                    f"{n_classes} labels"
-                )
-            soft += teacher.predict(x, batch_size=256, verbose=0)
-            soft += teacher.predict(x[:, :, ::-1], batch_size=256, verbose=0)
+            predict = load_teacher(path, n_classes, labels)
+            soft += predict(x)
+            soft += predict(x[:, :, ::-1])
         soft /= 2 * len(paths)
         np.save(cache, soft.astype(np.float32))
     soft = np.power(np.clip(soft, 1e-8, 1.0), 1.0 / cfg.teacher_temperature)
@@ -350,7 +373,7 @@ def fit(
     targets = None
     if cfg.teacher:
         t1 = time.time()
-        targets, agree = teacher_targets(cfg, train.x, train.y, len(data.labels), out)
+        targets, agree = teacher_targets(cfg, train.x, train.y, len(data.labels), out, data.labels)
         log(
             f"teacher {cfg.teacher}: weight {cfg.teacher_weight}, T {cfg.teacher_temperature}, "
             f"agrees with the label on {agree:.3f} of train, {time.time() - t1:.1f}s"
