@@ -186,6 +186,9 @@ def test_distillation_targets_mix_label_and_teacher_ensemble(data_dir, tmp_path)
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
     assert agree == pytest.approx(float(np.mean(expected.argmax(1) == train.y)))
     assert (out / "teacher-train.npy").is_file()  # a resume reuses it
+    # ... but not when the teachers are others (one of the two alone here).
+    alone, _ = teacher_targets(replace(cfg, teacher=paths[0]), train.x, train.y, 3, out)
+    assert not np.allclose(alone, targets, atol=1e-4)
     # Softened (T=2): the same ranking, flatter.
     soft, _ = teacher_targets(replace(cfg, teacher_temperature=2.0), train.x, train.y, 3, out)
     assert np.all((soft - 0.6 * onehot).max(1) <= (targets - 0.6 * onehot).max(1) + 1e-6)

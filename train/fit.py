@@ -231,10 +231,13 @@ def teacher_targets(
     the share of train images on which the teacher's top class is the label.
 
     The teacher's averaged image+mirror probabilities are cached in ``out`` so that a resume does
-    not pay for them again.
+    not pay for them again; the cache names its teachers and is ignored when they differ.
     """
     cache = out / "teacher-train.npy"
-    soft = np.load(cache) if cache.exists() else None
+    named = out / "teacher-train.json"
+    soft = None
+    if cache.exists() and named.exists() and json.loads(named.read_text()) == cfg.teacher:
+        soft = np.load(cache)
     if soft is None or soft.shape != (len(y), n_classes):
         soft = np.zeros((len(y), n_classes), np.float32)
         paths = [p for p in cfg.teacher.split(",") if p]
@@ -244,6 +247,7 @@ def teacher_targets(
             soft += predict(x[:, :, ::-1])
         soft /= 2 * len(paths)
         np.save(cache, soft.astype(np.float32))
+        named.write_text(json.dumps(cfg.teacher))
     soft = np.power(np.clip(soft, 1e-8, 1.0), 1.0 / cfg.teacher_temperature)
     soft /= soft.sum(axis=1, keepdims=True)
     onehot = np.eye(n_classes, dtype=np.float32)[y]
