@@ -225,8 +225,13 @@ def test_tflite_teacher_runs_in_the_edge_runtime_and_must_share_the_labels(data_
         expected = (classifier.predict(train.x) + classifier.predict(mirrored)) / 2
     np.testing.assert_allclose(targets, expected / expected.sum(1, keepdims=True), atol=1e-5)
     assert agree == pytest.approx(float(np.mean(expected.argmax(1) == train.y)))
+    swapped = ("light", "dark", "stripes")
     with pytest.raises(ValueError, match="labels"):
-        teacher_targets(cfg, train.x, train.y, 3, tmp_path, ("light", "dark", "stripes"))
+        teacher_targets(cfg, train.x, train.y, 3, tmp_path, swapped)
+    # A Keras teacher is checked against the spec.json that fit wrote beside it.
+    keras_cfg = replace(cfg, teacher=str(trained / "model.keras"))
+    with pytest.raises(ValueError, match="labels"):
+        teacher_targets(keras_cfg, train.x, train.y, 3, tmp_path, swapped)
 
 
 def test_keep_from_and_average_run(data_dir, tmp_path):

@@ -201,16 +201,24 @@ def load_teacher(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function from uint8 images to a teacher's probabilities.
 
-    ``.tflite`` teachers (a shipped model, say) run in the edge runtime; their labels, when
-    ``labels`` is given, must be the data's in the same order. Others load as Keras models.
+    ``.tflite`` teachers (a shipped model, say) run in the edge runtime. Others load as Keras
+    models. When ``labels`` is given, a teacher's own labels (embedded in a ``.tflite``, or the
+    ``spec.json`` beside a ``.keras``) must be the data's in the same order.
     """
+
+    def check(own: tuple[str, ...]) -> None:
+        if len(own) != n_classes or (labels and tuple(own) != tuple(labels)):
+            raise ValueError(f"teacher {path} has labels {own}, data has {labels or n_classes}")
+
     if path.endswith(".tflite"):
         from edgefer.classifier import Classifier
 
         tflite = Classifier.create_from_model_path(path, num_threads=os.cpu_count(), batch_size=64)
-        if len(tflite.labels) != n_classes or (labels and tuple(tflite.labels) != tuple(labels)):
-            raise ValueError(f"teacher {path} has labels {tflite.labels}, data has {labels}")
+        check(tuple(tflite.labels))
         return lambda x: tflite.predict(np.ascontiguousarray(x))
+    spec = Path(path).with_name("spec.json")
+    if spec.is_file():
+        check(ModelSpec.from_json(spec.read_text()).labels)
     teacher = keras.models.load_model(path, compile=False)
     if teacher.output_shape[-1] != n_classes:
         raise ValueError(
