@@ -304,3 +304,46 @@ def test_swa_schedule_holds_the_rate_and_keeps_the_tail(data_dir, tmp_path):
     fit(tail, tmp_path / "swa", log=lambda _: None)
     kept = sorted(p.name for p in (tmp_path / "swa").glob("last-*.keras"))
     assert kept == ["last-002.keras", "last-003.keras"]
+
+
+def test_fold_averages_members_into_one_convertible_model(data_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgefer.classifier import Classifier
+    from edgefer.convert import convert
+    from train.cli import app
+    from train.flops import count_flops
+
+    small = {"stem": (4,), "widths": (8,)}
+    runs = [tmp_path / "a", tmp_path / "b"]
+    fit(config(data_dir, arch="edge", arch_kwargs=small), runs[0], log=lambda _: None)
+    fit(config(data_dir, arch="seed", seed=2), runs[1], log=lambda _: None)  # any members
+    paths = [str(r / "model.keras") for r in runs]
+    result = CliRunner().invoke(app, ["fold", *paths, "--out", str(tmp_path / "ens")])
+    assert result.exit_code == 0, result.output
+    members = [keras.models.load_model(p) for p in paths]
+    folded = keras.models.load_model(tmp_path / "ens" / "model.keras")
+    from train.fit import prepare_data
+
+    images = prepare_data(config(data_dir)).splits["val"].x  # uint8, as the device gets them
+    x = images.astype(np.float32)
+    expected = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(folded.predict(x, verbose=0), expected, atol=1e-5)
+    assert count_flops(folded) == sum(count_flops(m) for m in members) > 0
+    spec = ModelSpec.from_json((tmp_path / "ens" / "spec.json").read_text())
+    assert spec.labels == LABELS and spec.metadata["ensemble_of"] == paths
+    # It converts and runs on the device side like any single model.
+    tflite = tmp_path / "ens.tflite"
+    convert(tmp_path / "ens" / "model.keras", tflite, calibration_dir=data_dir / "train")
+    with Classifier.create_from_model_path(tflite, num_threads=1) as classifier:
+        assert classifier.labels == LABELS
+        agree = classifier.predict(images).argmax(1) == expected.argmax(1)
+        assert agree.mean() >= 0.8
+    # Members fed or labelled differently are refused, as is a lone model.
+    spec_b = runs[1] / "spec.json"
+    relabelled = json.loads(spec_b.read_text())
+    relabelled["labels"] = list(reversed(LABELS))
+    spec_b.write_text(json.dumps(relabelled))
+    for args in (paths, paths[:1]):
+        result = CliRunner().invoke(app, ["fold", *args, "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and "error:" in result.output

@@ -313,6 +313,29 @@ def average(
 
 
 @app.command()
+def fold(
+    models: Annotated[
+        list[Path],
+        typer.Argument(exists=True, dir_okay=False, help=".keras models, each with spec.json"),
+    ],
+    out: Annotated[Path, typer.Option(help="folder for the folded model.keras + spec.json")],
+) -> None:
+    """Fold an ensemble into one model (the mean of the members' probabilities) for convert;
+    it costs the members' FLOPs and bytes together."""
+    from train.fold import fold as fold_into
+
+    try:
+        summary = fold_into(models, out)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    _log(
+        f"{len(models)} members: {summary['params']:,} params, "
+        f"{summary['flops'] / 1e6:.1f} MFLOPs/image -> {out / 'model.keras'}"
+    )
+
+
+@app.command()
 def archs(
     size: Annotated[str, typer.Option(help="input size, 48 or HxW")] = "48",
     channels: int = 1,

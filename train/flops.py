@@ -41,5 +41,8 @@ def layer_macs(layer) -> int:
 
 
 def count_flops(model: keras.Model) -> int:
-    """FLOPs per image = 2 x the MACs of every conv and dense layer."""
-    return 2 * sum(layer_macs(layer) for layer in model.layers)
+    """FLOPs per image = 2 x the MACs of every conv and dense layer, nested models included."""
+    return 2 * sum(
+        count_flops(layer) // 2 if isinstance(layer, keras.Model) else layer_macs(layer)
+        for layer in model.layers
+    )
