@@ -347,3 +347,6 @@ def test_fold_averages_members_into_one_convertible_model(data_dir, tmp_path):
     for args in (paths, paths[:1]):
         result = CliRunner().invoke(app, ["fold", *args, "--out", str(tmp_path / "bad")])
         assert result.exit_code == 2 and "error:" in result.output
+    spec_b.unlink()  # a member without its spec.json, as edgefer convert says it
+    result = CliRunner().invoke(app, ["fold", *paths, "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "no model spec" in result.output

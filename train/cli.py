@@ -24,6 +24,12 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
+def _fail(message: object) -> typer.Exit:
+    """Print ``error: message`` to stderr; raise the returned exit (status 2, a usage error)."""
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(2)
+
+
 def _size(text: str) -> tuple[int, int]:
     h, _, w = text.lower().partition("x")
     return int(h), int(w or h)
@@ -116,8 +122,7 @@ def fit(
 
     if resume:
         if not (out / "config.json").exists():
-            print(f"error: no run to resume in {out}", file=sys.stderr)
-            raise typer.Exit(2)
+            raise _fail(f"no run to resume in {out}")
         cfg = FitConfig.load(out)
     else:
         if data_dir is None:
@@ -154,8 +159,7 @@ def fit(
     try:
         state = run_fit(cfg, out, resume=resume, log=_log, stop_after=stop_after)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
     if report and (state["epoch"] >= cfg.epochs or state.get("stopped_early")):
         from train.report import report_run  # imported late: a long run picks up the current code
 
@@ -186,8 +190,7 @@ def evaluate(
     try:
         metrics = evaluate_dir(model, data_dir, out, tta)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
     _log(format_report(metrics))
     _log(f"wrote {out}/metrics.json, confusion.png, samples.png")
 
@@ -219,8 +222,7 @@ def evaluate_csv(
         labels, rows = read_results(csv_path)
         metrics = evaluate_rows(labels, rows)
     except (CsvFormatError, KeyError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
     metrics["csv"] = str(csv_path)
     out = out or csv_path.with_name("metrics.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -308,8 +310,7 @@ def average(
     try:
         average_run(run, out, first, last, log=_log, refresh=refresh_batchnorm)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -322,13 +323,13 @@ def fold(
 ) -> None:
     """Fold an ensemble into one model (the mean of the members' probabilities) for convert;
     it costs the members' FLOPs and bytes together."""
+    from edgefer.convert import ConvertError
     from train.fold import fold as fold_into
 
     try:
         summary = fold_into(models, out)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    except (ConvertError, ValueError) as exc:
+        raise _fail(exc) from None
     _log(
         f"{len(models)} members: {summary['params']:,} params, "
         f"{summary['flops'] / 1e6:.1f} MFLOPs/image -> {out / 'model.keras'}"
@@ -357,8 +358,7 @@ def archs(
         try:
             model = build(name, (h, w, channels), n_classes, **kwargs)
         except (ValueError, TypeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(2) from None
+            raise _fail(exc) from None
         _log(
             f"{name:<6} {h}x{w}x{channels} -> {n_classes}: {model.count_params():>10,} params "
             f"{count_flops(model) / 1e6:>9.1f} MFLOPs"

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgefer.spec import ModelSpec
+from edgefer.convert import resolve_spec
 from train.fit import float32_copy, save_inference_model
 from train.flops import count_flops
 from train.tfenv import keras
@@ -44,23 +44,16 @@ def fold_models(models: Sequence[keras.Model]) -> keras.Model:
     return keras.Model(image, keras.layers.Average(name="mean_probability")(members), name="folded")
 
 
-def member_spec(path: Path) -> ModelSpec:
-    spec_path = path.with_name("spec.json")
-    if not spec_path.is_file():
-        raise FileNotFoundError(f"no spec.json beside {path}")
-    return ModelSpec.from_json(spec_path.read_text())
-
-
 def fold(paths: Sequence[Path], out: Path) -> dict[str, Any]:
     """Fold the ``.keras`` models at ``paths`` (each with its ``spec.json``) into
     ``out/model.keras`` + ``spec.json``; returns a summary (members, params, FLOPs).
 
     Raises:
-        FileNotFoundError: a model or its spec.json is missing.
+        ConvertError: a member's spec.json is missing or unreadable (as for ``edgefer convert``).
         ValueError: fewer than two models, members that do not output probabilities, or whose
             labels, input size, channels or normalisation differ.
     """
-    specs = [member_spec(Path(p)) for p in paths]
+    specs = [resolve_spec(Path(p), None) for p in paths]
     first = replace(specs[0], name="")
     for path, spec in zip(paths, specs, strict=True):
         if spec.output != "probabilities":
