@@ -234,6 +234,50 @@ def test_tflite_teacher_runs_in_the_edge_runtime_and_must_share_the_labels(data_
         teacher_targets(keras_cfg, train.x, train.y, 3, tmp_path, swapped)
 
 
+def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
+    """With teacher_online the soft target is the teacher's answer for the augmented batch the
+    student trains on (not a cached answer for the clean image)."""
+    from train.augment import train_dataset
+    from train.fit import online_teacher, prepare_data
+
+    trained = tmp_path / "t"
+    fit(
+        config(data_dir, arch="edge", arch_kwargs={"stem": (4,), "widths": (8,)}),
+        trained,
+        log=lambda _: None,
+    )
+    path = str(trained / "model.keras")
+    cfg = config(
+        data_dir, teacher=path, teacher_online=True, teacher_weight=0.4, teacher_temperature=2.0
+    )
+    data = prepare_data(cfg)
+    train, val = data.splits["train"], data.splits["val"]
+    teach = online_teacher(cfg, 3, data.labels)
+    weights = np.ones(len(train.y), np.float32)
+    args = (train.x, train.y, weights, 3, 8, cfg.augment, cfg.seed, 1)
+    plain = list(train_dataset(*args))
+    taught = list(train_dataset(*args, teach, 0.4))
+    teacher = keras.models.load_model(path)
+    for (x, y, w), (tx, ty, tw) in zip(plain, taught, strict=True):
+        np.testing.assert_array_equal(tx, x)
+        np.testing.assert_array_equal(tw, w)
+        p = teacher.predict(x.numpy(), verbose=0) ** 0.5
+        expected = 0.6 * y.numpy() + 0.4 * p / p.sum(1, keepdims=True)
+        np.testing.assert_allclose(ty, expected, atol=1e-5)
+    # A run with it logs the teachers' val accuracy and caches no per-image targets.
+    lines = []
+    state = fit(replace(cfg, epochs=1), tmp_path / "run", log=lines.append)
+    accuracy = np.mean(teacher.predict(val.x.astype(np.float32), verbose=0).argmax(1) == val.y)
+    assert state["epoch"] == 1
+    assert any("online (each augmented batch)" in line for line in lines)
+    assert any(f"val accuracy {accuracy:.4f}" in line for line in lines)
+    assert not (tmp_path / "run" / "teacher-train.npy").exists()
+    with pytest.raises(ValueError, match="tflite"):
+        replace(cfg, teacher=f"{path},m.tflite")
+    with pytest.raises(ValueError, match="needs a teacher"):
+        replace(cfg, teacher="")
+
+
 def test_keep_from_and_average_run(data_dir, tmp_path):
     from train.average import average_run, average_weights, refresh_batchnorm
 

@@ -7,6 +7,7 @@ batches it would have seen without the interruption. Augmentation lives here, ne
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,10 +144,14 @@ def train_dataset(
     aug: Augment,
     seed: int,
     epoch: int,
+    teach: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    teacher_weight: float = 0.5,
 ) -> tf.data.Dataset:
     """One epoch of shuffled, augmented ``(x, one-hot y, weight)`` batches, seeded by the epoch.
 
     ``y`` is integer labels, or already rows of target probabilities (distillation targets).
+    ``teach`` maps an augmented batch to soft targets; each label becomes
+    ``(1 - teacher_weight) * y + teacher_weight * teach(x)`` for the view the student sees.
     """
     order = np.random.default_rng([seed, epoch]).permutation(len(y))
     ds = tf.data.Dataset.from_tensor_slices((x[order], y[order], sample_weight[order]))
@@ -159,4 +164,8 @@ def train_dataset(
         batch_seed = tf.stack([tf.constant(seed * 100_003 + epoch, tf.int64), i])
         return augment_batch(bx, by, bw, aug, batch_seed)
 
-    return ds.map(prepare, num_parallel_calls=2, deterministic=True).prefetch(2)
+    ds = ds.map(prepare, num_parallel_calls=2, deterministic=True)
+    if teach is not None:
+        a = teacher_weight
+        ds = ds.map(lambda bx, by, bw: (bx, (1 - a) * by + a * teach(bx), bw))
+    return ds.prefetch(2)

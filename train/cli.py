@@ -91,6 +91,10 @@ def fit(
     teacher_temperature: Annotated[
         float, typer.Option(help="soften (>1) the teacher's probabilities as p**(1/T)")
     ] = 2.0,
+    teacher_online: Annotated[
+        bool,
+        typer.Option(help="run the (.keras) teachers on each augmented batch, not once per image"),
+    ] = False,
     precision: Annotated[
         str,
         typer.Option(help="float32, or mixed_bfloat16 (about 2x faster on AVX512-BF16 CPUs)"),
@@ -151,6 +155,7 @@ def fit(
             teacher=",".join(str(t) for t in teacher or ()),
             teacher_weight=teacher_weight,
             teacher_temperature=teacher_temperature,
+            teacher_online=teacher_online,
             precision=precision,
             keep_from=keep_from,
             swa_epochs=swa_epochs,

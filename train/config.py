@@ -41,6 +41,9 @@ class FitConfig:
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.
+        teacher_online: run the (Keras) teachers on every augmented training batch instead, so
+            the soft target is the teacher's answer for the very view the student sees
+            (consistent teaching); costs one teacher forward pass per step and teacher.
         swa_epochs: the last this-many epochs hold the learning rate at ``swa_lr_ratio`` x ``lr``
             (the cosine reaches it at their start) and keep their checkpoints, for ``python -m
             train average`` (stochastic weight averaging); 0 for none.
@@ -75,6 +78,7 @@ class FitConfig:
     teacher: str = ""
     teacher_weight: float = 0.5
     teacher_temperature: float = 2.0
+    teacher_online: bool = False
     precision: str = "float32"
     keep_from: int = 0
     swa_epochs: int = 0
@@ -97,6 +101,12 @@ class FitConfig:
             )
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], not {self.teacher_weight}")
+        if self.teacher_online and not self.teacher:
+            raise ValueError("teacher_online needs a teacher")
+        if self.teacher_online and any(p.endswith(".tflite") for p in self.teacher.split(",")):
+            raise ValueError(
+                "teacher_online runs Keras teachers in the training graph, not .tflite"
+            )
         if self.teacher_temperature <= 0:
             raise ValueError(f"teacher_temperature must be > 0, not {self.teacher_temperature}")
 

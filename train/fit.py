@@ -24,7 +24,7 @@ from train.config import FitConfig
 from train.data import Dataset, class_weights, load_dataset
 from train.flops import count_flops
 from train.metrics import log_loss, summarize
-from train.tfenv import keras
+from train.tfenv import keras, tf
 
 CACHE_DIR = Path("runs/cache")
 
@@ -196,6 +196,26 @@ def open_run(
     return build_model(cfg, n_classes, steps), state
 
 
+def _check_labels(path: str, own: tuple[str, ...], n_classes: int, labels) -> None:
+    if len(own) != n_classes or (labels and tuple(own) != tuple(labels)):
+        raise ValueError(f"teacher {path} has labels {own}, data has {labels or n_classes}")
+
+
+def load_keras_teacher(
+    path: str, n_classes: int, labels: tuple[str, ...] | None = None
+) -> keras.Model:
+    """A Keras teacher; its labels (the ``spec.json`` beside it, if any) must be ``labels``."""
+    spec = Path(path).with_name("spec.json")
+    if spec.is_file():
+        _check_labels(path, ModelSpec.from_json(spec.read_text()).labels, n_classes, labels)
+    teacher = keras.models.load_model(path, compile=False)
+    if teacher.output_shape[-1] != n_classes:
+        raise ValueError(
+            f"teacher {path} has {teacher.output_shape[-1]} outputs, data has {n_classes} labels"
+        )
+    return teacher
+
+
 def load_teacher(
     path: str, n_classes: int, labels: tuple[str, ...] | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -205,26 +225,46 @@ def load_teacher(
     models. When ``labels`` is given, a teacher's own labels (embedded in a ``.tflite``, or the
     ``spec.json`` beside a ``.keras``) must be the data's in the same order.
     """
-
-    def check(own: tuple[str, ...]) -> None:
-        if len(own) != n_classes or (labels and tuple(own) != tuple(labels)):
-            raise ValueError(f"teacher {path} has labels {own}, data has {labels or n_classes}")
-
     if path.endswith(".tflite"):
         from edgefer.classifier import Classifier
 
         tflite = Classifier.create_from_model_path(path, num_threads=os.cpu_count(), batch_size=64)
-        check(tuple(tflite.labels))
+        _check_labels(path, tuple(tflite.labels), n_classes, labels)
         return lambda x: tflite.predict(np.ascontiguousarray(x))
-    spec = Path(path).with_name("spec.json")
-    if spec.is_file():
-        check(ModelSpec.from_json(spec.read_text()).labels)
-    teacher = keras.models.load_model(path, compile=False)
-    if teacher.output_shape[-1] != n_classes:
-        raise ValueError(
-            f"teacher {path} has {teacher.output_shape[-1]} outputs, data has {n_classes} labels"
-        )
+    teacher = load_keras_teacher(path, n_classes, labels)
     return lambda x: teacher.predict(x, batch_size=256, verbose=0)
+
+
+def soften(p: Any, temperature: float) -> Any:
+    """``p ** (1 / T)`` renormalised per row, for numpy arrays or TensorFlow tensors."""
+    if isinstance(p, np.ndarray):
+        q = np.power(np.clip(p, 1e-8, 1.0), 1.0 / temperature)
+        return q / q.sum(axis=1, keepdims=True)
+    q = tf.pow(tf.clip_by_value(p, 1e-8, 1.0), 1.0 / temperature)
+    return q / tf.reduce_sum(q, axis=1, keepdims=True)
+
+
+def online_teacher(
+    cfg: FitConfig, n_classes: int, labels: tuple[str, ...] | None = None
+) -> Callable[[Any], Any]:
+    """The teachers' mean probabilities for a batch of raw 0..255 images, softened by
+    ``cfg.teacher_temperature``: the per-view soft targets of ``cfg.teacher_online``."""
+    teachers = [load_keras_teacher(p, n_classes, labels) for p in cfg.teacher.split(",") if p]
+
+    def teach(x: Any) -> Any:
+        mean = tf.add_n([tf.cast(t(x, training=False), tf.float32) for t in teachers])
+        return soften(mean / len(teachers), cfg.teacher_temperature)
+
+    return teach
+
+
+def teacher_accuracy(teach: Callable[[Any], Any], x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of an online teacher on un-augmented images (in batches of 256)."""
+    right = 0
+    for i in range(0, len(y), 256):
+        p = np.asarray(teach(x[i : i + 256].astype(np.float32)))
+        right += int(np.sum(p.argmax(1) == y[i : i + 256]))
+    return right / len(y)
 
 
 def teacher_targets(
@@ -256,8 +296,7 @@ def teacher_targets(
         soft /= 2 * len(paths)
         np.save(cache, soft.astype(np.float32))
         named.write_text(json.dumps(cfg.teacher))
-    soft = np.power(np.clip(soft, 1e-8, 1.0), 1.0 / cfg.teacher_temperature)
-    soft /= soft.sum(axis=1, keepdims=True)
+    soft = soften(soft, cfg.teacher_temperature)
     onehot = np.eye(n_classes, dtype=np.float32)[y]
     mixed = (1 - cfg.teacher_weight) * onehot + cfg.teacher_weight * soft
     return mixed.astype(np.float32), float((soft.argmax(1) == y).mean())
@@ -270,10 +309,12 @@ def run_epoch(
     sample_weight: np.ndarray,
     epoch: int,
     targets: np.ndarray | None = None,
+    teach: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """Train one epoch and validate; returns the history row (with val metrics).
 
     ``targets``: per-image target probabilities to train on instead of the one-hot labels.
+    ``teach``: soft targets per augmented batch (see :func:`online_teacher`).
     """
     t = time.time()
     train, val = data.splits["train"], data.splits["val"]
@@ -286,6 +327,8 @@ def run_epoch(
         cfg.augment,
         cfg.seed,
         epoch,
+        teach,
+        cfg.teacher_weight,
     )
     lr = _current_lr(model)
     reseed_layers(model, cfg.seed, epoch)
@@ -382,8 +425,17 @@ def fit(
         f"{count_flops(model) / 1e6:.1f} MFLOPs/image, "
         f"class weights {[round(float(w), 2) for w in weights]}"
     )
-    targets = None
-    if cfg.teacher:
+    targets, teach = None, None
+    if cfg.teacher_online:
+        t1 = time.time()
+        teach = online_teacher(cfg, len(data.labels), data.labels)
+        accuracy = teacher_accuracy(teach, val.x, val.y)
+        log(
+            f"teacher {cfg.teacher}: online (each augmented batch), weight {cfg.teacher_weight}, "
+            f"T {cfg.teacher_temperature}, val accuracy {accuracy:.4f}, "
+            f"{time.time() - t1:.1f}s"
+        )
+    elif cfg.teacher:
         t1 = time.time()
         targets, agree = teacher_targets(cfg, train.x, train.y, len(data.labels), out, data.labels)
         log(
@@ -397,7 +449,7 @@ def fit(
             state["stopped_early"] = True
             _write_json(out / "state.json", state)
             break
-        row = run_epoch(model, cfg, data, weights[train.y], epoch, targets)
+        row = run_epoch(model, cfg, data, weights[train.y], epoch, targets, teach)
         improved = checkpoint(model, cfg, data, out, state, row)
         log(
             f"epoch {epoch:3d}/{cfg.epochs} {row['seconds']:6.1f}s lr {row['lr']:.2e} "
