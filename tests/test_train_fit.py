@@ -235,8 +235,11 @@ def test_tflite_teacher_runs_in_the_edge_runtime_and_must_share_the_labels(data_
 
 
 def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
-    """With teacher_online the soft target is the teacher's answer for the augmented batch the
-    student trains on (not a cached answer for the clean image)."""
+    """With teacher_online the soft target is the teachers' answer for the augmented batch the
+    student trains on (not a cached answer for the clean image); .tflite teachers run in the
+    edge runtime on the batch rounded to uint8."""
+    from edgefer.classifier import Classifier
+    from edgefer.convert import convert
     from train.augment import train_dataset
     from train.fit import online_teacher, prepare_data
 
@@ -247,8 +250,14 @@ def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
         log=lambda _: None,
     )
     path = str(trained / "model.keras")
+    tflite = tmp_path / "t.tflite"
+    convert(trained / "model.keras", tflite, quantize="int8", calibration_dir=data_dir / "train")
     cfg = config(
-        data_dir, teacher=path, teacher_online=True, teacher_weight=0.4, teacher_temperature=2.0
+        data_dir,
+        teacher=f"{path},{tflite}",
+        teacher_online=True,
+        teacher_weight=0.4,
+        teacher_temperature=2.0,
     )
     data = prepare_data(cfg)
     train, val = data.splits["train"], data.splits["val"]
@@ -258,24 +267,29 @@ def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
     plain = list(train_dataset(*args))
     taught = list(train_dataset(*args, teach, 0.4))
     teacher = keras.models.load_model(path)
-    for (x, y, w), (tx, ty, tw) in zip(plain, taught, strict=True):
-        np.testing.assert_array_equal(tx, x)
-        np.testing.assert_array_equal(tw, w)
-        p = teacher.predict(x.numpy(), verbose=0) ** 0.5
-        expected = 0.6 * y.numpy() + 0.4 * p / p.sum(1, keepdims=True)
-        np.testing.assert_allclose(ty, expected, atol=1e-5)
+    with Classifier.create_from_model_path(tflite, num_threads=1) as int8:
+        for (x, y, w), (tx, ty, tw) in zip(plain, taught, strict=True):
+            np.testing.assert_array_equal(tx, x)
+            np.testing.assert_array_equal(tw, w)
+            rounded = np.clip(np.rint(x.numpy()), 0, 255).astype(np.uint8)
+            p = (teacher.predict(x.numpy(), verbose=0) + int8.predict(rounded)) / 2
+            p = p**0.5
+            expected = 0.6 * y.numpy() + 0.4 * p / p.sum(1, keepdims=True)
+            np.testing.assert_allclose(ty, expected, atol=1e-5)
+        clean = (teacher.predict(val.x.astype(np.float32), verbose=0) + int8.predict(val.x)) / 2
     # A run with it logs the teachers' val accuracy and caches no per-image targets.
     lines = []
     state = fit(replace(cfg, epochs=1), tmp_path / "run", log=lines.append)
-    accuracy = np.mean(teacher.predict(val.x.astype(np.float32), verbose=0).argmax(1) == val.y)
     assert state["epoch"] == 1
     assert any("online (each augmented batch)" in line for line in lines)
+    accuracy = np.mean(clean.argmax(1) == val.y)
     assert any(f"val accuracy {accuracy:.4f}" in line for line in lines)
     assert not (tmp_path / "run" / "teacher-train.npy").exists()
-    with pytest.raises(ValueError, match="tflite"):
-        replace(cfg, teacher=f"{path},m.tflite")
     with pytest.raises(ValueError, match="needs a teacher"):
         replace(cfg, teacher="")
+    swapped = ("light", "dark", "stripes")
+    with pytest.raises(ValueError, match="labels"):
+        online_teacher(replace(cfg, teacher=str(tflite)), 3, swapped)
 
 
 def test_keep_from_and_average_run(data_dir, tmp_path):

@@ -93,7 +93,7 @@ def fit(
     ] = 2.0,
     teacher_online: Annotated[
         bool,
-        typer.Option(help="run the (.keras) teachers on each augmented batch, not once per image"),
+        typer.Option(help="run the teachers on each augmented batch, not once per image"),
     ] = False,
     precision: Annotated[
         str,

@@ -41,7 +41,7 @@ class FitConfig:
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.
-        teacher_online: run the (Keras) teachers on every augmented training batch instead, so
+        teacher_online: run the teachers on every augmented training batch instead, so
             the soft target is the teacher's answer for the very view the student sees
             (consistent teaching); costs one teacher forward pass per step and teacher.
         swa_epochs: the last this-many epochs hold the learning rate at ``swa_lr_ratio`` x ``lr``
@@ -103,10 +103,6 @@ class FitConfig:
             raise ValueError(f"teacher_weight must be in [0, 1], not {self.teacher_weight}")
         if self.teacher_online and not self.teacher:
             raise ValueError("teacher_online needs a teacher")
-        if self.teacher_online and any(p.endswith(".tflite") for p in self.teacher.split(",")):
-            raise ValueError(
-                "teacher_online runs Keras teachers in the training graph, not .tflite"
-            )
         if self.teacher_temperature <= 0:
             raise ValueError(f"teacher_temperature must be > 0, not {self.teacher_temperature}")
 
