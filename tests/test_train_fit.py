@@ -236,8 +236,8 @@ def test_tflite_teacher_runs_in_the_edge_runtime_and_must_share_the_labels(data_
 
 def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
     """With teacher_online the soft target is the teachers' answer for the augmented batch the
-    student trains on (not a cached answer for the clean image); .tflite teachers run in the
-    edge runtime on the batch rounded to uint8."""
+    student trains on (with its mirror, not a cached answer for the clean image); .tflite
+    teachers run in the edge runtime on the batch rounded to uint8."""
     from edgefer.classifier import Classifier
     from edgefer.convert import convert
     from train.augment import train_dataset
@@ -271,17 +271,21 @@ def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
         for (x, y, w), (tx, ty, tw) in zip(plain, taught, strict=True):
             np.testing.assert_array_equal(tx, x)
             np.testing.assert_array_equal(tw, w)
-            rounded = np.clip(np.rint(x.numpy()), 0, 255).astype(np.uint8)
-            p = (teacher.predict(x.numpy(), verbose=0) + int8.predict(rounded)) / 2
+            p = 0
+            for view in (x.numpy(), x.numpy()[:, :, ::-1]):
+                rounded = np.clip(np.rint(view), 0, 255).astype(np.uint8)
+                p += (teacher.predict(view, verbose=0) + int8.predict(rounded)) / 4
             p = p**0.5
             expected = 0.6 * y.numpy() + 0.4 * p / p.sum(1, keepdims=True)
             np.testing.assert_allclose(ty, expected, atol=1e-5)
-        clean = (teacher.predict(val.x.astype(np.float32), verbose=0) + int8.predict(val.x)) / 2
+        clean = 0
+        for view in (val.x, np.ascontiguousarray(val.x[:, :, ::-1])):
+            clean += teacher.predict(view.astype(np.float32), verbose=0) + int8.predict(view)
     # A run with it logs the teachers' val accuracy and caches no per-image targets.
     lines = []
     state = fit(replace(cfg, epochs=1), tmp_path / "run", log=lines.append)
     assert state["epoch"] == 1
-    assert any("online (each augmented batch)" in line for line in lines)
+    assert any("online (each augmented batch and its mirror)" in line for line in lines)
     accuracy = np.mean(clean.argmax(1) == val.y)
     assert any(f"val accuracy {accuracy:.4f}" in line for line in lines)
     assert not (tmp_path / "run" / "teacher-train.npy").exists()

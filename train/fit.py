@@ -266,8 +266,9 @@ def _tflite_in_graph(path: str, n_classes: int, labels: tuple[str, ...] | None) 
 def online_teacher(
     cfg: FitConfig, n_classes: int, labels: tuple[str, ...] | None = None
 ) -> Callable[[Any], Any]:
-    """The teachers' mean probabilities for a batch of raw 0..255 images, softened by
-    ``cfg.teacher_temperature``: the per-view soft targets of ``cfg.teacher_online``.
+    """The teachers' mean probabilities for a batch of raw 0..255 images and its mirror image,
+    softened by ``cfg.teacher_temperature``: the per-view soft targets of ``cfg.teacher_online``
+    (the same average over image and mirror as the cached targets, taken per augmented view).
 
     Keras teachers run in the graph (float32); ``.tflite`` ones in the edge runtime.
     """
@@ -283,8 +284,11 @@ def online_teacher(
     ]
 
     def teach(x: Any) -> Any:
-        mean = tf.add_n([tf.cast(t(x), tf.float32) for t in teachers])
-        return soften(mean / len(teachers), cfg.teacher_temperature)
+        n = tf.shape(x)[0]
+        both = tf.concat([x, tf.reverse(x, [2])], 0)
+        total = tf.add_n([tf.cast(t(both), tf.float32) for t in teachers])
+        mean = (total[:n] + total[n:]) / (2 * len(teachers))
+        return soften(mean, cfg.teacher_temperature)
 
     return teach
 
@@ -462,7 +466,8 @@ def fit(
         teach = online_teacher(cfg, len(data.labels), data.labels)
         accuracy = teacher_accuracy(teach, val.x, val.y)
         log(
-            f"teacher {cfg.teacher}: online (each augmented batch), weight {cfg.teacher_weight}, "
+            f"teacher {cfg.teacher}: online (each augmented batch and its mirror), "
+            f"weight {cfg.teacher_weight}, "
             f"T {cfg.teacher_temperature}, val accuracy {accuracy:.4f}, "
             f"{time.time() - t1:.1f}s"
         )
