@@ -41,9 +41,10 @@ class FitConfig:
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.
-        teacher_online: run the teachers on every augmented training batch instead, so
-            the soft target is the teacher's answer for the very view the student sees
-            (consistent teaching); costs one teacher forward pass per step and teacher.
+        teacher_online: run the teachers on every augmented training batch (and its mirror)
+            instead, so the soft target is their answer for the very view the student sees
+            (consistent teaching); costs two forward passes per step and teacher, cheap for
+            ``.tflite`` teachers (edge runtime), dear for ``.keras`` ones (float32 TensorFlow).
         swa_epochs: the last this-many epochs hold the learning rate at ``swa_lr_ratio`` x ``lr``
             (the cosine reaches it at their start) and keep their checkpoints, for ``python -m
             train average`` (stochastic weight averaging); 0 for none.

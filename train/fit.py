@@ -196,9 +196,20 @@ def open_run(
     return build_model(cfg, n_classes, steps), state
 
 
-def _check_labels(path: str, own: tuple[str, ...], n_classes: int, labels) -> None:
+def _check_labels(
+    path: str, own: tuple[str, ...], n_classes: int, labels: tuple[str, ...] | None
+) -> None:
     if len(own) != n_classes or (labels and tuple(own) != tuple(labels)):
         raise ValueError(f"teacher {path} has labels {own}, data has {labels or n_classes}")
+
+
+def load_tflite_teacher(path: str, n_classes: int, labels: tuple[str, ...] | None = None) -> Any:
+    """A ``.tflite`` teacher in the edge runtime (all cores); its embedded labels must match."""
+    from edgefer.classifier import Classifier
+
+    tflite = Classifier.create_from_model_path(path, num_threads=os.cpu_count(), batch_size=64)
+    _check_labels(path, tuple(tflite.labels), n_classes, labels)
+    return tflite
 
 
 def load_keras_teacher(
@@ -226,10 +237,7 @@ def load_teacher(
     ``spec.json`` beside a ``.keras``) must be the data's in the same order.
     """
     if path.endswith(".tflite"):
-        from edgefer.classifier import Classifier
-
-        tflite = Classifier.create_from_model_path(path, num_threads=os.cpu_count(), batch_size=64)
-        _check_labels(path, tuple(tflite.labels), n_classes, labels)
+        tflite = load_tflite_teacher(path, n_classes, labels)
         return lambda x: tflite.predict(np.ascontiguousarray(x))
     teacher = load_keras_teacher(path, n_classes, labels)
     return lambda x: teacher.predict(x, batch_size=256, verbose=0)
@@ -247,10 +255,7 @@ def soften(p: Any, temperature: float) -> Any:
 def _tflite_in_graph(path: str, n_classes: int, labels: tuple[str, ...] | None) -> Callable:
     """A ``.tflite`` teacher as a TensorFlow op: the batch, rounded to uint8, runs in the edge
     runtime (XNNPACK int8 is about ten times TensorFlow's float32 speed on these CPUs)."""
-    from edgefer.classifier import Classifier
-
-    tflite = Classifier.create_from_model_path(path, num_threads=os.cpu_count(), batch_size=64)
-    _check_labels(path, tuple(tflite.labels), n_classes, labels)
+    tflite = load_tflite_teacher(path, n_classes, labels)
 
     def run(x: np.ndarray) -> np.ndarray:
         return tflite.predict(np.clip(np.rint(x), 0, 255).astype(np.uint8))
