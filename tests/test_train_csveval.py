@@ -50,3 +50,46 @@ def test_cli_exit_2_on_bad_csv(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("nope\n")
     assert CliRunner().invoke(app, ["evaluate-csv", str(path)]).exit_code == 2
+
+
+def _csv(path, predictions):
+    """An edgefer CSV of images under their true-label folders with the given predictions."""
+    lines = ["path,label,confidence,angry,happy,sad,error"]
+    for i, (truth, predicted) in enumerate(predictions):
+        if predicted is None:
+            lines.append(f"val/{truth}/{i}.png,,,,,,broken")
+        else:
+            p = {k: "0.9" if k == predicted else "0.05" for k in ("angry", "happy", "sad")}
+            lines.append(
+                f"val/{truth}/{i}.png,{predicted},0.9,{p['angry']},{p['happy']},{p['sad']},"
+            )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_compare_counts_discordant_images_and_mcnemar_p(tmp_path):
+    from math import comb
+
+    from train.csveval import compare_rows
+
+    truth = ["happy"] * 12 + ["sad"] * 2 + ["angry"] * 10 + ["sad"] * 3 + ["happy"]
+    a = ["happy"] * 12 + ["happy"] * 2 + ["angry"] * 10 + ["happy", "happy", "angry"] + ["happy"]
+    b = ["sad"] * 12 + ["sad"] * 2 + ["angry"] * 10 + ["happy", "happy", "happy"] + [None]
+    csv_a = _csv(tmp_path / "a.csv", list(zip(truth, a, strict=True)))
+    csv_b = _csv(tmp_path / "b.csv", list(zip(truth, b, strict=True)))
+    r = compare_rows(read_results(csv_a), read_results(csv_b))
+    # The image B failed on is left out: 27 shared, A right on 22, B on 12.
+    assert r["images"] == 27
+    assert r["only_a_right"] == 12 and r["only_b_right"] == 2
+    assert r["accuracy_a"] == pytest.approx(22 / 27) and r["accuracy_b"] == pytest.approx(12 / 27)
+    assert r["mcnemar_p"] == pytest.approx(2 * (comb(14, 0) + comb(14, 1) + comb(14, 2)) / 2**14)
+    assert r["top1_agreement"] == pytest.approx(12 / 27)
+    same = compare_rows(read_results(csv_a), read_results(csv_a))
+    assert same["mcnemar_p"] == 1.0 and same["only_a_right"] == same["only_b_right"] == 0
+    result = CliRunner().invoke(app, ["compare-csv", str(csv_a), str(csv_b)])
+    assert result.exit_code == 0, result.output
+    assert "right only for A 12, only for B 2" in result.output and "p=0.013" in result.output
+    other = tmp_path / "other.csv"
+    other.write_text("path,label,confidence,happy,sad,error\nval/happy/0.png,happy,1,1,0,\n")
+    result = CliRunner().invoke(app, ["compare-csv", str(csv_a), str(other)])
+    assert result.exit_code == 2 and "different labels" in result.output

@@ -200,6 +200,26 @@ def evaluate(
     _log(f"wrote {out}/metrics.json, confusion.png, samples.png")
 
 
+@app.command("compare-csv")
+def compare_csv(
+    csv_a: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="model A's CSV")],
+    csv_b: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="model B's CSV")],
+) -> None:
+    """Two `edgefer classify` CSVs of the same labelled folders: is A's accuracy different from
+    B's beyond chance? (discordant images, exact McNemar test; true label = parent folder)."""
+    from train.csveval import CsvFormatError, compare_rows, read_results
+
+    try:
+        result = compare_rows(read_results(csv_a), read_results(csv_b))
+    except (CsvFormatError, KeyError) as exc:
+        raise _fail(exc) from exc
+    _log(
+        f"images={result['images']}  A {result['accuracy_a']:.4f}  B {result['accuracy_b']:.4f}  "
+        f"right only for A {result['only_a_right']}, only for B {result['only_b_right']}  "
+        f"McNemar p={result['mcnemar_p']:.3f}  top-1 agreement {result['top1_agreement']:.3f}"
+    )
+
+
 @app.command("evaluate-csv")
 def evaluate_csv(
     csv_path: Annotated[

@@ -7,6 +7,7 @@ numpy (no TensorFlow), so it runs where the CSV was made.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -71,3 +72,45 @@ def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[s
     metrics["failed_rows"] = failed
     metrics["unlabelled_rows"] = unlabelled
     return metrics
+
+
+def _correct_by_path(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[str, tuple]:
+    """path -> (predicted label, right?) for classified rows under a label folder."""
+    out = {}
+    for row in rows:
+        path = _unquote(row["path"])
+        truth = PurePath(path).parent.name
+        if truth in labels and not row.get("error") and row.get("label"):
+            predicted = _unquote(row["label"])
+            out[path] = (predicted, predicted == truth)
+    return out
+
+
+def compare_rows(
+    a: tuple[tuple[str, ...], list[dict[str, str]]], b: tuple[tuple[str, ...], list[dict[str, str]]]
+) -> dict[str, Any]:
+    """Two models' results on the same images (``read_results`` of each CSV): accuracies, the
+    discordant counts, the exact two-sided McNemar p-value and the top-1 agreement.
+
+    Raises:
+        CsvFormatError: the CSVs' labels differ or they share no scored image.
+    """
+    if a[0] != b[0]:
+        raise CsvFormatError(f"the CSVs have different labels: {a[0]} vs {b[0]}")
+    ra, rb = _correct_by_path(*a), _correct_by_path(*b)
+    shared = sorted(ra.keys() & rb.keys())
+    if not shared:
+        raise CsvFormatError("the CSVs share no classified image under a label folder")
+    only_a = sum(ra[p][1] and not rb[p][1] for p in shared)
+    only_b = sum(rb[p][1] and not ra[p][1] for p in shared)
+    n, k = only_a + only_b, min(only_a, only_b)
+    p_value = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {
+        "images": len(shared),
+        "accuracy_a": sum(ra[p][1] for p in shared) / len(shared),
+        "accuracy_b": sum(rb[p][1] for p in shared) / len(shared),
+        "only_a_right": only_a,
+        "only_b_right": only_b,
+        "mcnemar_p": p_value,
+        "top1_agreement": sum(ra[p][0] == rb[p][0] for p in shared) / len(shared),
+    }
