@@ -44,6 +44,25 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
     return labels, rows
 
 
+def scored_rows(
+    labels: tuple[str, ...], rows: list[dict[str, str]]
+) -> tuple[list[tuple[str, str, str, dict[str, str]]], int, int]:
+    """``(path, true label, predicted label, row)`` for each classified row under a label folder,
+    and the counts of failed rows (an ``error``) and of rows under other folders."""
+    scored = []
+    failed = unlabelled = 0
+    for row in rows:
+        path = _unquote(row["path"])
+        truth = PurePath(path).parent.name
+        if truth not in labels:
+            unlabelled += 1
+        elif row.get("error") or not row.get("label"):
+            failed += 1
+        else:
+            scored.append((path, truth, _unquote(row["label"]), row))
+    return scored, failed, unlabelled
+
+
 def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[str, Any]:
     """Metrics over rows whose parent folder is a label and that were classified.
 
@@ -51,23 +70,13 @@ def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[s
     a failed row is not scored as a wrong prediction.
     """
     index = {label: i for i, label in enumerate(labels)}
-    y_true, y_pred, probs = [], [], []
-    failed = unlabelled = 0
-    for row in rows:
-        truth = PurePath(_unquote(row["path"])).parent.name
-        if truth not in index:
-            unlabelled += 1
-            continue
-        if row.get("error") or not row.get("label"):
-            failed += 1
-            continue
-        y_true.append(index[truth])
-        y_pred.append(index[_unquote(row["label"])])
-        probs.append([float(row[label]) for label in labels])
-    if not y_true:
+    scored, failed, unlabelled = scored_rows(labels, rows)
+    if not scored:
         raise CsvFormatError("no classified rows under a folder named like a label")
+    y_true = [index[truth] for _, truth, _, _ in scored]
+    y_pred = [index[predicted] for _, _, predicted, _ in scored]
+    p = np.asarray([[float(row[label]) for label in labels] for *_, row in scored])
     metrics = summarize(np.asarray(y_true), np.asarray(y_pred), labels)
-    p = np.asarray(probs)
     metrics["loss"] = float(-np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-7, 1)).mean())
     metrics["failed_rows"] = failed
     metrics["unlabelled_rows"] = unlabelled
@@ -75,15 +84,8 @@ def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[s
 
 
 def _correct_by_path(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[str, tuple]:
-    """path -> (predicted label, right?) for classified rows under a label folder."""
-    out = {}
-    for row in rows:
-        path = _unquote(row["path"])
-        truth = PurePath(path).parent.name
-        if truth in labels and not row.get("error") and row.get("label"):
-            predicted = _unquote(row["label"])
-            out[path] = (predicted, predicted == truth)
-    return out
+    """path -> (predicted label, right?) for the rows :func:`scored_rows` keeps."""
+    return {path: (pred, pred == truth) for path, truth, pred, _ in scored_rows(labels, rows)[0]}
 
 
 def compare_rows(
