@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from edgefer import __version__
 from edgefer.classifier import Classifier, ClassifierOptions, ModelError, default_model_path
@@ -41,13 +43,18 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 err = Console(stderr=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one line to stderr and return the Exit to raise.
+
+    ``message`` is plain text: paths like ``shots/[2024]/`` are printed as they are, never read
+    as Rich markup (``[/x]`` in a folder name used to raise instead of printing the error).
+    """
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -176,7 +183,8 @@ def classify(
         classifier.labels, low_confidence, skipped=len(paths) - len(todo), faces=faces
     )
     if not paths:
-        err.print(f"[yellow]warning:[/] no images found in {', '.join(map(str, inputs))}")
+        where = escape(", ".join(map(str, inputs)))
+        err.print(f"[yellow]warning:[/] no images found in {where}", highlight=False)
     # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
     out = err if output == "-" else Console()
     progress = Progress(
@@ -227,7 +235,14 @@ def _annotate(results: list, folder: Path, max_pixels: int) -> None:
     try:
         annotate(path, boxes, folder / annotated_name(path), max_pixels)
     except (ImageError, OSError) as exc:
-        err.print(f"[yellow]warning:[/] cannot annotate {path}: {exc}", highlight=False)
+        err.print(
+            f"[yellow]warning:[/] {escape(f'cannot annotate {path}: {exc}')}", highlight=False
+        )
+
+
+def _plain_row(table: Table, *cells: str) -> None:
+    """A table row of plain text: paths, labels and model metadata are never Rich markup."""
+    table.add_row(*(Text(cell) for cell in cells))
 
 
 def _sha256(data: bytes) -> str:
@@ -250,26 +265,29 @@ def info(
     table.add_column(style="bold")
     table.add_column()
     path = model or default_model_path()
-    table.add_row("file", str(path))
-    table.add_row("size", f"{len(classifier.model_bytes):,} bytes")
-    table.add_row("sha256", _sha256(classifier.model_bytes))
-    table.add_row("name", spec.name or "-")
-    table.add_row("labels", ", ".join(spec.labels))
-    table.add_row(
+    _plain_row(table, "file", str(path))
+    _plain_row(table, "size", f"{len(classifier.model_bytes):,} bytes")
+    _plain_row(table, "sha256", _sha256(classifier.model_bytes))
+    _plain_row(table, "name", spec.name or "-")
+    _plain_row(table, "labels", ", ".join(spec.labels))
+    _plain_row(
+        table,
         "input",
         f"{spec.input_size[0]}x{spec.input_size[1]}x{spec.channels} "
         f"({'grey' if spec.channels == 1 else 'RGB'}), {classifier.input_dtype.name}, "
         f"quantization {classifier.input_quantization}",
     )
     mean, std = ", ".join(map(str, spec.mean)), ", ".join(map(str, spec.std))
-    table.add_row("normalization", f"(pixel - [{mean}]) / [{std}], pixels 0..255")
+    _plain_row(table, "normalization", f"(pixel - [{mean}]) / [{std}], pixels 0..255")
     out_q = classifier.output_quantization
-    table.add_row("output", f"{spec.output}, {classifier.output_dtype.name}, quantization {out_q}")
-    table.add_row("format", classifier.quantization())
-    table.add_row("runtime", f"{classifier.runtime.name} {classifier.runtime.version}")
-    table.add_row("threads", str(classifier.num_threads))
+    _plain_row(
+        table, "output", f"{spec.output}, {classifier.output_dtype.name}, quantization {out_q}"
+    )
+    _plain_row(table, "format", classifier.quantization())
+    _plain_row(table, "runtime", f"{classifier.runtime.name} {classifier.runtime.version}")
+    _plain_row(table, "threads", str(classifier.num_threads))
     for key, value in sorted(spec.metadata.items()):
-        table.add_row(key, str(value))
+        _plain_row(table, key, str(value))
     Console().print(table)
     classifier.close()
 
@@ -283,7 +301,7 @@ def convert(
     ] = "int8",
     calibration: Annotated[
         Path | None,
-        typer.Option(help="Folder of training images (<label>/<image>) to calibrate int8."),
+        typer.Option(help="Folder of training images (`<label>/<image>`) to calibrate int8."),
     ] = None,
     calibration_size: Annotated[
         int, typer.Option(min=1, help="Calibration images, stratified over labels.")
@@ -325,7 +343,9 @@ def convert(
     except ConvertError as exc:
         raise fail(str(exc)) from None
     console = Console()
-    console.print(f"wrote {result.output} ({result.size:,} bytes, {quantize})", soft_wrap=True)
+    console.print(
+        Text(f"wrote {result.output} ({result.size:,} bytes, {quantize})"), soft_wrap=True
+    )
     parity = result.parity
     if parity is None:
         return

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
@@ -73,7 +74,7 @@ class Summary:
             n = self.per_label[label]
             mean = self.mean_confidence(label)
             share = f"{n / self.n_ok:.1%}" if self.n_ok else "-"
-            table.add_row(label, str(n), share, f"{mean:.3f}" if mean is not None else "-")
+            table.add_row(Text(label), str(n), share, f"{mean:.3f}" if mean is not None else "-")
         parts: list = [table]
         if self.errors:
             failed = Table(title="failures", title_justify="left")
@@ -81,7 +82,9 @@ class Summary:
             failed.add_column("files", justify="right")
             failed.add_column("e.g.")
             for reason, n in self.errors.most_common():
-                failed.add_row(reason, str(n), ", ".join(self.error_examples[reason]))
+                # Paths and messages are plain text: "[/x]" in a folder name is not markup.
+                examples = ", ".join(self.error_examples[reason])
+                failed.add_row(Text(reason), str(n), Text(examples))
             parts.append(failed)
         images = self.n_images if self.faces else self.n_ok
         rate = images / self.seconds if self.seconds > 0 else 0.0

@@ -84,11 +84,12 @@ def watch(
 
     A file is classified once complete: closed after writing or renamed into the folder, else
     when its size and mtime have not changed for --settle seconds; hidden and temp files
-    (.*, ~*, *.tmp, *.part, *.crdownload) wait until renamed. On start, every file without a row
-    is caught up; after a crash (even SIGKILL) each file still ends with exactly one row. Runs
-    until SIGTERM/SIGINT (exit 0 after finishing the current batch); exit 1 when part of the
-    daemon fails (let systemd restart it); exit 2 for a missing folder, an unwritable CSV, or a
-    CSV written for other labels. Speaks systemd's notify protocol (Type=notify, WatchdogSec).
+    (`.*`, `~*`, `*.tmp`, `*.part`, `*.crdownload`) wait until renamed. On start, every file
+    without a row is caught up; after a crash (even SIGKILL) each file still ends with exactly
+    one row. Runs until SIGTERM/SIGINT (exit 0 after finishing the current batch); exit 1 when
+    part of the daemon fails (let systemd restart it); exit 2 for a missing folder, an
+    unwritable CSV, or a CSV written for other labels. Speaks systemd's notify protocol
+    (Type=notify, WatchdogSec).
     """
     # Imported here: cli imports this module, and `edgefer --help` must not load watchdog.
     from edgefer.classifier import Classifier, ClassifierOptions, ModelError

@@ -159,3 +159,63 @@ def test_python_dash_m_and_version():
         [sys.executable, "-m", "edgefer", "--version"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and proc.stdout.startswith("edgefer ")
+
+
+def _help(*command: str, columns: int) -> str:
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgefer", *command, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_help_keeps_brackets_globs_and_placeholders_literally():
+    # Rich markup mode read "[faces]" and "[default: 40]" as tags and dropped them, so the help
+    # told users to `pip install 'edgefer'` for the Haar detector.
+    flat = {c: " ".join(_help(c, columns=300).split()) for c in ("classify", "watch", "convert")}
+    assert "pip install 'edgefer[faces]'" in flat["classify"]
+    assert "in pixels [default: 40]" in flat["classify"]
+    assert "surest first [default: all]" in flat["watch"]
+    assert '"edgefer[train]"' in flat["convert"]
+    assert "<label>/<image>" in flat["convert"]
+    assert ".*, ~*, *.tmp, *.part, *.crdownload" in flat["watch"]
+
+
+def test_help_paragraphs_reflow_to_an_80_column_terminal():
+    # The docstring's own line breaks must not survive into an 80-column help: that left
+    # one-word lines ("folder, else") between full ones.
+    for command in ("classify", "watch", "convert"):
+        paragraphs, lines = [], []
+        for line in _help(command, columns=80).split("╭")[0].splitlines():
+            if line.strip():
+                lines.append(line.rstrip())
+            elif lines:
+                paragraphs.append(lines)
+                lines = []
+        assert len(paragraphs) >= 3, paragraphs  # usage, summary, description
+        for body in paragraphs[1:]:
+            assert all(len(line) > 60 for line in body[:-1]), (command, body)
+
+
+def test_paths_that_look_like_rich_markup_are_printed_as_they_are(tmp_path, int8_model):
+    # "[/x]" in a folder name raised a MarkupError from the warning; "[red]" vanished from the
+    # failures table.
+    empty = tmp_path / "[/x]"
+    empty.mkdir(parents=True)  # the folder "[" holding "x]"
+    result = run("classify", empty, "-m", int8_model, "-o", tmp_path / "a.csv")
+    assert result.exit_code == EXIT_OK, result.output
+    assert f"no images found in {empty}" in " ".join(result.output.split())
+    bad = tmp_path / "shots[red]"
+    bad.mkdir()
+    (bad / "x.jpg").write_text("not a JPEG")
+    args = ["classify", str(bad), "-m", str(int8_model), "-o", str(tmp_path / "b.csv")]
+    result = runner.invoke(app, args, env={"COLUMNS": "400"})  # the path on one table line
+    assert result.exit_code == EXIT_FAILURES, result.output
+    assert f"{bad}/x.jpg" in result.output
+    result = run("classify", bad, "-m", int8_model, "-o", tmp_path / "no[/dir]" / "c.csv")
+    assert result.exit_code == EXIT_USAGE and "no[/dir]" in result.output
