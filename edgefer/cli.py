@@ -213,6 +213,8 @@ def classify(
                 if annotate is not None and results[0].error is None:
                     _annotate(results, annotate, max_pixels)
                 progress.advance(task)
+    except CsvError as exc:
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         kept = "rows so far were appended" if append else "no CSV written"
         raise fail(

@@ -156,6 +156,9 @@ class CsvSink:
             directory = self._target.parent
             if not directory.is_dir():
                 raise CsvError(f"output directory does not exist: {directory}")
+            if self._target.is_dir():
+                # Found now, not at the final rename after the whole run.
+                raise CsvError(f"output is a directory, not a file: {output}")
             try:
                 if append and self._target.exists():
                     self.existing = read_existing(self._target, labels, faces)
@@ -203,7 +206,11 @@ class CsvSink:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self._tmp, 0o666 & ~umask)
-        os.replace(self._tmp, self._target)
+        try:
+            os.replace(self._tmp, self._target)
+        except OSError as exc:  # e.g. a directory created at that name during the run
+            os.unlink(self._tmp)
+            raise CsvError(f"cannot write {self._target}: {exc.strerror}") from exc
 
     def __enter__(self) -> CsvSink:
         return self

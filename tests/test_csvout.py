@@ -98,3 +98,23 @@ def test_stdout(monkeypatch):
 def test_missing_output_directory(tmp_path):
     with pytest.raises(CsvError, match="does not exist"):
         CsvSink(str(tmp_path / "no" / "out.csv"), LABELS)
+
+
+def test_output_that_is_a_directory_is_refused_before_the_run(tmp_path):
+    # It used to fail only at the final rename, after the whole run, leaving the temp file
+    # beside the directory.
+    for append in (False, True):
+        with pytest.raises(CsvError, match="is a directory"):
+            CsvSink(str(tmp_path), LABELS, append=append)
+    assert list(tmp_path.parent.glob(f".{tmp_path.name}.*")) == []
+
+
+def test_a_failed_final_rename_is_a_csv_error_and_leaves_no_temp_file(tmp_path):
+    out = tmp_path / "out.csv"
+    sink = CsvSink(str(out), LABELS)
+    sink.write(OK)
+    out.mkdir()  # something takes the name while the run goes on
+    (out / "keep").write_text("x")
+    with pytest.raises(CsvError, match="cannot write"):
+        sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
