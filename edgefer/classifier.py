@@ -78,6 +78,19 @@ def _read_model(model: str | os.PathLike | bytes | None) -> bytes:
         raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from exc
 
 
+def _not_tflite(blob: bytes, body: bytes, runtime_message: str) -> str:
+    """Why the runtime refused a model file, in the user's terms."""
+    if not blob:
+        return "not a TFLite model: the file is empty"
+    if blob.startswith(b"PK\x03\x04") and not body:
+        return "not a TFLite model: a zip archive (a Keras .keras model? `edgefer convert` it)"
+    if blob.startswith(b"\x89HDF"):
+        return "not a TFLite model: an HDF5 file (a Keras .h5 model? `edgefer convert` it)"
+    if body[4:8] != b"TFL3":
+        return "not a TFLite model: no TFLite flatbuffer identifier (TFL3) at its start"
+    return f"not a valid TFLite model: {runtime_message.splitlines()[0]}"
+
+
 def _resolve_spec(
     blob: bytes, options: ClassifierOptions, input_shape: tuple[int, ...]
 ) -> ModelSpec:
@@ -151,14 +164,17 @@ class Classifier:
         self.runtime: Runtime = load_runtime(options.runtime)
         self.num_threads = options.num_threads or default_threads()
         self.model_bytes = _read_model(options.model)
+        body = flatbuffer(self.model_bytes)
         try:
+            if not body:  # the runtime would only say that no model was given
+                raise ValueError("empty model")
             # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on fd 2; errors still raise.
             with quiet_fd(2):
                 self._interpreter = self.runtime.interpreter_class(
-                    model_content=flatbuffer(self.model_bytes), num_threads=self.num_threads
+                    model_content=body, num_threads=self.num_threads
                 )
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"not a valid TFLite model: {str(exc).splitlines()[0]}") from exc
+            raise ModelError(_not_tflite(self.model_bytes, body, str(exc))) from exc
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:

@@ -2,6 +2,7 @@ import csv
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -101,12 +102,20 @@ def test_append_adds_only_new_files(tmp_path, int8_model):
     "args, message",
     [
         (["-m", "{tmp}/missing.tflite"], "model not found"),
-        (["-m", "{tmp}/garbage.tflite"], "not a valid TFLite model"),
+        (["-m", "{tmp}/garbage.tflite"], "no TFLite flatbuffer identifier (TFL3)"),
+        (["-m", "{tmp}/torn.tflite"], "not a valid TFLite model"),
+        (["-m", "{tmp}/empty.tflite"], "the file is empty"),
+        (["-m", "{tmp}/model.keras"], "a Keras .keras model? `edgefer convert` it"),
         (["-o", "{tmp}/no/such/dir/out.csv"], "does not exist"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(tmp_path, tiny_data, int8_model, args, message):
     (tmp_path / "garbage.tflite").write_bytes(b"\x00" * 64)
+    (tmp_path / "torn.tflite").write_bytes(int8_model.read_bytes()[:2000])
+    (tmp_path / "empty.tflite").write_bytes(b"")
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as keras_file:  # the .keras layout
+        keras_file.writestr("config.json", "{}")
+        keras_file.writestr("model.weights.h5", b"\x89HDF")
     argv = ["classify", str(tiny_data), "-o", str(tmp_path / "out.csv"), "-m", str(int8_model)]
     argv += [a.format(tmp=tmp_path) for a in args]
     result = runner.invoke(app, argv)
@@ -219,3 +228,9 @@ def test_paths_that_look_like_rich_markup_are_printed_as_they_are(tmp_path, int8
     assert f"{bad}/x.jpg" in result.output
     result = run("classify", bad, "-m", int8_model, "-o", tmp_path / "no[/dir]" / "c.csv")
     assert result.exit_code == EXIT_USAGE and "no[/dir]" in result.output
+
+
+def test_an_output_directory_is_a_usage_error_before_any_work(tmp_path, tiny_data, int8_model):
+    result = run("classify", tiny_data, "-r", "-m", int8_model, "-o", tmp_path)
+    assert result.exit_code == EXIT_USAGE
+    assert "is a directory" in result.output and "images/s" not in result.output
