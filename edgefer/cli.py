@@ -16,7 +16,7 @@ from rich.text import Text
 
 from edgefer import __version__
 from edgefer.classifier import Classifier, ClassifierOptions, ModelError, default_model_path
-from edgefer.csvout import CsvError, CsvSink
+from edgefer.csvout import CsvError, CsvSink, as_utf8
 from edgefer.discovery import discover
 from edgefer.faceopts import (
     AnnotateOption,
@@ -54,7 +54,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     ``message`` is plain text: paths like ``shots/[2024]/`` are printed as they are, never read
     as Rich markup (``[/x]`` in a folder name used to raise instead of printing the error).
     """
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(as_utf8(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -183,7 +183,7 @@ def classify(
         classifier.labels, low_confidence, skipped=len(paths) - len(todo), faces=faces
     )
     if not paths:
-        where = escape(", ".join(map(str, inputs)))
+        where = escape(as_utf8(", ".join(map(str, inputs))))
         err.print(f"[yellow]warning:[/] no images found in {where}", highlight=False)
     # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
     out = err if output == "-" else Console()
@@ -238,7 +238,8 @@ def _annotate(results: list, folder: Path, max_pixels: int) -> None:
         annotate(path, boxes, folder / annotated_name(path), max_pixels)
     except (ImageError, OSError) as exc:
         err.print(
-            f"[yellow]warning:[/] {escape(f'cannot annotate {path}: {exc}')}", highlight=False
+            f"[yellow]warning:[/] {escape(as_utf8(f'cannot annotate {path}: {exc}'))}",
+            highlight=False,
         )
 
 

@@ -34,6 +34,18 @@ def neutralize(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
+def as_utf8(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name (Python's surrogate escapes) as ``\\xNN``.
+
+    Such names (Latin-1 from old cameras and SMB shares) otherwise cannot be written to a UTF-8
+    CSV or terminal; ``edgefer watch`` writes them the same way.
+    """
+    try:  # the name's own bytes back, then the undecodable ones as \xNN
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name decoded to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 FACE_COLUMNS = ("face", "x", "y", "w", "h", "det_score")
 
 
@@ -43,7 +55,7 @@ def csv_header(labels: tuple[str, ...], faces: bool = False) -> list[str]:
 
 def csv_row(result: Result, n_labels: int, faces: bool = False) -> list[str]:
     """One CSV row; probabilities with 6 decimals, empty cells for a failed file."""
-    cells = [neutralize(result.path)]
+    cells = [neutralize(as_utf8(result.path))]
     if faces:
         if result.face is None or result.box is None:
             cells += [""] * len(FACE_COLUMNS)
@@ -57,7 +69,7 @@ def csv_row(result: Result, n_labels: int, faces: bool = False) -> list[str]:
             f"{result.confidence:.6f}",
             *(f"{p:.6f}" for p in result.probabilities),
         ]
-    return [*cells, neutralize(result.error or "")]
+    return [*cells, neutralize(as_utf8(result.error or ""))]
 
 
 def csv_line(cells: list[str]) -> str:
@@ -179,7 +191,7 @@ class CsvSink:
 
     def seen(self, path: str) -> bool:
         """Whether ``path`` already has a row (append mode)."""
-        return neutralize(path) in self.existing
+        return neutralize(as_utf8(path)) in self.existing
 
     def write(self, result: Result) -> None:
         self._writer.writerow(csv_row(result, len(self.labels), self.faces))

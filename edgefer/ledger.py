@@ -251,10 +251,8 @@ class Ledger:
         data: list[bytes] = []
         lines: list[str] = []
         for result, identity in rows:
-            # backslashreplace: a file name that is not UTF-8 must not make the row unwritable.
-            row = csv_line(csv_row(result, len(self.labels), self.faces)).encode(
-                "utf-8", "backslashreplace"
-            )
+            # csv_row shows a non-UTF-8 file name's bytes as \xNN, so this always encodes.
+            row = csv_line(csv_row(result, len(self.labels), self.faces)).encode("utf-8")
             end += len(row)
             data.append(row)
             lines.append(json.dumps([end, *identity, result.path]) + "\n")

@@ -9,6 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from edgefer.csvout import as_utf8
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 
@@ -84,7 +85,7 @@ class Summary:
             for reason, n in self.errors.most_common():
                 # Paths and messages are plain text: "[/x]" in a folder name is not markup.
                 examples = ", ".join(self.error_examples[reason])
-                failed.add_row(Text(reason), str(n), Text(examples))
+                failed.add_row(Text(as_utf8(reason)), str(n), Text(as_utf8(examples)))
             parts.append(failed)
         images = self.n_images if self.faces else self.n_ok
         rate = images / self.seconds if self.seconds > 0 else 0.0

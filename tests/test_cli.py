@@ -234,3 +234,22 @@ def test_an_output_directory_is_a_usage_error_before_any_work(tmp_path, tiny_dat
     result = run("classify", tiny_data, "-r", "-m", int8_model, "-o", tmp_path)
     assert result.exit_code == EXIT_USAGE
     assert "is a directory" in result.output and "images/s" not in result.output
+
+
+def test_non_utf8_file_names_are_classified_and_skipped_on_append(tmp_path, tiny_data, int8_model):
+    # They crashed the run with UnicodeEncodeError at the CSV writer, losing every row.
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    good = next(tiny_data.rglob("*.png")).read_bytes()
+    with open(os.path.join(str(folder), os.fsdecode(b"caf\xe9.png")), "wb") as f:
+        f.write(good)
+    with open(os.path.join(str(folder), os.fsdecode(b"bad\xe9.png")), "wb") as f:
+        f.write(b"not a PNG")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["classify", str(folder), "-m", str(int8_model), "-o", str(out)])
+    assert result.exit_code == EXIT_FAILURES, result.output
+    rows = read_rows(out)
+    assert [r["path"] for r in rows] == [f"{folder}/bad\\xe9.png", f"{folder}/caf\\xe9.png"]
+    assert rows[1]["label"] and not rows[0]["label"]
+    result = run("classify", folder, "-m", int8_model, "-o", out, "--append")
+    assert result.exit_code == EXIT_OK and "2 already in the CSV" in result.output

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from edgefer.csvout import CsvError, CsvSink, csv_header, neutralize, read_existing
+from edgefer.csvout import CsvError, CsvSink, as_utf8, csv_header, neutralize, read_existing
 from edgefer.pipeline import Result
 
 LABELS = ("happy", "sad")
@@ -118,3 +118,21 @@ def test_a_failed_final_rename_is_a_csv_error_and_leaves_no_temp_file(tmp_path):
     with pytest.raises(CsvError, match="cannot write"):
         sink.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+LATIN1 = os.fsdecode(b"caf\xe9.jpg")  # a Latin-1 file name, as Python lists it on Linux
+
+
+def test_non_utf8_file_names_are_written_as_their_bytes(tmp_path):
+    assert as_utf8(LATIN1) == "caf\\xe9.jpg"
+    assert as_utf8("ok/é.jpg") == "ok/é.jpg"
+    assert as_utf8("\ud800") == "\\ud800"  # a surrogate no file name decodes to
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(Result(LATIN1, "happy", 0.75, (0.75, 0.25)))
+        sink.write(Result("b" + LATIN1, error=f"cannot read {LATIN1}"))
+    assert [r[0] for r in rows(out)[1:]] == ["caf\\xe9.jpg", "bcaf\\xe9.jpg"]
+    assert rows(out)[2][-1] == "cannot read caf\\xe9.jpg"
+    sink = CsvSink(str(out), LABELS, append=True)
+    assert sink.seen(LATIN1) and not sink.seen("caf.jpg")
+    sink.close()

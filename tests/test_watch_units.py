@@ -195,3 +195,18 @@ def test_journald_lines_carry_their_priority(tmp_path, monkeypatch):
         assert not _stderr_is_journal()
     record = logging.LogRecord("edgefer", logging.WARNING, "", 0, "a.jpg: empty\nmore", None, None)
     assert _JournalFormatter("%(message)s").format(record) == "<4>a.jpg: empty\n<4>more"
+
+
+def test_a_non_utf8_file_name_gets_its_row_and_stays_done(tmp_path):
+    # A Latin-1 name (old cameras, SMB shares) must neither stop the daemon nor be redone.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = os.path.join(str(folder), os.fsdecode(b"caf\xe9.png"))
+    with open(path, "wb") as f:
+        f.write(b"x")
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(path), identity(path))])
+    ledger.close()
+    assert csv_paths(out) == [f"{folder}/caf\\xe9.png"]  # UTF-8 text, the byte as \xe9
+    assert Ledger(out, LABELS).is_done(path, identity(path))
