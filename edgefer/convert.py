@@ -177,12 +177,19 @@ def to_tflite(
         raise ConvertError(f"conversion failed: {str(exc).splitlines()[0][:300]}") from exc
 
 
-def write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` via a temp file + rename; refuse to replace without force."""
+def check_output(path: Path, force: bool) -> None:
+    """Refuse an output that cannot be written: checked first, not after minutes of work."""
+    if path.is_dir():
+        raise ConvertError(f"output is a directory, not a file: {path}")
     if path.exists() and not force:
         raise ConvertError(f"{path} exists; pass --force to replace it")
     if not path.parent.is_dir():
         raise ConvertError(f"output directory does not exist: {path.parent}")
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` via a temp file + rename; refuse to replace without force."""
+    check_output(path, force)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -293,8 +300,7 @@ def convert(
     """
     if quantize not in QUANTIZATIONS:
         raise ConvertError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
-    if output.exists() and not force:
-        raise ConvertError(f"{output} exists; pass --force to replace it")
+    check_output(output, force)
     if not model_path.is_file():
         raise ConvertError(f"no such Keras model: {model_path}")
     spec = resolve_spec(model_path, spec_path)

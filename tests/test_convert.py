@@ -139,6 +139,13 @@ def test_bad_inputs_exit_2(tmp_path, tiny_keras, tiny_data):
     assert no_calibration.exit_code == EXIT_USAGE and "--calibration" in no_calibration.output
     assert not out.exists()
 
+    # Refused before converting (with --force, a directory used to fail in the final rename).
+    for force in ([], ["--force"]):
+        into_dir = _convert(tiny_keras, "-o", tmp_path, "--quantize", "none", *force)
+        assert into_dir.exit_code == EXIT_USAGE and "is a directory" in into_dir.output
+    no_dir = _convert(tiny_keras, "-o", tmp_path / "no" / "o.tflite", "--quantize", "none")
+    assert no_dir.exit_code == EXIT_USAGE and "does not exist" in no_dir.output
+
 
 def test_without_tensorflow_it_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)
