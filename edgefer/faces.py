@@ -15,6 +15,7 @@ Boxes are in pixels of the EXIF-corrected image at its full resolution.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -452,9 +453,13 @@ def crop_face(
 
 
 def annotated_name(path: str) -> str:
-    """A file name for ``path``'s annotated copy, unique per path: its parts joined by '__'."""
-    parts = [p for p in Path(path).with_suffix(".jpg").parts if p not in ("/", "..", ".", "")]
-    return "__".join(parts) or "image.jpg"
+    """A file name for ``path``'s annotated copy: its parts joined by '__' (at most 150 bytes of
+    them), then a hash of the whole path, so that no two paths share a name (``a/b__c.jpg`` and
+    ``a/b/c.jpg``, ``p.jpg`` and ``p.png``) and deep paths stay within a file name's 255 bytes."""
+    parts = [p for p in Path(path).parts if p not in ("/", "..", ".", "")]
+    readable = os.fsencode("__".join(parts) or "image")[:150].decode("utf-8", "ignore")
+    digest = hashlib.sha1(os.fsencode(path)).hexdigest()[:8]
+    return f"{readable}.{digest}.jpg"
 
 
 def annotate(

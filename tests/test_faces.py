@@ -22,7 +22,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import composites  # noqa: E402
 
-from edgefer.faces import FaceDetectorMissingError, open_detector  # noqa: E402
+from edgefer.faces import (  # noqa: E402
+    FaceDetectorMissingError,
+    annotated_name,
+    open_detector,
+)
 from edgefer.photos import NO_FACE, FaceOptions, classify_photos  # noqa: E402
 
 FER_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val"
@@ -284,3 +288,14 @@ def test_tiny_faces_are_reported_only_above_min_face(tmp_path, frontal):
     assert run_cli("classify", photo, "--faces", "--min-face", "16", "-o", out).returncode == 0
     boxes = [box_of(row) for row in read_rows(out)]
     assert len(composites.match([(x, y, s, s) for x, y, s in truth], boxes)) == 2, boxes
+
+
+def test_annotated_names_are_unique_per_path_and_fit_a_file_name():
+    # p.jpg and p.png, and a/b__c.jpg and a/b/c.jpg, used to share a name (one copy overwrote
+    # the other), and deep paths made names over 255 bytes.
+    paths = ["an/sub/p.jpg", "an/sub/p.png", "an/sub__p.jpg", "/an/sub/p.jpg"]
+    names = [annotated_name(p) for p in paths]
+    assert len(set(names)) == len(paths) and all(n.endswith(".jpg") for n in names)
+    assert names[0].startswith("an__sub__p.jpg.")
+    deep = annotated_name("/x/" + "d" * 200 + "/" + "é" * 200 + "/p.jpg")
+    assert len(deep.encode()) <= 255
