@@ -119,6 +119,10 @@ def resolve_spec(model_path: Path, spec_path: Path | None) -> ModelSpec:
         return ModelSpec.from_json(path.read_text(encoding="utf-8"))
     except SpecError as exc:
         raise ConvertError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConvertError(f"{path}: not a spec (JSON text)") from exc
+    except OSError as exc:
+        raise ConvertError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def check_model_matches_spec(model, spec: ModelSpec) -> None:
@@ -185,22 +189,28 @@ def check_output(path: Path, force: bool) -> None:
         raise ConvertError(f"{path} exists; pass --force to replace it")
     if not path.parent.is_dir():
         raise ConvertError(f"output directory does not exist: {path.parent}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConvertError(f"cannot write to {path.parent}: permission denied")
 
 
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``path`` via a temp file + rename; refuse to replace without force."""
     check_output(path, force)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, read-only filesystem...
+            raise ConvertError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 
@@ -248,6 +258,8 @@ def parity_report(
     if not items:
         raise ConvertError(f"no labelled images in {directory} (expected <label>/<image> folders)")
     pixels, y_true = load_labelled(items, spec)
+    if not len(y_true):
+        raise ConvertError(f"no readable images in {directory} to validate with")
     x = normalize(pixels, spec.mean, spec.std)
     start = time.perf_counter()
     keras_probs = np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)

@@ -146,6 +146,20 @@ def test_bad_inputs_exit_2(tmp_path, tiny_keras, tiny_data):
     no_dir = _convert(tiny_keras, "-o", tmp_path / "no" / "o.tflite", "--quantize", "none")
     assert no_dir.exit_code == EXIT_USAGE and "does not exist" in no_dir.output
 
+    # These ended in tracebacks (UnicodeDecodeError; Keras' UnboundLocalError on no images).
+    (tmp_path / "spec.jpg").write_bytes(b"\xff\xd8\xff\xe0 a JPEG, not a spec")
+    binary_spec = _convert(
+        tiny_keras, "-o", out, "--quantize", "none", "--spec", tmp_path / "spec.jpg"
+    )
+    assert binary_spec.exit_code == EXIT_USAGE and "not a spec" in binary_spec.output
+    unreadable = tmp_path / "unreadable"
+    for label in LABELS:
+        (unreadable / label).mkdir(parents=True)
+        (unreadable / label / "x.png").write_text("not a PNG")
+    no_images = _convert(tiny_keras, "-o", out, "--quantize", "none", "--validate", unreadable)
+    assert no_images.exit_code == EXIT_USAGE and "no readable images" in no_images.output
+    assert not out.exists()
+
 
 def test_without_tensorflow_it_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)
