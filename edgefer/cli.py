@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -170,17 +171,24 @@ def classify(
     except (ValueError, OSError, FaceDetectorMissingError, RuntimeMissingError) as exc:
         raise fail(str(exc)) from None
     classifier = _load(model, labels, normalization, threads, batch_size)
+    unlistable: list[str] = []
     try:
-        paths = discover(inputs, recursive=recursive)
+        paths = discover(inputs, recursive=recursive, unlistable=unlistable)
     except OSError as exc:
         raise fail(f"cannot list {exc.filename}: {exc.strerror}") from None
+    for folder in unlistable:  # no row to carry it: a warning, and exit 1
+        err.print(f"[yellow]warning:[/] cannot list {escape(as_utf8(folder))}", highlight=False)
     try:
         sink = CsvSink(output, classifier.labels, append=append, faces=faces)
     except CsvError as exc:
         raise fail(str(exc)) from None
     todo = [p for p in paths if not sink.seen(p)]
     summary = Summary(
-        classifier.labels, low_confidence, skipped=len(paths) - len(todo), faces=faces
+        classifier.labels,
+        low_confidence,
+        skipped=len(paths) - len(todo),
+        faces=faces,
+        unlisted=len(unlistable),
     )
     if not paths:
         where = escape(as_utf8(", ".join(map(str, inputs))))
@@ -197,6 +205,7 @@ def classify(
         disable=not err.is_terminal or quiet,
     )
     start = time.perf_counter()
+    previous_handler = _interrupt_on_sigterm()
     try:
         with sink, progress:
             task = progress.add_task("classify", total=len(todo))
@@ -215,16 +224,36 @@ def classify(
                 progress.advance(task)
     except CsvError as exc:
         raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        kept = "rows so far were appended" if append else "no CSV written"
+    except (KeyboardInterrupt, _Terminated) as exc:
+        if output == "-":
+            kept = "rows so far went to stdout"
+        else:
+            kept = "rows so far were appended" if append else "no CSV written"
+        code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
         raise fail(
-            f"interrupted after {summary.n_ok + summary.n_failed} files; {kept}", 130
+            f"interrupted after {summary.n_ok + summary.n_failed} files; {kept}", code
         ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     summary.seconds = time.perf_counter() - start
     classifier.close()
     if not quiet:
         summary.print(out)
-    raise typer.Exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+    raise typer.Exit(EXIT_FAILURES if summary.n_failed or summary.unlisted else EXIT_OK)
+
+
+class _Terminated(Exception):
+    """SIGTERM during a run (``timeout``, ``kill``, a stopping service)."""
+
+
+def _interrupt_on_sigterm():
+    """Make SIGTERM end the run like Ctrl-C does (temp CSV removed, exit 143); returns the
+    previous handler. Python's default would kill the process and leave the temp file."""
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _annotate(results: list, folder: Path, max_pixels: int) -> None:
@@ -266,7 +295,7 @@ def info(
     spec = classifier.spec
     table = Table(show_header=False, title="edgefer model", title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a sha256 or path cut with "…" could not be compared
     path = model or default_model_path()
     _plain_row(table, "file", str(path))
     _plain_row(table, "size", f"{len(classifier.model_bytes):,} bytes")

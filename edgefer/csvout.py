@@ -10,9 +10,12 @@ file whose header must match, skipping paths it already holds.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +37,15 @@ def neutralize(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
+def _unneutralize(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:2] in FORMULA_PREFIXES else cell
+
+
+def path_key(cell: str) -> str:
+    """What identifies a file across spellings (``x.jpg``, ``./x.jpg``, its absolute path)."""
+    return os.path.abspath(_unneutralize(cell))
+
+
 def as_utf8(text: str) -> str:
     """``text`` with the bytes of a non-UTF-8 file name (Python's surrogate escapes) as ``\\xNN``.
 
@@ -50,7 +62,9 @@ FACE_COLUMNS = ("face", "x", "y", "w", "h", "det_score")
 
 
 def csv_header(labels: tuple[str, ...], faces: bool = False) -> list[str]:
-    return ["path", *(FACE_COLUMNS if faces else ()), "label", "confidence", *labels, "error"]
+    """The header row; label columns are neutralised like cells (a model's labels are data)."""
+    columns = (neutralize(label) for label in labels)
+    return ["path", *(FACE_COLUMNS if faces else ()), "label", "confidence", *columns, "error"]
 
 
 def csv_row(result: Result, n_labels: int, faces: bool = False) -> list[str]:
@@ -99,17 +113,31 @@ def _repair_torn_tail(path: Path) -> None:
             block = min(size, block * 2)
 
 
+#: Rows are read back (``--append``, watch adoption) however long a cell a user's file holds.
+csv.field_size_limit(2**31 - 1)
+
+
+def _open_text(path: Path):
+    # utf-8-sig: a CSV saved by a spreadsheet as "CSV UTF-8" starts with a byte-order mark.
+    return open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
+
+
 def read_existing(path: Path, labels: tuple[str, ...], faces: bool = False) -> set[str]:
     """Paths (as written in the CSV) already present in ``path``; repairs a torn last line.
 
+    The header is checked before anything is changed: a file that is not this model's CSV is
+    refused as it is.
+
     Raises:
         CsvError: the file's header differs from this model's columns.
+        UnicodeDecodeError: the file is not UTF-8 text.
     """
+    if not check_header(path, labels, faces):
+        return set()
     _repair_torn_tail(path)
-    with open(path, newline="", encoding="utf-8") as f:
+    with _open_text(path) as f:
         reader = csv.reader(f)
-        if not _check_header(next(reader, None), path, labels, faces):
-            return set()
+        next(reader, None)
         return {row[0] for row in reader if row}
 
 
@@ -138,91 +166,135 @@ def check_header(path: Path, labels: tuple[str, ...], faces: bool = False) -> bo
         CsvError: the header differs from this model's columns.
         UnicodeDecodeError: the file is not UTF-8 text.
     """
-    with open(path, newline="", encoding="utf-8") as f:
+    with _open_text(path) as f:
         return _check_header(next(csv.reader(f), None), path, labels, faces)
 
 
 class CsvSink:
-    """Where result rows go: a file (atomic or append) or stdout (``"-"``).
+    """Where result rows go: a file (atomic or append), stdout (``"-"``), or a stream.
 
-    Use as a context manager: the file appears (or is appended to) only when the block ends
-    without an exception.
+    A new file is written beside its target and renamed into place when the block ends without
+    an exception (through a symlink, to the file it names; with the mode of the file it
+    replaces). An existing FIFO, device or ``/dev/fd/N`` (``-o >(gzip > x.gz)``) is written to
+    as it goes, like stdout. Use as a context manager.
     """
 
     def __init__(
         self, output: str, labels: tuple[str, ...], append: bool = False, faces: bool = False
     ) -> None:
-        """Raises CsvError: the directory is not writable, or an appended file has other labels
-        (or was written in the other ``faces`` mode)."""
+        """Raises CsvError: the output is a directory or not writable, or an appended file is
+        not this model's CSV (other labels, the other ``faces`` mode, not UTF-8 text)."""
         self.labels = labels
         self.faces = faces
         self.existing: set[str] = set()
-        self._target: Path | None = None
+        self._seen_keys: set[str] | None = None
+        self._output = output
+        self._target: Path | None = None  # the file renamed into place at the end
         self._tmp: str | None = None
+        self._mode = 0o644
+        self._owned = output != "-"  # closed by close(); sys.stdout is not
+        self._durable = False  # fsync at the end (regular files only)
+        self._closed = False
         self._stream: TextIO
         needs_header = True
         if output == "-":
             self._stream = sys.stdout
+            needs_header = not append  # `-o - --append >> labels.csv`: rows only
         else:
-            self._target = Path(output)
-            directory = self._target.parent
-            if not directory.is_dir():
-                raise CsvError(f"output directory does not exist: {directory}")
-            if self._target.is_dir():
-                # Found now, not at the final rename after the whole run.
-                raise CsvError(f"output is a directory, not a file: {output}")
             try:
-                if append and self._target.exists():
-                    self.existing = read_existing(self._target, labels, faces)
-                    needs_header = self._target.stat().st_size == 0
-                    self._stream = open(self._target, "a", newline="", encoding="utf-8")  # noqa: SIM115
-                else:
-                    fd, self._tmp = tempfile.mkstemp(
-                        dir=directory, prefix=f".{self._target.name}.", suffix=".tmp"
-                    )
-                    self._stream = open(fd, "w", newline="", encoding="utf-8")  # noqa: SIM115
-            except (PermissionError, IsADirectoryError) as exc:
-                raise CsvError(f"cannot write {output}: {exc.strerror}") from exc
-            except UnicodeDecodeError as exc:
+                needs_header = self._open_file(Path(output), append)
+            except (UnicodeDecodeError, csv.Error) as exc:
                 raise CsvError(f"{output} is not a CSV written by edgefer") from exc
+            except OSError as exc:
+                raise CsvError(f"cannot write {output}: {exc.strerror or exc}") from exc
         self._writer = csv.writer(self._stream, lineterminator="\n")
         if needs_header:
             self._writer.writerow(csv_header(labels, faces))
 
-    def seen(self, path: str) -> bool:
-        """Whether ``path`` already has a row (append mode)."""
-        return neutralize(as_utf8(path)) in self.existing
-
-    def write(self, result: Result) -> None:
-        self._writer.writerow(csv_row(result, len(self.labels), self.faces))
-        if self._target is None:
-            self._stream.flush()  # a pipe reader sees rows as they come
-
-    def close(self, commit: bool = True) -> None:
-        """Finish the file: fsync and rename into place, or discard the temp file."""
-        if self._target is None:
-            self._stream.flush()
-            return
+    def _open_file(self, target: Path, append: bool) -> bool:
+        """Open the output; returns whether it needs a header row."""
         try:
-            self._stream.flush()
-            if commit:
-                os.fsync(self._stream.fileno())
-        finally:
-            self._stream.close()
-        if self._tmp is None:
-            return
-        if not commit:
-            os.unlink(self._tmp)
-            return
-        # mkstemp creates 0600; give the result the mode a plain open() would have.
+            st: os.stat_result | None = target.stat()
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise CsvError(f"output is a directory, not a file: {target}")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            # A FIFO, a device, /dev/stdout, a process substitution: written as a stream.
+            self._stream = open(target, "a" if append else "w", newline="", encoding="utf-8")  # noqa: SIM115
+            return not append
+        real = Path(os.path.realpath(target))  # a symlinked CSV stays a symlink
+        if not real.parent.is_dir():
+            raise CsvError(f"output directory does not exist: {target.parent}")
+        self._durable = True
+        if append and st is not None:
+            self.existing = read_existing(real, self.labels, self.faces)
+            self._stream = open(real, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            return real.stat().st_size == 0
+        if not os.access(real.parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(real.parent))
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)
+        # The file replaced keeps its mode (a private 0600 CSV stays private); a new one gets
+        # what a plain open() would give it.
+        self._mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~umask
+        fd, self._tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
+        self._target = real
+        self._stream = open(fd, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        return True
+
+    def seen(self, path: str) -> bool:
+        """Whether ``path`` already has a row (append mode), under this or another spelling
+        (relative or absolute, resolved against the current directory)."""
+        if self._seen_keys is None:
+            self._seen_keys = {path_key(cell) for cell in self.existing}
+        return path_key(as_utf8(path)) in self._seen_keys
+
+    def write(self, result: Result) -> None:
+        """Raises CsvError: the output cannot be written (disk full, I/O error)."""
         try:
-            os.replace(self._tmp, self._target)
-        except OSError as exc:  # e.g. a directory created at that name during the run
-            os.unlink(self._tmp)
-            raise CsvError(f"cannot write {self._target}: {exc.strerror}") from exc
+            self._writer.writerow(csv_row(result, len(self.labels), self.faces))
+            if not self._durable:
+                self._stream.flush()  # a pipe reader sees rows as they come
+        except OSError as exc:
+            raise CsvError(f"cannot write {self._output}: {exc.strerror or exc}") from exc
+
+    def close(self, commit: bool = True) -> None:
+        """Finish the output: fsync and rename into place, or discard the temp file.
+
+        Raises:
+            CsvError: (``commit`` only) the rows could not all be written; no temp file is left.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        error: OSError | None = None
+        try:
+            self._stream.flush()
+            if commit and self._durable:
+                os.fsync(self._stream.fileno())
+        except OSError as exc:
+            error = exc
+        finally:
+            if self._owned:
+                try:
+                    self._stream.close()
+                except OSError as exc:
+                    error = error or exc
+        if self._tmp is not None:
+            if commit and error is None:
+                os.chmod(self._tmp, self._mode)
+                try:
+                    os.replace(self._tmp, self._target)
+                except OSError as exc:  # e.g. a directory created at that name during the run
+                    error = exc
+                else:
+                    self._tmp = None
+            if self._tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._tmp)
+        if commit and error is not None:
+            raise CsvError(f"cannot write {self._output}: {error.strerror or error}") from error
 
     def __enter__(self) -> CsvSink:
         return self

@@ -16,40 +16,64 @@ def _looks_like_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
-def _scan(directory: str, recursive: bool) -> Iterator[str]:
+def _is_special(entry: os.DirEntry) -> bool:
+    """A FIFO, socket or device: opening one to decode it can block forever (a FIFO without a
+    writer). Told from the directory listing itself, without a stat call."""
+    return not (
+        entry.is_file(follow_symlinks=False)
+        or entry.is_dir(follow_symlinks=False)
+        or entry.is_symlink()
+    )
+
+
+def _scan(directory: str, recursive: bool, unlistable: list[str]) -> Iterator[str]:
     # Lazily: a list of DirEntry objects for 50,000 files costs ~11 MB at the peak.
     try:
         entries = os.scandir(directory)
-    except OSError:
-        return  # an unreadable subdirectory: nothing to list; the top level is checked by caller
+    except OSError as exc:
+        unlistable.append(f"{directory}: {exc.strerror or exc}")
+        return
     with entries:
         for entry in entries:
             if _is_hidden(entry.name):
                 continue
             # Symlinked directories are not followed: loops and duplicate rows would follow them.
             if recursive and entry.is_dir(follow_symlinks=False):
-                yield from _scan(entry.path, recursive)
-            elif _looks_like_image(entry.name):
+                yield from _scan(entry.path, recursive, unlistable)
+            elif _looks_like_image(entry.name) and not _is_special(entry):
                 # Includes broken symlinks and directories named like images: each gets a row.
                 yield entry.path
 
 
-def discover(inputs: Iterable[str | os.PathLike], recursive: bool = False) -> list[str]:
-    """Sorted, de-duplicated paths to classify.
+def discover(
+    inputs: Iterable[str | os.PathLike],
+    recursive: bool = False,
+    unlistable: list[str] | None = None,
+) -> list[str]:
+    """Sorted paths to classify, one per file (``a/x.jpg``, ``./a/x.jpg`` and its absolute
+    path are one file: the spelling met first is kept).
 
     A named file is always included (even a hidden one, a non-image or a missing one, which
     then gets an error row); a named directory contributes its non-hidden entries with image
-    suffixes, and with ``recursive`` those of its subdirectories.
+    suffixes (FIFOs, sockets and devices excepted), and with ``recursive`` those of its
+    subdirectories (symlinked ones are not followed). Subdirectories that cannot be listed are
+    skipped and described (``"path: reason"``) in ``unlistable``.
 
     Raises:
         PermissionError: a named directory cannot be listed.
     """
-    found: set[str] = set()
+    found: dict[str, str] = {}  # one row per file, however it was spelled: the first spelling
+
+    def add(path: str) -> None:
+        found.setdefault(os.path.abspath(path), path)
+
+    skipped = unlistable if unlistable is not None else []
     for item in inputs:
         path = os.fspath(item)
         if os.path.isdir(path):
             os.listdir(path)  # raises PermissionError for an unreadable named directory
-            found.update(_scan(path, recursive))
+            for entry in _scan(path, recursive, skipped):
+                add(entry)
         else:
-            found.add(path)
-    return sorted(found)
+            add(path)
+    return sorted(found.values())

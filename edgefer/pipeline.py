@@ -83,7 +83,8 @@ def decode_ahead(
     For small images, one task per image costs more in futures and thread hand-overs than the
     decoding itself; a chunk of several amortises that.
     """
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefer-decode") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefer-decode")
+    try:
         pending: deque[tuple[list[str], Future]] = deque()
         source = iter(paths)
         in_flight = 0
@@ -107,6 +108,10 @@ def decode_ahead(
             in_flight -= len(group)
             refill()
             yield from zip(group, future.result(), strict=True)
+    finally:
+        # Ctrl-C, SIGTERM or a consumer that stops early: the decodes not yet started are
+        # dropped rather than run first (with large photos that was seconds per queued task).
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def classify_paths(

@@ -34,6 +34,8 @@ class Summary:
     faces: bool = False
     n_images: int = 0
     n_no_face: int = 0
+    #: Subfolders that could not be listed (their files have no rows).
+    unlisted: int = 0
 
     def add(self, result: Result) -> None:
         if self.faces:
@@ -101,6 +103,8 @@ class Summary:
             )
         if self.skipped:
             total += f", {self.skipped} already in the CSV"
+        if self.unlisted:
+            total += f", {self.unlisted} folder{'s' if self.unlisted > 1 else ''} not listed"
         parts.append(f"{total}; {self.seconds:.2f} s, {rate:.1f} images/s")
         return Group(*parts)
 

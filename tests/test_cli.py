@@ -1,8 +1,14 @@
 import csv
+import hashlib
 import os
+import stat
+import struct
 import subprocess
 import sys
+import threading
+import time
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -253,3 +259,97 @@ def test_non_utf8_file_names_are_classified_and_skipped_on_append(tmp_path, tiny
     assert rows[1]["label"] and not rows[0]["label"]
     result = run("classify", folder, "-m", int8_model, "-o", out, "--append")
     assert result.exit_code == EXIT_OK and "2 already in the CSV" in result.output
+
+
+def test_sigterm_ends_the_run_like_ctrl_c(tmp_path, int8_model):
+    # Python's default SIGTERM left the temp CSV behind (`timeout`, `kill`, a stopping service).
+    folder = tmp_path / "big"
+    folder.mkdir()
+    Image.new("L", (4000, 4000), 128).save(folder / "0.png")  # ~40 ms to decode, 30 KB
+    for i in range(1, 400):
+        os.link(folder / "0.png", folder / f"{i}.png")
+    out = tmp_path / "out.csv"
+    args = ["classify", str(folder), "-m", str(int8_model), "-o", str(out), "-t", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgefer", *args, "--workers", "1", "-b", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.csv.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + 15, stderr
+    assert "interrupted after" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]
+
+
+def test_output_streams_and_write_errors(tmp_path, tiny_data, int8_model):
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    result = run("classify", tiny_data, "-r", "-m", int8_model, "-o", fifo)
+    reader.join(timeout=60)
+    assert result.exit_code == EXIT_OK, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still a FIFO, not replaced by a file
+    assert len(received[0].splitlines()) == 61
+
+    def disk_full(_fd):
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "out.csv"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fsync", disk_full)
+        full = run("classify", tiny_data, "-r", "-m", int8_model, "-o", out)
+    assert full.exit_code == EXIT_USAGE and "No space left on device" in full.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.fifo"]  # no temp file left
+
+
+def test_unlistable_subfolder_warns_and_exits_1(tmp_path, tiny_data, int8_model, monkeypatch):
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith(LABELS[0]):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = tmp_path / "out.csv"
+    result = run("classify", tiny_data, "-r", "-m", int8_model, "-o", out)
+    assert result.exit_code == EXIT_FAILURES
+    flat = " ".join(result.output.split())
+    assert f"cannot list {tiny_data / LABELS[0]}: Permission denied" in flat
+    n_left = 60 - len(list((tiny_data / LABELS[0]).iterdir()))
+    assert "1 folder not listed" in flat and len(read_rows(out)) == n_left
+
+
+def test_info_shows_the_whole_sha256_on_an_80_column_terminal(int8_model):
+    result = runner.invoke(app, ["info", str(int8_model)], env={"COLUMNS": "80"})
+    cells = [line.split("│") for line in result.output.splitlines() if line.count("│") == 3]
+    start = next(i for i, c in enumerate(cells) if c[1].strip() == "sha256")
+    value = cells[start][2].strip()
+    for cell in cells[start + 1 :]:
+        if cell[1].strip():
+            break
+        value += cell[2].strip()
+    assert value == hashlib.sha256(int8_model.read_bytes()).hexdigest()
+
+
+def test_max_pixels_can_be_raised_above_pillows_own_limit(tmp_path, int8_model):
+    # A PNG whose header claims 20000x10000 px (200 MP): Pillow refused it at open whatever
+    # --max-pixels said; now the option decides, and the data (cut short) is what fails.
+    ihdr = struct.pack(">IIBBBBB", 20000, 10000, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk
+    png += struct.pack(">I", zlib.crc32(chunk)) + b"\x00\x00\x00\x00IDAT" + b"\x00" * 8
+    (tmp_path / "huge.png").write_bytes(png)
+    out = tmp_path / "out.csv"
+    run("classify", tmp_path / "huge.png", "-m", int8_model, "-o", out)
+    assert "exceeds the 64,000,000 px limit" in read_rows(out)[0]["error"]
+    run("classify", tmp_path / "huge.png", "-m", int8_model, "-o", out, "--max-pixels", 300e6)
+    assert "limit" not in read_rows(out)[0]["error"] and read_rows(out)[0]["error"]

@@ -136,3 +136,84 @@ def test_non_utf8_file_names_are_written_as_their_bytes(tmp_path):
     sink = CsvSink(str(out), LABELS, append=True)
     assert sink.seen(LATIN1) and not sink.seen("caf.jpg")
     sink.close()
+
+
+def test_append_refuses_a_file_that_is_not_its_csv_without_touching_it(tmp_path):
+    # The torn-line repair used to run first: it cut the last line off a user's file (or all of
+    # a one-line file) before the header check refused it.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes line 1\nimportant last line without newline")
+    single = tmp_path / "one.txt"
+    single.write_text("single line no newline")
+    other = tmp_path / "other.csv"
+    other.write_text(",".join(csv_header(("angry", "calm"))) + "\na.jpg,angry,0.9,0.9,0.1,")
+    for path in (notes, single, other):
+        before = path.read_bytes()
+        with pytest.raises(CsvError):
+            CsvSink(str(path), LABELS, append=True)
+        assert path.read_bytes() == before
+
+
+def test_append_reads_what_spreadsheets_save(tmp_path):
+    out = tmp_path / "out.csv"
+    header = ",".join(csv_header(LABELS))
+    out.write_text("\ufeff" + header + "\nbig.jpg,happy,0.7,0.7,0.3," + "x" * 200_000 + "\n")
+    with CsvSink(str(out), LABELS, append=True) as sink:  # a BOM, a 200 KB cell
+        assert sink.seen("big.jpg")
+
+
+def test_formula_labels_are_neutralised_in_the_header_too(tmp_path):
+    labels = ("=angry", "calm")
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), labels) as sink:
+        sink.write(Result("a.jpg", "=angry", 0.75, (0.75, 0.25)))
+    assert rows(out)[0][3:5] == ["'=angry", "calm"] and rows(out)[1][1] == "'=angry"
+    CsvSink(str(out), labels, append=True).close()  # still recognised as its own CSV
+
+
+def test_append_knows_a_file_under_another_spelling(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(Result("d/a.jpg", "happy", 0.75, (0.75, 0.25)))
+        sink.write(Result("=x.jpg", "happy", 0.75, (0.75, 0.25)))
+    sink = CsvSink(str(out), LABELS, append=True)
+    assert sink.seen(str(tmp_path / "d" / "a.jpg")) and sink.seen("./d/a.jpg")
+    assert sink.seen("=x.jpg") and not sink.seen("d/b.jpg")
+    sink.close()
+
+
+def test_write_errors_are_csv_errors_and_leave_no_temp_file(tmp_path, monkeypatch):
+    out = tmp_path / "out.csv"
+    sink = CsvSink(str(out), LABELS)
+    sink.write(OK)
+
+    def full(_fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CsvError, match="No space left on device"):
+        sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_symlinks_are_followed_and_the_mode_kept(tmp_path):
+    real = tmp_path / "store" / "real.csv"
+    real.parent.mkdir()
+    real.write_text("old")
+    real.chmod(0o600)
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    with CsvSink(str(link), LABELS) as sink:
+        sink.write(OK)
+    assert link.is_symlink() and rows(real)[1][0] == "a.jpg"
+    assert real.stat().st_mode & 0o777 == 0o600  # a private CSV stays private
+    assert sorted(p.name for p in real.parent.iterdir()) == ["real.csv"]
+
+
+def test_stdout_append_writes_rows_only(monkeypatch):
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stdout", buf)
+    with CsvSink("-", LABELS, append=True) as sink:  # `-o - --append >> labels.csv`
+        sink.write(OK)
+    assert buf.getvalue().startswith("a.jpg,happy")

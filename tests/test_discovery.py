@@ -35,3 +35,34 @@ def test_named_files_are_always_included_once(tmp_path):
     missing = tmp_path / "nope.jpg"
     found = discover([image, text, hidden, missing, tmp_path])
     assert found == sorted({str(hidden), str(text), str(image), str(missing)})
+
+
+def test_fifos_in_a_folder_are_skipped(tmp_path):
+    # Opening a FIFO without a writer blocks forever, and Ctrl-C could not end the run.
+    touch(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    assert discover([tmp_path]) == [str(tmp_path / "a.jpg")]
+
+
+def test_one_path_per_file_however_it_is_spelled(tmp_path, monkeypatch):
+    image = touch(tmp_path / "d" / "x.jpg")
+    monkeypatch.chdir(tmp_path)
+    found = discover(["d", "d/x.jpg", str(image), "./d/../d/x.jpg"])
+    assert found == [os.path.join("d", "x.jpg")]
+
+
+def test_unlistable_subfolders_are_reported(tmp_path, monkeypatch):
+    touch(tmp_path / "ok" / "a.jpg")
+    touch(tmp_path / "secret" / "b.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path):  # chmod 000 would not stop root, who runs these tests in CI
+        if str(path).endswith("secret"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    unlistable = []
+    found = discover([tmp_path], recursive=True, unlistable=unlistable)
+    assert found == [str(tmp_path / "ok" / "a.jpg")]
+    assert unlistable == [f"{tmp_path / 'secret'}: Permission denied"]
