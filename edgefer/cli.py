@@ -32,7 +32,7 @@ from edgefer.photos import classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 from edgefer.runtime import RuntimeMissingError
-from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file
+from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file, read_spec
 from edgefer.summary import Summary
 from edgefer.watchcmd import watch
 
@@ -105,9 +105,16 @@ def _load(
     threads: int | None,
     batch_size: int = 1,
 ) -> Classifier:
+    if normalization not in NORMALIZATIONS:
+        raise fail(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
     try:
         label_names = read_labels_file(labels.read_text(encoding="utf-8")) if labels else None
-        return Classifier(
+    except UnicodeDecodeError:
+        raise fail(f"{labels}: not a UTF-8 text file of labels") from None
+    except OSError as exc:
+        raise fail(f"cannot read {labels}: {exc.strerror or exc}") from None
+    try:
+        classifier = Classifier(
             ClassifierOptions(
                 model=model,
                 labels=label_names,
@@ -118,6 +125,13 @@ def _load(
         )
     except (ModelError, RuntimeMissingError, SpecError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
+    if label_names is not None and read_spec(classifier.model_bytes) is not None:
+        err.print(
+            "[yellow]warning:[/] --labels ignored: the model carries its own labels "
+            f"({escape(', '.join(classifier.labels))})",
+            highlight=False,
+        )
+    return classifier
 
 
 @app.command()

@@ -15,7 +15,8 @@ from PIL import Image, ImageOps
 
 #: File suffixes picked up when a directory is scanned (explicitly named files are always tried).
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+    | {".ppm", ".pgm", ".pbm"}
 )
 
 #: Default limit on width*height; larger images are refused as decompression bombs.

@@ -353,3 +353,16 @@ def test_max_pixels_can_be_raised_above_pillows_own_limit(tmp_path, int8_model):
     assert "exceeds the 64,000,000 px limit" in read_rows(out)[0]["error"]
     run("classify", tmp_path / "huge.png", "-m", int8_model, "-o", out, "--max-pixels", 300e6)
     assert "limit" not in read_rows(out)[0]["error"] and read_rows(out)[0]["error"]
+
+
+def test_labels_and_normalization_options_are_checked(tmp_path, int8_model):
+    latin1 = tmp_path / "labels.txt"
+    latin1.write_bytes(b"caf\xe9\n")
+    result = run("info", int8_model, "--labels", latin1)
+    assert result.exit_code == EXIT_USAGE and "not a UTF-8 text file of labels" in result.output
+    result = run("info", int8_model, "--normalization", "0..2")
+    assert result.exit_code == EXIT_USAGE and "--normalization must be one of" in result.output
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a\nb\n")
+    result = run("info", int8_model, "--labels", plain)  # the model's own labels win: say so
+    assert result.exit_code == EXIT_OK and "--labels ignored" in result.output

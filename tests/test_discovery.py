@@ -66,3 +66,9 @@ def test_unlistable_subfolders_are_reported(tmp_path, monkeypatch):
     found = discover([tmp_path], recursive=True, unlistable=unlistable)
     assert found == [str(tmp_path / "ok" / "a.jpg")]
     assert unlistable == [f"{tmp_path / 'secret'}: Permission denied"]
+
+
+def test_jpeg_spellings_are_images(tmp_path):
+    for name in ("a.jfif", "b.jpe", "c.JPEG"):
+        touch(tmp_path / name)
+    assert [os.path.basename(p) for p in discover([tmp_path])] == ["a.jfif", "b.jpe", "c.JPEG"]
