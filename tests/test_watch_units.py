@@ -1,10 +1,12 @@
 """The ledger's recovery rules and the settle tracker, on files and a fake clock (no model)."""
 
+import errno
 import json
 import logging
 import os
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,7 @@ from edgefer.csvout import CsvError, CsvSink, csv_header
 from edgefer.ledger import Ledger, LedgerError
 from edgefer.notify import _JournalFormatter, _stderr_is_journal
 from edgefer.pipeline import Result
-from edgefer.watch import Settler, is_candidate
+from edgefer.watch import Settler, WatchError, WatchOptions, check_folders, is_candidate
 
 LABELS = ("happy", "sad")
 HEADER = ",".join(csv_header(LABELS)) + "\n"
@@ -210,3 +212,76 @@ def test_a_non_utf8_file_name_gets_its_row_and_stays_done(tmp_path):
     ledger.close()
     assert csv_paths(out) == [f"{folder}/caf\\xe9.png"]  # UTF-8 text, the byte as \xe9
     assert Ledger(out, LABELS).is_done(path, identity(path))
+
+
+def test_damage_before_the_end_of_the_state_is_refused_not_cut(tmp_path, images):
+    # Cutting at the first bad line dropped every later entry, and then their rows from the CSV.
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(p), identity(p)) for p in images])
+    ledger.close()
+    state = out.with_name("labels.csv.state")
+    lines = state.read_text().splitlines(keepends=True)
+    state.write_text("".join([lines[0], "[x" + lines[1][1:], *lines[2:]]))
+    csv_before, state_before = out.read_bytes(), state.read_bytes()
+    with pytest.raises(LedgerError, match="damaged at byte"):
+        Ledger(out, LABELS)
+    assert out.read_bytes() == csv_before and state.read_bytes() == state_before
+
+
+def test_a_classify_csv_with_relative_paths_is_adopted(tmp_path, images, monkeypatch):
+    # `edgefer classify in/ -o out/labels.csv` writes in/a.png: the daemon knows /abs/in/a.png.
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "labels.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(ok(os.path.relpath(images[0], tmp_path)))
+    ledger = Ledger(out, LABELS)
+    assert ledger.is_done(images[0], identity(images[0]))
+
+
+def test_done_dir_that_cannot_take_a_rename_is_refused_at_start(tmp_path, monkeypatch):
+    # Separate systemd ReadWritePaths= entries are separate mounts: rename() fails with EXDEV.
+    folder, done = tmp_path / "in", tmp_path / "done"
+    folder.mkdir()
+
+    def rename(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(WatchError, match="Invalid cross-device link .*ReadWritePaths"):
+        check_folders(WatchOptions(str(folder), str(tmp_path / "o.csv"), done_dir=str(done)))
+    assert list(folder.iterdir()) == [] and list(done.iterdir()) == []
+    monkeypatch.undo()
+    check_folders(
+        WatchOptions(str(folder), str(tmp_path / "o.csv"), done_dir=str(done))
+    )  # a real move works
+    assert list(folder.iterdir()) == [] and list(done.iterdir()) == []
+
+
+def test_a_file_being_written_waits_for_its_close():
+    clock = [0.0]
+    sizes = {"a.png": 10}
+
+    def fake_stat(path):
+        return types.SimpleNamespace(st_size=sizes[path], st_mtime_ns=1, st_mode=0o100644)
+
+    settler = Settler(1.0, clock=lambda: clock[0], stat_fn=fake_stat)
+    settler.track("a.png", (10, 1), 60.0, 60.0)  # created under inotify: until closed
+    clock[0] = 5.0
+    assert settler.pop_ready() == []  # quiet for longer than --settle, still not ready
+    settler.track("a.png", (10, 1), 0.0)  # closed
+    assert settler.pop_ready() == [("a.png", (10, 1))]
+
+
+@pytest.mark.parametrize("unit", ["edgefer-watch.service", "edgefer-watch@.service"])
+def test_units_give_one_writable_tree_for_inbox_done_and_out(unit):
+    # Three ReadWritePaths= entries were three bind mounts: every move to done/ failed (EXDEV).
+    text = (Path(__file__).parent.parent / "systemd" / unit).read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    (writable,) = [line.split("=", 1)[1].split() for line in lines if "ReadWritePaths=" in line]
+    exec_start = next(line for line in lines if line.startswith("ExecStart="))
+    words = exec_start.split()  # ExecStart=... watch INBOX --out CSV --done-dir DONE ...
+    folders = [words[2], words[4], words[6]]
+    assert words[3:7:2] == ["--out", "--done-dir"]
+    assert len(writable) == 1
+    assert all(f.startswith(writable[0] + "/") for f in folders), (writable, folders)
