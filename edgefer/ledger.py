@@ -41,7 +41,15 @@ import logging
 import os
 from pathlib import Path
 
-from edgefer.csvout import CsvError, check_header, csv_header, csv_line, csv_row, read_existing
+from edgefer.csvout import (
+    CsvError,
+    check_header,
+    csv_header,
+    csv_line,
+    csv_row,
+    path_key,
+    read_existing,
+)
 from edgefer.pipeline import Result
 
 log = logging.getLogger(__name__)
@@ -176,6 +184,14 @@ class Ledger:
                         end = max(end, int(row_end))
                         self._state_lines += 1
                 except (ValueError, TypeError, KeyError, AttributeError):
+                    if end is not None and good + len(line) < f.seek(0, os.SEEK_END):
+                        # Not a torn last line (all a crash can leave): cutting here would
+                        # drop the rows of every later entry from the CSV.
+                        raise LedgerError(
+                            f"{self.state_path} is damaged at byte {good}, before its end; "
+                            f"restore it, or move both it and {self.csv_path.name} away to "
+                            "start a new CSV"
+                        ) from None
                     break
                 good += len(line)
             total = f.seek(0, os.SEEK_END)
@@ -195,10 +211,14 @@ class Ledger:
             _write_all(self._csv_fd, csv_line(csv_header(self.labels, self.faces)).encode("utf-8"))
             os.fsync(self._csv_fd)
         else:
-            paths = read_existing(
-                self.csv_path, self.labels, self.faces
-            )  # also repairs a torn last line
-            for path in paths:
+            try:  # also repairs a torn last line
+                paths = read_existing(self.csv_path, self.labels, self.faces)
+            except UnicodeDecodeError:
+                raise CsvError(f"{self.csv_path} is not a CSV written by edgefer") from None
+            for cell in paths:
+                # `edgefer classify DIR` writes paths as given (often relative): the daemon
+                # knows files by absolute path.
+                path = path_key(cell)
                 try:
                     st = os.stat(path)
                 except OSError:
@@ -247,6 +267,7 @@ class Ledger:
         """
         if not rows:
             return
+        self._check_in_place()
         end = self._csv_size()
         data: list[bytes] = []
         lines: list[str] = []
@@ -263,6 +284,22 @@ class Ledger:
         for result, identity in rows:
             self._done[result.path] = identity
         self._state_lines += len(rows)
+
+    def _check_in_place(self) -> None:
+        """Raise LedgerError if the CSV or state file was deleted or replaced under us: rows
+        appended to a file no longer in the folder would be lost without a word."""
+        for fd, path in ((self._csv_fd, self.csv_path), (self._state_fd, self.state_path)):
+            opened = os.fstat(fd)
+            try:
+                named = os.stat(path)
+            except FileNotFoundError:
+                named = None
+            if named is None or (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+                raise LedgerError(
+                    f"{path} was deleted or replaced while edgefer watch ran; to start a new "
+                    f"CSV, stop the daemon and move both {self.csv_path.name} and "
+                    f"{self.state_path.name} away"
+                )
 
     def forget(self, path: str) -> None:
         """Drop a file that left the folder (deleted, moved away, or moved to --done-dir)."""

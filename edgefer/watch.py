@@ -24,12 +24,15 @@ beyond that a rescan picks the rest up later, so memory stays flat however many 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import heapq
 import logging
 import os
 import queue
 import signal
 import stat
+import tempfile
 import threading
 import time
 from collections import deque
@@ -53,6 +56,11 @@ MAX_TRACKED = 10_000
 SCAN_STEP = 256
 #: Longest the worker waits for an event before checking its timers (and proving it is alive).
 TICK = 0.2
+#: A file seen being written (inotify: created or modified, not yet closed) is complete when it
+#: is closed, or failing that once unchanged for this long (a writer that holds it open, a link
+#: made with `ln`). Not --settle: a writer that pauses for a second must not have its file
+#: classified (and with --done-dir moved away) half written.
+WRITE_TIMEOUT = 60.0
 #: Seconds between STATUS= updates, and between summary lines in the log.
 STATUS_EVERY = 2.0
 LOG_EVERY = 300.0
@@ -123,6 +131,34 @@ def check_folders(options: WatchOptions) -> None:
         raise WatchError(f"cannot use --done-dir {done}: {exc.strerror}") from exc
     if not same_fs:
         raise WatchError(f"--done-dir {done} must be on the same filesystem as {folder}")
+    _probe_move(folder, done)
+
+
+def _probe_move(folder: str, done: str) -> None:
+    """Move a hidden file from ``folder`` to ``done`` and delete it: the move every classified
+    file will make, tried once at start rather than failing (and warning) for each file."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".edgefer-probe-")
+        os.close(fd)
+    except OSError as exc:
+        raise WatchError(
+            f"--done-dir needs write access to {folder} (moving a file out of a folder writes "
+            f"to it): {exc.strerror}"
+        ) from exc
+    target = os.path.join(done, os.path.basename(probe))
+    try:
+        os.rename(probe, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+        hint = ""
+        if exc.errno == errno.EXDEV:
+            hint = " (two mounts of one filesystem: e.g. separate systemd ReadWritePaths= entries)"
+        raise WatchError(
+            f"cannot move files from {folder} to {done}: {exc.strerror}{hint}"
+        ) from exc
+    with contextlib.suppress(OSError):
+        os.unlink(target)
 
 
 @dataclass
@@ -131,6 +167,7 @@ class _Tracked:
     mtime_ns: int
     due: float  # when the file is ready if it stays unchanged
     queued: float  # the due time of this file's item in the heap
+    quiet: float  # how long it must stay unchanged after a change
 
 
 class Settler:
@@ -159,15 +196,20 @@ class Settler:
     def __contains__(self, path: str) -> bool:
         return path in self._files
 
-    def track(self, path: str, identity: Identity, delay: float) -> None:
-        """(Re)start watching ``path`` at this version; ready after ``delay`` s if unchanged."""
+    def track(
+        self, path: str, identity: Identity, delay: float, quiet: float | None = None
+    ) -> None:
+        """(Re)start watching ``path`` at this version; ready after ``delay`` s if unchanged,
+        and after ``quiet`` s (default: ``settle``) unchanged if it changes meanwhile."""
         due = self._clock() + delay
+        quiet = self.settle if quiet is None else quiet
         entry = self._files.get(path)
         if entry is None:
-            self._files[path] = _Tracked(*identity, due, due)
+            self._files[path] = _Tracked(*identity, due, due, quiet)
             heapq.heappush(self._heap, (due, path))
             return
         entry.size, entry.mtime_ns = identity
+        entry.quiet = quiet
         entry.due = due
         if due < entry.queued:
             entry.queued = due
@@ -205,7 +247,7 @@ class Settler:
                 ready.append((path, identity))
             else:
                 entry.size, entry.mtime_ns = identity
-                entry.due = entry.queued = now + self.settle
+                entry.due = entry.queued = now + entry.quiet
                 heapq.heappush(self._heap, (entry.due, path))
         return ready
 
@@ -261,6 +303,8 @@ class Watcher:
         self.classifier = classifier
         self.ledger = ledger
         self.root = os.path.abspath(options.folder)
+        st = os.stat(self.root)
+        self._root_id = (st.st_dev, st.st_ino)
         self.done_dir = os.path.abspath(options.done_dir) if options.done_dir else None
         self.events: queue.Queue = queue.Queue(MAX_EVENTS)
         self.overflow = threading.Event()
@@ -273,6 +317,8 @@ class Watcher:
         self.n_classified = self.n_failed = self.n_caught_up = 0
         self.heartbeat = time.monotonic()
         self.error: BaseException | None = None
+        #: Whether the observer reports closes after writing (inotify); if not, --settle rules.
+        self.close_events = False
 
     # -- which paths -----------------------------------------------------------------------
 
@@ -320,11 +366,13 @@ class Watcher:
             self.settler.discard(src)
             self.ledger.forget(src)
         if kind == "moved":
-            self._saw(dest, complete=True)
+            self._saw(dest, 0.0)
         elif kind == "closed":
-            self._saw(src, complete=True)
-        elif kind in ("created", "modified", "attrib"):
-            self._saw(src, complete=False)
+            self._saw(src, 0.0)
+        elif kind in ("created", "modified") or src not in self.settler:
+            self._saw(src, self.options.settle, kind)
+        # else an attrib event on a file already waiting: it keeps waiting (cp -p sets the
+        # mode before it closes the file)
 
     def _eligible_dir(self, path: str) -> bool:
         rel = os.path.relpath(path, self.root)
@@ -334,7 +382,9 @@ class Watcher:
             and not any(p.startswith(".") for p in rel.split(os.sep))
         )
 
-    def _saw(self, path: str, complete: bool) -> None:
+    def _saw(self, path: str, delay: float, kind: str = "") -> None:
+        """A file event: ``path`` is ready after ``delay`` s unchanged (0: complete now), or
+        when closed if the event shows a writer at work."""
         if not self._eligible(path):
             return
         if path not in self.settler and self._room() <= 0:
@@ -346,8 +396,12 @@ class Watcher:
             self.settler.discard(path)
             return
         if stat.S_ISREG(st.st_mode):
-            delay = 0.0 if complete else self.options.settle
-            self.settler.track(path, (st.st_size, st.st_mtime_ns), delay)
+            # Written to, or created and still empty: wait for the close. (Not any creation:
+            # watchdog reports the files already in a new subfolder as created, with no close.)
+            writing = kind == "modified" or (kind == "created" and st.st_size == 0)
+            if writing and self.close_events:
+                delay = max(self.options.settle, WRITE_TIMEOUT)
+            self.settler.track(path, (st.st_size, st.st_mtime_ns), delay, delay or None)
 
     # -- catch-up scan --------------------------------------------------------------------
 
@@ -496,6 +550,8 @@ class Watcher:
         except OSError as exc:
             log.warning("cannot move %s to %s: %s", path, self.done_dir, exc.strerror or exc)
             return
+        if n:  # the CSV row names the file it was; the log says where it went
+            log.info("%s: moved to %s (the name was taken)", path, dest)
         self.ledger.forget(path)
 
     # -- the worker -----------------------------------------------------------------------
@@ -570,6 +626,7 @@ class Watcher:
                 # Full events: a file renamed in from outside the folder is a move (complete
                 # at once), not a create (which has to settle).
                 observer = InotifyObserver(generate_full_events=True)
+                self.close_events = True
         # Not FileOpened/FileClosedNoWrite: our own reads would wake us. Not DirModified: noise.
         # (getattr: older watchdog releases lack some kinds; the filter is only an economy.)
         names = ("FileCreated", "FileModified", "FileAttrib", "FileClosed", "FileMoved")
@@ -583,8 +640,15 @@ class Watcher:
         return observer
 
     def _problem(self, observer, worker: threading.Thread) -> str:
-        if not os.path.isdir(self.root):
+        try:
+            st = os.stat(self.root)
+        except OSError:
             return f"the watched folder {self.root} is gone"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"the watched folder {self.root} is gone"
+        if (st.st_dev, st.st_ino) != self._root_id:
+            # inotify still watches the old folder (moved away): nothing new would be seen.
+            return f"the watched folder {self.root} was replaced by another folder"
         if not worker.is_alive():
             return f"the worker stopped: {self.error!r}"
         if not observer.is_alive() or not all(e.is_alive() for e in observer.emitters):

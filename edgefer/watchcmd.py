@@ -82,8 +82,9 @@ def watch(
 ) -> None:
     """Watch a folder and classify each new image once, appending a row to a CSV.
 
-    A file is classified once complete: closed after writing or renamed into the folder, else
-    when its size and mtime have not changed for --settle seconds; hidden and temp files
+    A file is classified once complete: closed after writing or renamed into the folder (a file
+    being written waits for its close), else when its size and mtime have not changed for
+    --settle seconds; hidden and temp files
     (`.*`, `~*`, `*.tmp`, `*.part`, `*.crdownload`) wait until renamed. On start, every file
     without a row is caught up; after a crash (even SIGKILL) each file still ends with exactly
     one row. Runs until SIGTERM/SIGINT (exit 0 after finishing the current batch); exit 1 when

@@ -409,6 +409,52 @@ def test_exits_1_when_the_folder_vanishes(tmp_path, int8_model, inbox):
     assert "exiting so that the service manager restarts edgefer" in daemon.log
 
 
+def test_a_writer_that_pauses_is_waited_for_until_it_closes(tmp_path, int8_model, inbox, pngs):
+    # Under inotify the file was classified (and with --done-dir moved away) once it had been
+    # unchanged for --settle, though still open: an error row, and the image lost to done/.
+    out, done = tmp_path / "labels.csv", tmp_path / "done"
+    with Daemon(tmp_path, int8_model, inbox, out, "--done-dir", done).start() as daemon:
+        daemon.wait_ready()
+        with open(inbox / "slow.png", "wb") as f:
+            f.write(pngs[0][:60])
+            f.flush()
+            time.sleep(4 * float(SETTLE) + 0.5)  # a pause well past --settle and max-latency
+            f.write(pngs[0][60:])
+        wait_for(lambda: paths_in(out), 20, "a row", daemon)
+        assert daemon.stop() == 0
+    rows = check_csv(out)
+    assert [(row[0], row[-1]) for row in rows] == [(str(inbox / "slow.png"), "")]
+    assert (done / "slow.png").read_bytes() == pngs[0]
+
+
+def test_exits_1_when_the_folder_is_replaced(tmp_path, int8_model, inbox):
+    # inotify kept watching the folder moved away: nothing new was seen, and nothing said so.
+    out = tmp_path / "labels.csv"
+    with Daemon(tmp_path, int8_model, inbox, out).start() as daemon:
+        daemon.wait_ready()
+        inbox.rename(tmp_path / "inbox.old")
+        inbox.mkdir()
+        assert daemon.proc.wait(30) == 1
+    assert "was replaced by another folder" in daemon.log
+
+
+def test_a_csv_deleted_while_running_stops_it_before_rows_are_lost(
+    tmp_path, int8_model, inbox, pngs
+):
+    out = tmp_path / "labels.csv"
+    with Daemon(tmp_path, int8_model, inbox, out).start() as daemon:
+        daemon.wait_ready()
+        (inbox / "a.png").write_bytes(pngs[0])
+        wait_for(lambda: paths_in(out), 20, "a row", daemon)
+        out.unlink()
+        (inbox / "b.png").write_bytes(pngs[1])
+        assert daemon.proc.wait(30) == 1
+    assert "labels.csv was deleted or replaced while edgefer watch ran" in daemon.log
+    with Daemon(tmp_path, int8_model, inbox, out).start() as daemon:
+        assert daemon.proc.wait(60) == 2  # the operator decides: restore it, or start anew
+    assert "move both files away" in daemon.log
+
+
 def test_help_does_not_load_watchdog_or_a_runtime():
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "edgefer", "watch", "--help"],
