@@ -1,5 +1,6 @@
 """Splitting is stratified, deterministic and leak-free; decoding goes through edgefer; cache."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,71 @@ def test_class_weights_lift_rare_classes():
     assert w[1] / w[0] == pytest.approx(9.0)
     assert w[y].mean() == pytest.approx(1.0)
     np.testing.assert_allclose(class_weights(y, 2, power=0.0), [1.0, 1.0])
+
+
+def test_unreadable_files_are_left_out_and_named(tmp_path):
+    # One corrupt image ended fit, evaluate and baselines with a traceback naming no file.
+    root = write_folder(tmp_path / "d", {"a": 12, "b": 12}, seed=3)
+    (root / "a" / "bad.png").write_bytes(b"\x89PNG not really")
+    (root / "b" / "empty.jpg").write_bytes(b"")
+    for cache in (tmp_path / "cache", tmp_path / "cache"):  # decoded, then from the cache
+        data = load_dataset(root, (12, 12), 1, cache_dir=cache)
+        assert sum(len(s) for s in data.splits.values()) == 24
+        (note,) = data.notes
+        assert note.startswith("2 unreadable files left out") and "bad.png" in note
+        assert "empty.jpg: empty file" in note
+
+
+def test_images_in_subfolders_count_and_empty_classes_are_refused(tmp_path):
+    root = write_folder(tmp_path / "d", {"a": 10, "b": 4}, seed=4)
+    write_folder(root / "b" / "batch2", {"x": 6}, seed=5)  # b/batch2/x/*.png: still class b
+    split = load_folder(root, ("a", "b"), (12, 12), 1)
+    assert np.bincount(split.y).tolist() == [10, 10]
+    (root / "__MACOSX").mkdir()
+    with pytest.raises(ValueError, match="no readable training images for class __MACOSX"):
+        load_dataset(root, (12, 12), 1)
+
+
+def test_val_folders_must_be_train_classes(tmp_path):
+    write_folder(tmp_path / "d" / "train", {"angry": 4, "sad": 4}, seed=6)
+    write_folder(tmp_path / "d" / "val", {"Angry": 2, "sad": 2}, seed=7)
+    with pytest.raises(ValueError, match="not classes in .*: Angry"):
+        load_dataset(tmp_path / "d", (12, 12), 1)
+    data = load_dataset(tmp_path / "d", (12, 12), 1, classes=("angry", "sad"))
+    assert data.notes == ("val has no images of angry",)
+
+
+def test_the_cache_notices_a_file_replaced_in_place(tmp_path):
+    root = write_folder(tmp_path / "d", {"a": 2, "b": 2}, seed=8)
+    cache = tmp_path / "cache"
+    first = load_folder(root, ("a", "b"), (12, 12), 1, cache)
+    Image.new("L", (12, 12), 255).save(root / "a" / "000.png")  # same name, new pixels
+    os.utime(root / "a" / "000.png", ns=(1, 1))
+    again = load_folder(root, ("a", "b"), (12, 12), 1, cache)
+    assert first.x[0].mean() != 255 and again.x[0].mean() == 255
+
+
+def test_split_command_writes_the_runs_split_as_link_folders(tmp_path, monkeypatch):
+    # A one-folder dataset is split inside fit: without this, convert --validate and classify
+    # could only be run on every image, training images included.
+    from typer.testing import CliRunner
+
+    from train.cli import app
+    from train.config import FitConfig
+
+    monkeypatch.chdir(tmp_path)
+    root = write_folder(tmp_path / "d", {"Very Happy": 20, "sad": 20}, seed=9)
+    write_folder(root / "sad" / "batch2", {"x": 2}, seed=10)  # 000.png twice under sad/
+    (tmp_path / "run").mkdir()
+    FitConfig(data_dir=str(root), input_size=(12, 12)).save(tmp_path / "run")
+    result = CliRunner().invoke(app, ["split", "run", "--out", "parts"])
+    assert result.exit_code == 0, result.output
+    data = load_dataset(root, (12, 12), 1)
+    for name, split in data.splits.items():
+        links = sorted((tmp_path / "parts" / name).rglob("*.png"))
+        assert sorted(str(p.resolve()) for p in links) == sorted(split.paths)
+        assert all(p.parent.name == data.labels[0] for p in links if "Happy" in str(p.resolve()))
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
+    assert sizes == "train 29, val 7, test 6" and sizes in result.output
+    again = CliRunner().invoke(app, ["split", "run", "--out", "parts"])
+    assert again.exit_code != 0 and "not empty" in again.output

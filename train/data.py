@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgefer.preprocess import IMAGE_SUFFIXES, load_image
+from edgefer.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 
 SPLIT_NAMES = ("train", "val", "test")
 #: The reference report's protocol for a single folder: 70/15/15, stratified, fixed seed.
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: How many unreadable files a log line names (the rest are counted).
+SKIPPED_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,24 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     paths: tuple[str, ...]
+    #: Files listed but not decodable (corrupt, empty, not an image): left out, with a reason.
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, index: np.ndarray) -> Split:
         return Split(self.x[index], self.y[index], tuple(self.paths[i] for i in index))
+
+    def describe_skipped(self) -> str:
+        """'' or one line naming the unreadable files (the first few, then a count)."""
+        if not self.skipped:
+            return ""
+        shown = "; ".join(f"{path}: {why}" for path, why in self.skipped[:SKIPPED_SHOWN])
+        more = len(self.skipped) - SKIPPED_SHOWN
+        if more > 0:
+            shown += f"; {more} more"
+        return f"{len(self.skipped)} unreadable files left out ({shown})"
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,13 @@ class Dataset:
     splits: dict[str, Split]
     protocol: str  # "folders" (given train/val[/test]) or "split 70/15/15 seed N"
     duplicates: dict[str, int]
+    #: Warnings for the log: unreadable files left out, classes missing from a split.
+    notes: tuple[str, ...] = ()
+
+    def counts(self, split: str) -> str:
+        """``label n, label n, ...`` for one split."""
+        n = class_counts(self.splits[split].y, len(self.labels))
+        return ", ".join(f"{label} {int(k)}" for label, k in zip(self.labels, n, strict=True))
 
 
 def list_labels(folder: Path) -> tuple[str, ...]:
@@ -52,19 +74,28 @@ def list_labels(folder: Path) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] != "."))
 
 
+def _images_under(folder: Path) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (``Surprise/batch2/``), hidden ones not."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            found += _images_under(entry)
+        elif entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+            found.append(entry)
+    return found
+
+
 def list_images(folder: Path, labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
-    """Sorted image paths under ``folder/<label>/`` and their label indices."""
+    """Sorted image paths under ``folder/<label>/`` (at any depth) and their label indices."""
     paths: list[str] = []
     ys: list[int] = []
     for index, label in enumerate(labels):
         sub = folder / label
         if not sub.is_dir():
             continue
-        files = sorted(
-            p
-            for p in sub.iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
+        files = _images_under(sub)
         paths += [str(p) for p in files]
         ys += [index] * len(files)
     return paths, np.asarray(ys, dtype=np.int64)
@@ -97,16 +128,34 @@ def stratified_split(
 
 def decode_all(
     paths: list[str], size: tuple[int, int], channels: int, workers: int = 8
-) -> np.ndarray:
-    """All images as one uint8 array; Pillow releases the GIL, so threads overlap the I/O."""
+) -> tuple[np.ndarray, dict[int, str]]:
+    """The images as one uint8 array, and ``{index: reason}`` for those that could not be
+    decoded (their rows are left zero). Pillow releases the GIL, so threads overlap the I/O."""
     out = np.empty((len(paths), *size, channels), dtype=np.uint8)
+    failed: dict[int, str] = {}
 
     def one(i: int) -> None:
-        out[i] = load_image(paths[i], size, channels)
+        try:
+            out[i] = load_image(paths[i], size, channels)
+        except ImageError as exc:  # one corrupt file must not end a training run
+            out[i] = 0
+            failed[i] = str(exc)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, range(len(paths)), chunksize=256))
-    return out
+    return out, failed
+
+
+def files_signature(paths: list[str]) -> str:
+    """A digest of the files' names, sizes and mtimes: a file replaced in place changes it."""
+    digest = hashlib.sha1()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()
 
 
 def cache_key(folder: Path, labels: tuple[str, ...], size: tuple[int, int], channels: int) -> str:
@@ -124,20 +173,41 @@ def load_folder(
     channels: int,
     cache_dir: Path | None = None,
 ) -> Split:
-    """Decode ``folder/<label>/*`` (or read it from the .npz cache when the file list matches)."""
+    """Decode ``folder/<label>/*`` (or read it from the .npz cache when no file was added,
+    removed or changed: names, sizes and mtimes). Undecodable files are left out and listed in
+    ``Split.skipped``."""
     paths, y = list_images(folder, labels)
+    signature = files_signature(paths)
     cache = cache_dir / (cache_key(folder, labels, size, channels) + ".npz") if cache_dir else None
     if cache is not None and cache.exists():
         with np.load(cache) as z:
-            if list(z["paths"]) == paths:
-                return Split(z["x"], z["y"], tuple(paths))
-    x = decode_all(paths, size, channels)
+            if str(z["signature"]) == signature:
+                skipped = tuple(
+                    (str(p), str(w)) for p, w in zip(z["skipped"], z["why"], strict=True)
+                )
+                return Split(z["x"], z["y"], tuple(str(p) for p in z["paths"]), skipped)
+    x, failed = decode_all(paths, size, channels)
+    keep = np.asarray([i for i in range(len(paths)) if i not in failed], dtype=np.int64)
+    split = Split(
+        x[keep],
+        y[keep],
+        tuple(paths[i] for i in keep),
+        tuple((paths[i], failed[i]) for i in sorted(failed)),
+    )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, x=x, y=y, paths=np.asarray(paths))
+        np.savez(
+            tmp,
+            x=split.x,
+            y=split.y,
+            paths=np.asarray(split.paths, dtype=str),
+            skipped=np.asarray([p for p, _ in split.skipped], dtype=str),
+            why=np.asarray([w for _, w in split.skipped], dtype=str),
+            signature=np.asarray(signature),
+        )
         tmp.replace(cache)
-    return Split(x, y, tuple(paths))
+    return split
 
 
 def pixel_hashes(x: np.ndarray) -> list[bytes]:
@@ -183,8 +253,12 @@ def load_dataset(
     With ``dedupe``, train images whose pixels also appear in val/test are dropped from train
     (validation stays as published); the counts are kept in ``Dataset.duplicates`` either way.
 
+    Unreadable image files are left out and named in ``Dataset.notes``.
+
     Raises:
-        ValueError: fewer than two labels, or a ``classes`` name that is not a folder.
+        ValueError: fewer than two labels, a ``classes`` name that is not a folder, a class
+            with no readable training image, or (without ``classes``) a val/test folder that
+            is not one of train's classes (its images would be dropped without a word).
     """
     split_folders = has_split_folders(data_dir)
     label_root = data_dir / "train" if split_folders else data_dir
@@ -194,22 +268,74 @@ def load_dataset(
         raise ValueError(f"no such class folder in {label_root}: {', '.join(missing)}")
     if len(labels) < 2:
         raise ValueError(f"{label_root} has fewer than two label folders")
+    notes: list[str] = []
     if split_folders:
         names = [n for n in SPLIT_NAMES if (data_dir / n).is_dir()]
+        for name in names[1:]:
+            strays = sorted(set(list_labels(data_dir / name)) - set(labels))
+            if strays and not classes:
+                raise ValueError(
+                    f"{data_dir / name} has folders that are not classes in {label_root}: "
+                    f"{', '.join(strays)} (names must match exactly, case included)"
+                )
         splits = {n: load_folder(data_dir / n, labels, size, channels, cache_dir) for n in names}
         protocol = "folders " + "/".join(names)
+        notes += [f"{n}: {s.describe_skipped()}" for n, s in splits.items() if s.skipped]
     else:
         whole = load_folder(data_dir, labels, size, channels, cache_dir)
+        if whole.skipped:
+            notes.append(whole.describe_skipped())
         parts = stratified_split(whole.y, DEFAULT_FRACTIONS, seed)
         splits = {n: whole.subset(i) for n, i in zip(SPLIT_NAMES, parts, strict=True)}
         protocol = f"stratified 70/15/15 seed {seed}"
+    empty = [
+        c
+        for c, k in zip(labels, class_counts(splits["train"].y, len(labels)), strict=True)
+        if not k
+    ]
+    if empty:
+        raise ValueError(
+            f"no readable training images for class {', '.join(empty)} under {label_root}: "
+            "remove the folder, or name the classes to use with --classes"
+        )
+    for name, split in splits.items():
+        absent = [
+            c for c, k in zip(labels, class_counts(split.y, len(labels)), strict=True) if not k
+        ]
+        if name != "train" and absent and len(split):
+            notes.append(f"{name} has no images of {', '.join(absent)}")
     others = [s for n, s in splits.items() if n != "train"]
     leak, counts = cross_duplicates(splits["train"], others)
     if dedupe and len(leak):
         keep = np.setdiff1d(np.arange(len(splits["train"])), leak)
         splits["train"] = splits["train"].subset(keep)
     counts["dropped_from_train"] = int(len(leak)) if dedupe else 0
-    return Dataset(labels, splits, protocol, counts)
+    return Dataset(labels, splits, protocol, counts, tuple(notes))
+
+
+def export_split(data: Dataset, out: Path) -> dict[str, int]:
+    """Write ``out/<split>/<label>/`` folders of symlinks to the images of each split, so that
+    the split a run trained on can be given to ``edgefer convert --calibration/--validate``,
+    ``edgefer classify`` and ``evaluate-csv``. Returns the number of images per split.
+
+    Raises:
+        FileExistsError: ``out`` exists and is not empty.
+    """
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty")
+    written = {}
+    for name, split in data.splits.items():
+        for path, index in zip(split.paths, split.y.tolist(), strict=True):
+            folder = out / name / data.labels[index]
+            folder.mkdir(parents=True, exist_ok=True)
+            source = Path(path).resolve()
+            link, n = folder / source.name, 0
+            while link.is_symlink():  # the same name in two sub-folders of a class
+                n += 1
+                link = folder / f"{source.stem}.{n}{source.suffix}"
+            link.symlink_to(source)
+        written[name] = len(split)
+    return written
 
 
 def class_counts(y: np.ndarray, n_classes: int) -> np.ndarray:

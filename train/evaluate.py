@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def evaluate_dir(model_path: Path, data_dir: Path, out: Path, tta: bool = False)
     split = load_folder(data_dir, spec.labels, spec.input_size, spec.channels, Path("runs/cache"))
     if not len(split):
         raise ValueError(f"no images under {data_dir}/<label>/ for labels {', '.join(spec.labels)}")
+    if split.skipped:
+        print(f"warning: {split.describe_skipped()}", file=sys.stderr)
     name = f"{spec.name} on {data_dir.name}" + (" (flip TTA)" if tta else "")
     metrics = evaluate_split(model, split, spec.labels, out, tta, name)
     metrics["model"] = str(model_path)

@@ -86,7 +86,8 @@ def prepare_data(cfg: FitConfig) -> Dataset:
         name: s.subset(np.sort(rng.permutation(len(s))[: cfg.limit]))
         for name, s in data.splits.items()
     }
-    return Dataset(data.labels, splits, data.protocol + f", limit {cfg.limit}", data.duplicates)
+    protocol = data.protocol + f", limit {cfg.limit}"
+    return Dataset(data.labels, splits, protocol, data.duplicates, data.notes)
 
 
 def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
@@ -466,10 +467,15 @@ def fit(
         f"train {len(train)} val {len(val)}, duplicates {data.duplicates}, "
         f"loaded in {time.time() - t0:.1f}s"
     )
+    log(f"train per class: {data.counts('train')}; val per class: {data.counts('val')}")
+    for note in data.notes:
+        log(f"warning: {note}")
     steps = -(-len(train) // cfg.batch_size)
     model, state = open_run(cfg, out, resume, len(data.labels), steps)
     if resume:
         log(f"resumed after epoch {state['epoch']} (step {int(model.optimizer.iterations)})")
+        if state["epoch"] >= cfg.epochs or state.get("stopped_early"):
+            log(f"the run is complete ({state['epoch']}/{cfg.epochs} epochs): nothing to train")
     log(
         f"model {cfg.arch}: {model.count_params():,} params, "
         f"{count_flops(model) / 1e6:.1f} MFLOPs/image, "
