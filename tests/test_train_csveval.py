@@ -93,3 +93,18 @@ def test_compare_counts_discordant_images_and_mcnemar_p(tmp_path):
     other.write_text("path,label,confidence,happy,sad,error\nval/happy/0.png,happy,1,1,0,\n")
     result = CliRunner().invoke(app, ["compare-csv", str(csv_a), str(other)])
     assert result.exit_code == 2 and "different labels" in result.output
+
+
+def test_formula_like_labels_round_trip_through_the_csv(tmp_path):
+    # edgefer writes a label "-ve" as "'-ve" in the header as in cells; the header was read as is
+    # and every row fell outside the label folders.
+    path = tmp_path / "out.csv"
+    path.write_text(
+        "path,label,confidence,'-ve,'+ve,error\n"
+        "val/-ve/1.png,'-ve,0.9,0.9,0.1,\n"
+        "val/+ve/2.png,'-ve,0.6,0.6,0.4,\n"
+    )
+    labels, rows = read_results(path)
+    assert labels == ("-ve", "+ve")
+    m = evaluate_rows(labels, rows)
+    assert m["n"] == 2 and m["accuracy"] == pytest.approx(0.5) and m["unlabelled_rows"] == 0

@@ -412,3 +412,20 @@ def test_fold_averages_members_into_one_convertible_model(data_dir, tmp_path):
     spec_b.unlink()  # a member without its spec.json, as edgefer convert says it
     result = CliRunner().invoke(app, ["fold", *paths, "--out", str(tmp_path / "bad")])
     assert result.exit_code == 2 and "no model spec" in result.output
+
+
+def test_resume_says_what_it_ignores_and_when_nothing_is_left(data_dir, tmp_path):
+    # It exited 0 after "resumed after epoch 1", training nothing and saying nothing.
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    out = tmp_path / "run"
+    fit(config(data_dir, arch="seed"), out, log=lambda _: None)
+    args = ["fit", "--resume", "--out", str(out), "--epochs", "5", "--lr", "0.01", "--no-report"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "--epochs, --lr ignored with --resume" in text
+    assert "the run is complete (1/1 epochs): nothing to train" in text
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1

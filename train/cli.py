@@ -39,8 +39,26 @@ def _classes(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
+#: fit options that still act with --resume; every other one is the run's config.json's.
+RESUME_OPTIONS = frozenset({"out", "threads", "resume", "stop_after", "report"})
+
+
+def _warn_ignored_on_resume(ctx: typer.Context) -> None:
+    # By name: Typer releases differ in where click's ParameterSource lives (0.29 vendors it).
+    given = [
+        name
+        for name in ctx.params
+        if name not in RESUME_OPTIONS
+        and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    ]
+    if given:
+        names = ", ".join("--" + n.replace("_", "-") for n in given)
+        _log(f"warning: {names} ignored with --resume: the run goes on as its config.json says")
+
+
 @app.command()
 def fit(
+    ctx: typer.Context,
     data_dir: Annotated[
         Path | None, typer.Argument(help="train/+val/ folders or one labelled folder")
     ] = None,
@@ -117,6 +135,8 @@ def fit(
     ] = True,
 ) -> None:
     """Train a model; checkpoints every epoch into --out, resumable with --resume."""
+    if resume:
+        _warn_ignored_on_resume(ctx)
     from train.tfenv import set_threads
 
     set_threads(threads, 2)
@@ -271,7 +291,9 @@ def evaluate_csv(
 @app.command()
 def baselines(
     data_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
-    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/baselines"),
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default: runs/baselines-<data folder>)")
+    ] = None,
     size: str = "48",
     channels: int = 1,
     classes: str = "",
@@ -292,7 +314,34 @@ def baselines(
         f"{data.protocol}: train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
         f"duplicates {data.duplicates}"
     )
+    for note in data.notes:
+        _log(f"warning: {note}")
+    out = out or Path("runs") / f"baselines-{data_dir.name}"
     run_baselines(data, out, data_dir.name, results, seed, max_iter, log=_log)
+
+
+@app.command()
+def split(
+    run: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="a fit --out folder")],
+    out: Annotated[Path, typer.Option(help="folder to write <split>/<label>/ links into")],
+) -> None:
+    """Write the run's train/val/test split as folders of symlinks to its images.
+
+    For a dataset given as one folder (split 70/15/15 by fit): the val and test images to pass to
+    `edgefer convert --calibration/--validate`, `edgefer classify` and `evaluate-csv`.
+    """
+    from train.config import FitConfig
+    from train.data import export_split
+    from train.fit import prepare_data
+
+    if not (run / "config.json").exists():
+        raise _fail(f"no fit run in {run} (no config.json)")
+    cfg = FitConfig.load(run)
+    try:
+        counts = export_split(prepare_data(cfg), out)
+    except (FileExistsError, ValueError) as exc:
+        raise _fail(exc) from exc
+    _log(f"{out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()) + " images (links)")
 
 
 @app.command()

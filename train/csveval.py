@@ -37,6 +37,8 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
+        if header:  # label columns like "-ve" are written as "'-ve", as cells are
+            header = [_unquote(cell) for cell in header]
         if not header or header[:3] != ["path", "label", "confidence"] or header[-1] != "error":
             raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
         labels = tuple(header[3:-1])

@@ -1,4 +1,4 @@
-"""The results table, ``docs/results.md``: one row per model, updated in place by name."""
+"""The results table, ``docs/results.md``: one row per model and dataset, updated in place."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ COLUMNS = (
 )
 HEADER = """# Results
 
-Written by `python -m train` (fit, baselines); one row per model, replaced when it is re-run.
+Written by `python -m train` (fit, baselines); one row per model and dataset, replaced when it
+is re-run.
 Models are selected on val; accuracy and macro-F1 are on the split named (val unless stated).
 FLOPs = 2 x multiply-accumulates of conv and dense layers, per image. Train time is wall-clock
 on the machine that ran it (2 CPU cores unless stated), including per-epoch validation.
@@ -37,8 +38,9 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "/")
 
 
-def read_rows(path: Path) -> dict[str, list[str]]:
-    """Existing rows by model name (the first cell)."""
+def read_rows(path: Path) -> dict[tuple[str, str], list[str]]:
+    """Existing rows by model name and dataset (the first and third cells): the baselines of
+    another dataset, or a run of the same name on it, get their own row."""
     if not path.exists():
         return {}
     rows = {}
@@ -46,14 +48,16 @@ def read_rows(path: Path) -> dict[str, list[str]]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         is_row = line.startswith("|") and len(cells) == len(COLUMNS)
         if is_row and cells[0] not in ("model", "") and not set(cells[0]) <= {"-", ":"}:
-            rows[cells[0]] = cells
+            rows[(cells[0], cells[2])] = cells
     return rows
 
 
 def upsert_row(path: Path, row: dict[str, Any]) -> Path:
-    """Add or replace the row named ``row['model']``; missing fields are left blank."""
+    """Add or replace the row of ``row['model']`` on ``row['data']``; missing fields are left
+    blank."""
     rows = read_rows(path)
-    rows[str(row["model"])] = [_cell(row.get(key, "")) for key, _ in COLUMNS]
+    cells = [_cell(row.get(key, "")) for key, _ in COLUMNS]
+    rows[(cells[0], cells[2])] = cells
     lines = [
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
