@@ -300,11 +300,15 @@ def info(
     model: Annotated[
         Path | None, typer.Argument(help="A .tflite model (default: the shipped model).")
     ] = None,
+    model_option: ModelOption = None,
     labels: LabelsOption = None,
     normalization: NormOption = "0..1",
     threads: ThreadsOption = None,
 ) -> None:
     """Show a model's labels, input, quantization, size, sha256 and the runtime in use."""
+    if model is not None and model_option is not None:
+        raise fail("give the model once: as an argument or with --model")
+    model = model or model_option  # --model as for classify and watch
     classifier = _load(model, labels, normalization, threads)
     spec = classifier.spec
     table = Table(show_header=False, title="edgefer model", title_justify="left")

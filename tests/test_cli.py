@@ -366,3 +366,10 @@ def test_labels_and_normalization_options_are_checked(tmp_path, int8_model):
     plain.write_text("a\nb\n")
     result = run("info", int8_model, "--labels", plain)  # the model's own labels win: say so
     assert result.exit_code == EXIT_OK and "--labels ignored" in result.output
+
+
+def test_info_takes_the_model_as_classify_does(int8_model):
+    by_option = run("info", "--model", int8_model)
+    assert by_option.exit_code == EXIT_OK and str(int8_model.name) in by_option.output
+    both = run("info", int8_model, "-m", int8_model)
+    assert both.exit_code == EXIT_USAGE and "give the model once" in both.output
