@@ -56,9 +56,9 @@ MAX_TRACKED = 10_000
 SCAN_STEP = 256
 #: Longest the worker waits for an event before checking its timers (and proving it is alive).
 TICK = 0.2
-#: A file seen being written (inotify: created or modified, not yet closed) is complete when it
-#: is closed, or failing that once unchanged for this long (a writer that holds it open, a link
-#: made with `ln`). Not --settle: a writer that pauses for a second must not have its file
+#: A file seen being written (inotify: written to, or created empty, and not yet closed) is
+#: complete when it is closed, or failing that once unchanged for this long (a writer that
+#: holds it open). Not --settle: a writer that pauses for a second must not have its file
 #: classified (and with --done-dir moved away) half written.
 WRITE_TIMEOUT = 60.0
 #: Seconds between STATUS= updates, and between summary lines in the log.
