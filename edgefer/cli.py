@@ -28,7 +28,7 @@ from edgefer.faceopts import (
     face_options,
 )
 from edgefer.faces import FaceDetectorMissingError
-from edgefer.photos import classify_photos
+from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 from edgefer.runtime import RuntimeMissingError
@@ -220,6 +220,7 @@ def classify(
     )
     start = time.perf_counter()
     previous_handler = _interrupt_on_sigterm()
+    n_files = 0  # images done (with --faces, summary counts rows: faces)
     try:
         with sink, progress:
             task = progress.add_task("classify", total=len(todo))
@@ -230,10 +231,12 @@ def classify(
             else:
                 groups = classify_photos(classifier, todo, face_opts, workers, max_pixels)
             for results in groups:
+                sink.write_image(results)
                 for result in results:
-                    sink.write(result)
                     summary.add(result)
-                if annotate is not None and results[0].error is None:
+                n_files += 1
+                # A copy of a photo without a face too: that is where a missed face is seen.
+                if annotate is not None and results[0].error in (None, NO_FACE):
                     _annotate(results, annotate, max_pixels)
                 progress.advance(task)
     except CsvError as exc:
@@ -244,9 +247,7 @@ def classify(
         else:
             kept = "rows so far were appended" if append else "no CSV written"
         code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
-        raise fail(
-            f"interrupted after {summary.n_ok + summary.n_failed} files; {kept}", code
-        ) from None
+        raise fail(f"interrupted after {n_files} files; {kept}", code) from None
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     summary.seconds = time.perf_counter() - start
@@ -276,7 +277,7 @@ def _annotate(results: list, folder: Path, max_pixels: int) -> None:
     from edgefer.preprocess import ImageError
 
     path = results[0].path
-    boxes = [(r.box, f"{r.face}: {r.label} {r.confidence:.2f}") for r in results]
+    boxes = [(r.box, f"{r.face}: {r.label} {r.confidence:.2f}") for r in results if r.box]
     try:
         annotate(path, boxes, folder / annotated_name(path), max_pixels)
     except (ImageError, OSError) as exc:

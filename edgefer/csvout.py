@@ -259,6 +259,24 @@ class CsvSink:
         except OSError as exc:
             raise CsvError(f"cannot write {self._output}: {exc.strerror or exc}") from exc
 
+    def write_image(self, results: list[Result]) -> None:
+        """All rows of one image (one per face with ``faces``), then, when appending, a flush:
+        a crash then leaves whole images in the file, which ``--append`` can skip, never an
+        image with some of its faces (a buffer flushed mid-image did).
+
+        Raises CsvError: as :meth:`write`."""
+        if self._tmp is not None:  # a new file appears whole at the end anyway
+            for result in results:
+                self.write(result)
+            return
+        # One write of all the image's rows, then a flush: one write(2) to the file.
+        text = "".join(csv_line(csv_row(r, len(self.labels), self.faces)) for r in results)
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except OSError as exc:
+            raise CsvError(f"cannot write {self._output}: {exc.strerror or exc}") from exc
+
     def close(self, commit: bool = True) -> None:
         """Finish the output: fsync and rename into place, or discard the temp file.
 

@@ -36,7 +36,7 @@ MaxFacesOption = Annotated[
     int | None,
     typer.Option(
         min=0,
-        help="With --faces: at most this many faces per image, surest first [default: all].",
+        help="With --faces: at most this many faces per image, surest first (0 or unset: all).",
         show_default=False,
     ),
 ]
@@ -76,7 +76,8 @@ def face_options(
             if value is not None
         ]
         if given:
-            raise ValueError(f"{', '.join(given)} only apply with --faces")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{', '.join(given)} {verb} only with --faces")
         return None
     defaults = FaceOptions()
     detector = detector or defaults.detector

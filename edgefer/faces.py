@@ -387,9 +387,10 @@ def open_detector(name: str = "blazeface", num_threads: int | None = None) -> Fa
 
 def load_photo(
     source: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, work_side: int = WORK_SIDE
-) -> tuple[Image.Image, float]:
+) -> tuple[Image.Image, float, tuple[int, int]]:
     """Decode a whole photo, EXIF-corrected, as RGB no larger than ``work_side`` (JPEGs are
-    decoded reduced); returns it and the factor from its pixels to the full-size image's.
+    decoded reduced); returns it, the factor from its pixels to the full-size image's, and the
+    full-size image's (width, height), EXIF-corrected: the bounds of a box in the CSV.
 
     Raises:
         ImageError: as :func:`edgefer.preprocess.load_image`.
@@ -401,6 +402,7 @@ def load_photo(
                 raise ImageError(
                     f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
                 )
+            full_size = im.size
             full = max(im.size)
             if im.format == "JPEG":
                 im.draft("RGB", (work_side, work_side))
@@ -418,7 +420,9 @@ def load_photo(
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(_describe(exc)) from exc
-    return im, full / max(im.size)
+    if (im.width > im.height) != (full_size[0] > full_size[1]):  # EXIF turned it a quarter
+        full_size = (full_size[1], full_size[0])
+    return im, full / max(im.size), full_size
 
 
 def crop_face(
@@ -477,23 +481,35 @@ def annotate(
     """
     from PIL import ImageDraw, ImageFont
 
-    image, factor = load_photo(path, max_pixels)
+    image, factor, _ = load_photo(path, max_pixels)
     draw = ImageDraw.Draw(image)
-    width = max(2, round(max(image.size) / 400))
-    try:
-        font = ImageFont.load_default(size=max(12, round(max(image.size) / 60)))
+    long_side, short_side = max(image.size), min(image.size)
+    width = max(1, min(round(long_side / 400), round(short_side / 60)))
+    try:  # sized by both sides: a panorama 60 px tall still shows whole captions
+        font = ImageFont.load_default(size=max(10, round(min(long_side / 60, short_side / 5))))
     except TypeError:  # Pillow < 10.1: a fixed bitmap font
         font = ImageFont.load_default()
     for (x, y, w, h), caption in boxes:
         x0, y0, x1, y1 = (v / factor for v in (x, y, x + w, y + h))
         draw.rectangle((x0, y0, x1, y1), outline=(255, 220, 0), width=width)
-        left, top, right, bottom = draw.textbbox((x0, y0), caption, font=font)
-        ty = y0 - (bottom - top) - 2 * width if y0 - (bottom - top) - 2 * width >= 0 else y1
-        draw.rectangle(
-            (x0, ty, x0 + right - left + 2 * width, ty + bottom - top + 2 * width),
-            fill=(255, 220, 0),
-        )
-        draw.text((x0 + width, ty + width - (top - y0)), caption, fill=(0, 0, 0), font=font)
+        # Shortened where the image is too narrow: "1: happy 0.93", "1: happy", then "1".
+        words = caption.split()
+        for n in range(len(words), 0, -1):
+            text = " ".join(words[:n]).rstrip(":")
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            tw, th = right - left + 2 * width, bottom - top + 2 * width
+            if tw <= image.width:
+                break
+        # Above the box, else below it, else inside its top; never past the image's edges.
+        if y0 - th >= 0:
+            ty = y0 - th
+        elif y1 + th <= image.height:
+            ty = y1
+        else:
+            ty = max(0, min(y0, image.height - th))
+        tx = max(0, min(x0, image.width - tw))
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=(255, 220, 0))
+        draw.text((tx + width - left, ty + width - top), text, fill=(0, 0, 0), font=font)
     tmp = Path(out_path).with_name(f".{Path(out_path).name}.tmp")
     image.save(tmp, "JPEG", quality=90)
     os.replace(tmp, out_path)

@@ -226,7 +226,7 @@ class Ledger:
                 self._done[path] = (st.st_size, st.st_mtime_ns)
             if paths:
                 log.info(
-                    "%s: no state file; adopted %d of its %d rows whose files exist",
+                    "%s: no state file; adopted %d of the %d files it has rows for (those here)",
                     self.csv_path,
                     len(self._done),
                     len(paths),

@@ -6,6 +6,7 @@ are not thread-safe), the classifier on the calling thread, as in :mod:`edgefer.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -59,13 +60,14 @@ def _detect(
     max_pixels: int,
 ) -> Found:
     try:
-        image, factor = load_photo(path, max_pixels)
-        # The detector sees the working copy; min_face is in full-size pixels.
-        min_face = max(MIN_WORK_FACE, round(options.min_face / factor))
+        image, factor, full = load_photo(path, max_pixels)
+        # The detector sees the working copy; min_face is in full-size pixels (rounded down:
+        # a face of min_face full-size pixels must not be missed by rounding).
+        min_face = max(MIN_WORK_FACE, math.floor(options.min_face / factor))
         faces = detector_for_thread().detect(image, min_face)
+        faces = [f for f in faces if round(f.w * factor) >= options.min_face]  # exact, full size
         if options.max_faces:
             faces = faces[: options.max_faces]
-        full = (round(image.width * factor), round(image.height * factor))
         found = []
         for face in faces:
             crop = crop_face(image, face, size, channels, options.margin, options.align)

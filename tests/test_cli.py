@@ -195,7 +195,7 @@ def test_help_keeps_brackets_globs_and_placeholders_literally():
     flat = {c: " ".join(_help(c, columns=300).split()) for c in ("classify", "watch", "convert")}
     assert "pip install 'edgefer[faces]'" in flat["classify"]
     assert "in pixels [default: 40]" in flat["classify"]
-    assert "surest first [default: all]" in flat["watch"]
+    assert "surest first (0 or unset: all)" in flat["watch"]
     assert '"edgefer[train]"' in flat["convert"]
     assert "<label>/<image>" in flat["convert"]
     assert ".*, ~*, *.tmp, *.part, *.crdownload" in flat["watch"]

@@ -217,3 +217,18 @@ def test_stdout_append_writes_rows_only(monkeypatch):
     with CsvSink("-", LABELS, append=True) as sink:  # `-o - --append >> labels.csv`
         sink.write(OK)
     assert buf.getvalue().startswith("a.jpg,happy")
+
+
+def test_append_writes_each_image_whole(tmp_path):
+    # With --faces, a buffer flushed mid-image left an image with some of its faces after a
+    # crash, and the next --append skipped it as done.
+    out = tmp_path / "out.csv"
+    CsvSink(str(out), LABELS, faces=True).close()
+    sink = CsvSink(str(out), LABELS, append=True, faces=True)
+    faces = [
+        Result("p.jpg", "happy", 0.75, (0.75, 0.25), face=i, box=(i, 0, 9, 9), det_score=0.9)
+        for i in range(1, 60)
+    ]
+    sink.write_image(faces)
+    assert len(rows(out)) == 60  # on disk before the next image or the close: not buffered
+    sink.close()

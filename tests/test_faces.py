@@ -24,6 +24,7 @@ import composites  # noqa: E402
 
 from edgefer.faces import (  # noqa: E402
     FaceDetectorMissingError,
+    annotate,
     annotated_name,
     open_detector,
 )
@@ -161,7 +162,7 @@ def test_face_options_need_faces_and_csv_modes_do_not_mix(tmp_path, frontal):
     photo = tmp_path / "p.jpg"
     place(frontal, (400, 300), [(50, 50, 120)]).save(photo)
     r = run_cli("classify", photo, "--min-face", "40", "-o", tmp_path / "x.csv")
-    assert r.returncode == 2 and "only apply with --faces" in r.stderr
+    assert r.returncode == 2 and "--min-face applies only with --faces" in r.stderr
     r = run_cli("classify", photo, "--faces", "--detector", "yolo", "-o", tmp_path / "x.csv")
     assert r.returncode == 2 and "unknown detector" in r.stderr
     plain = tmp_path / "plain.csv"
@@ -299,3 +300,41 @@ def test_annotated_names_are_unique_per_path_and_fit_a_file_name():
     assert names[0].startswith("an__sub__p.jpg.")
     deep = annotated_name("/x/" + "d" * 200 + "/" + "é" * 200 + "/p.jpg")
     assert len(deep.encode()) <= 255
+
+
+def test_boxes_stay_inside_the_photo_and_min_face_is_exact(tmp_path, frontal):
+    # A face in the corner of a 5000x3333 photo got y+h = 3334 (clipped to the rounded working
+    # size times the factor, not the photo's size); --min-face 76 reported a 75 px face.
+    photo = tmp_path / "corner.png"
+    place(frontal, (5000, 3333), [(4300, 2633, 700)]).save(photo)
+    out = tmp_path / "c.csv"
+    assert run_cli("classify", photo, "--faces", "-o", out, "-t", "1").returncode == 0
+    (row,) = read_rows(out)
+    x, y, w, h = box_of(row)
+    assert x + w <= 5000 and y + h <= 3333 and w > 400
+    sizes = tmp_path / "sizes.jpg"
+    place(frontal, (900, 500), [(60, 120, 70), (500, 120, 90)]).save(sizes, quality=92)
+    for min_face in (60, 80, 100):
+        out = tmp_path / f"m{min_face}.csv"
+        r = run_cli("classify", sizes, "--faces", "--min-face", min_face, "-o", out, "-t", "1")
+        assert r.returncode == 0, r.stderr
+        widths = [box_of(row)[2] for row in read_rows(out) if row["face"]]
+        assert all(w >= min_face for w in widths), (min_face, widths)
+
+
+def test_annotate_copies_photos_without_faces_and_fits_captions(tmp_path, frontal):
+    # Photos without a face got no copy, and on panoramas the captions ran off the image.
+    (tmp_path / "in").mkdir()
+    place(frontal, (640, 480), []).save(tmp_path / "in" / "empty.png")
+    ann = tmp_path / "ann"
+    r = run_cli("classify", tmp_path / "in", "--faces", "--annotate", ann, "-o", tmp_path / "a.csv")
+    assert r.returncode == 0, r.stderr
+    assert [p.name.split(".")[0].endswith("empty") for p in ann.iterdir()] == [True]
+    for size, box in (((8000, 300), (3000, 20, 260, 260)), ((300, 8000), (20, 3000, 260, 260))):
+        Image.new("RGB", size, "white").save(tmp_path / "pano.png")
+        annotate(str(tmp_path / "pano.png"), [(box, "1: happy 0.93")], tmp_path / "out.jpg")
+        copy = np.asarray(Image.open(tmp_path / "out.jpg").convert("L"))
+        rows, cols = np.nonzero(copy < 80)  # the caption's text: nothing else is dark
+        assert len(rows) > 30, size
+        assert rows.min() > 0 and cols.min() > 0, size  # not cut by an edge
+        assert rows.max() < copy.shape[0] - 1 and cols.max() < copy.shape[1] - 1, size
