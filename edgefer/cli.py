@@ -249,7 +249,8 @@ def classify(
         code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
         raise fail(f"interrupted after {n_files} files; {kept}", code) from None
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     summary.seconds = time.perf_counter() - start
     classifier.close()
     if not quiet:
@@ -268,7 +269,10 @@ def _interrupt_on_sigterm():
     def on_sigterm(_signum: int, _frame: object) -> None:
         raise _Terminated
 
-    return signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # called from another thread (an embedding program): leave it be
+        return None
 
 
 def _annotate(results: list, folder: Path, max_pixels: int) -> None:
