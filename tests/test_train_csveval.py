@@ -108,3 +108,46 @@ def test_formula_like_labels_round_trip_through_the_csv(tmp_path):
     assert labels == ("-ve", "+ve")
     m = evaluate_rows(labels, rows)
     assert m["n"] == 2 and m["accuracy"] == pytest.approx(0.5) and m["unlabelled_rows"] == 0
+
+
+def test_compare_matches_paths_across_spellings_and_reports_what_it_left_out(tmp_path, monkeypatch):
+    from train.csveval import compare_rows
+
+    monkeypatch.chdir(tmp_path)
+    truth = ["happy", "sad", "angry", "happy"]
+    rel = _csv(tmp_path / "rel.csv", list(zip(truth, truth, strict=True)))
+    absolute = tmp_path / "abs.csv"
+    absolute.write_text(rel.read_text().replace("\nval/", f"\n{tmp_path}/val/"))
+    r = compare_rows(read_results(rel), read_results(absolute))
+    assert r["images"] == 4 and r["only_in_a"] == r["only_in_b"] == 0
+    fewer = _csv(tmp_path / "fewer.csv", list(zip(truth[:2], truth[:2], strict=True)))
+    r = compare_rows(read_results(rel), read_results(fewer))
+    assert r["images"] == 2 and r["only_in_a"] == 2 and r["only_in_b"] == 0
+    result = CliRunner().invoke(app, ["compare-csv", str(rel), str(fewer)])
+    assert "images scored in only one CSV are left out: 2 in A, 0 in B" in result.output
+
+
+def test_faces_csvs_and_bom_csvs(tmp_path):
+    faces = tmp_path / "faces.csv"
+    faces.write_text("path,face,x,y,w,h,det_score,label,confidence,happy,sad,error\n")
+    with pytest.raises(CsvFormatError, match="written with --faces"):
+        read_results(faces)
+    bom = tmp_path / "bom.csv"
+    bom.write_text("\ufeff" + CSV)  # saved by a spreadsheet as "CSV UTF-8"
+    assert read_results(bom)[0] == ("happy", "sad")
+
+
+def test_evaluate_csv_out_may_be_a_folder_or_a_named_file(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text(CSV)
+    (tmp_path / "ev").mkdir()
+    assert (
+        CliRunner()
+        .invoke(app, ["evaluate-csv", str(path), "--out", str(tmp_path / "ev")])
+        .exit_code
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["confusion.png", "metrics.json"]
+    named = tmp_path / "ev" / "C-metrics.json"
+    assert CliRunner().invoke(app, ["evaluate-csv", str(path), "--out", str(named)]).exit_code == 0
+    assert (tmp_path / "ev" / "C-metrics-confusion.png").exists()

@@ -153,11 +153,16 @@ def test_report_writes_plots_metrics_and_results_row(data_dir, tmp_path):
 
     from train.cli import app
 
+    first = data_dir / "val" / LABELS[0]
+    stray = data_dir / "val" / LABELS[0].upper()  # a folder the model has no label for
+    stray.mkdir()
+    (stray / "x.png").write_bytes(next(first.iterdir()).read_bytes())
     result = CliRunner().invoke(
         app, ["evaluate", str(out / "model.keras"), str(data_dir / "val"), "--tta"]
     )
     assert result.exit_code == 0, result.output
     assert "accuracy=" in result.output
+    assert f"not the model's labels, not scored: {LABELS[0].upper()}" in result.output
     assert json.loads((out / "eval-val-tta" / "metrics.json").read_text())["tta"] is True
 
 
@@ -394,6 +399,15 @@ def test_fold_averages_members_into_one_convertible_model(data_dir, tmp_path):
     assert count_flops(folded) == sum(count_flops(m) for m in members) > 0
     spec = ModelSpec.from_json((tmp_path / "ens" / "spec.json").read_text())
     assert spec.labels == LABELS and spec.metadata["ensemble_of"] == paths
+    # The ensemble's own size, not member a's (whose arch, params and val accuracy it carried).
+    assert spec.metadata["params"] == folded.count_params() and spec.metadata["arch"] == "ensemble"
+    assert "val_accuracy" not in spec.metadata and "seed" not in spec.metadata
+    for args, message in (
+        ([paths[0], paths[0]], "given twice"),
+        ([*paths, "--out", str(runs[0])], "must not be a member's folder"),
+    ):
+        bad = CliRunner().invoke(app, ["fold", *args] + ([] if "--out" in args else ["--out", "x"]))
+        assert bad.exit_code == 2 and message in bad.output, bad.output
     # It converts and runs on the device side like any single model.
     tflite = tmp_path / "ens.tflite"
     convert(tmp_path / "ens" / "model.keras", tflite, calibration_dir=data_dir / "train")
@@ -429,3 +443,51 @@ def test_resume_says_what_it_ignores_and_when_nothing_is_left(data_dir, tmp_path
     assert "--epochs, --lr ignored with --resume" in text
     assert "the run is complete (1/1 epochs): nothing to train" in text
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
+
+
+def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):
+    # Each was a traceback and exit 1, several only after the data had loaded.
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    base = ["fit", str(data_dir), "--out", str(tmp_path / "r"), "--epochs", "1"]
+    cases = {
+        "--precision fp16": "precision must be",
+        "--channels 2": "channels must be",
+        "--augment heavy": "--augment must be one of",
+        "--augment-args {blur:1}": "--augment-args is not JSON",
+        '--augment-args {"blur":1}': "--augment-args:",
+        "--arch-args [1]": "--arch-args must be a JSON object",
+        "--classes top,left,top": "--classes names top more than once",
+        "--size abc": "--size must be N or HxW",
+        "--teacher-online": "teacher_online needs a teacher",
+        f"--teacher {tmp_path}": "--teacher must be a .keras or .tflite file",
+    }
+    for option, message in cases.items():
+        flag, value = option.split(" ", 1) if " " in option else (option, None)
+        result = CliRunner().invoke(app, base + [flag] + ([value] if value else []))
+        assert result.exit_code == 2 and message in result.output, (option, result.output)
+        assert "Traceback" not in result.output
+    not_a_folder = CliRunner().invoke(app, ["fit", str(tmp_path / "x.tflite"), "--out", "r2"])
+    assert not_a_folder.exit_code == 2 and "DATA_DIR is not a folder" in not_a_folder.output
+    report = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert report.exit_code == 2 and "not a fit run" in report.output
+
+
+def test_cached_teacher_targets_belong_to_their_images(data_dir, tmp_path):
+    # A run restarted in the same folder with other --classes reused the cached targets (and
+    # skipped the teacher's label check); now the cache is keyed on the images and labels too.
+    from train.fit import prepare_data, teacher_targets
+
+    out = tmp_path / "t"
+    fit(config(data_dir, arch="seed"), out, log=lambda _: None)
+    cfg = config(data_dir, teacher=str(out / "model.keras"))
+    data = prepare_data(cfg)
+    train = data.splits["train"]
+    first, _ = teacher_targets(cfg, train.x, train.y, len(LABELS), tmp_path, LABELS)
+    again, _ = teacher_targets(cfg, train.x, train.y, len(LABELS), tmp_path, LABELS)
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(ValueError, match="labels"):
+        reordered = tuple(reversed(LABELS))
+        teacher_targets(cfg, train.x, train.y, len(LABELS), tmp_path, reordered)

@@ -32,11 +32,48 @@ def _fail(message: object) -> typer.Exit:
 
 def _size(text: str) -> tuple[int, int]:
     h, _, w = text.lower().partition("x")
-    return int(h), int(w or h)
+    try:
+        return int(h), int(w or h)
+    except ValueError:
+        raise _fail(f"--size must be N or HxW (48, 24x40), not {text!r}") from None
 
 
 def _classes(text: str) -> tuple[str, ...]:
-    return tuple(c.strip() for c in text.split(",") if c.strip())
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise _fail(f"--classes names {', '.join(repeated)} more than once")
+    return names
+
+
+def _json(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{option} is not JSON ({exc.msg}): {text}") from None
+    if not isinstance(value, dict):
+        raise _fail(f"{option} must be a JSON object, not {text}")
+    return value
+
+
+def _augment(preset: str, args: str):
+    from train.augment import PRESETS
+
+    if preset not in PRESETS:
+        raise _fail(f"--augment must be one of {', '.join(PRESETS)}, not {preset!r}")
+    try:
+        return replace(PRESETS[preset], **_json(args, "--augment-args"))
+    except TypeError as exc:
+        raise _fail(f"--augment-args: {exc}") from None
+
+
+def _check_fit_inputs(data_dir: Path, teachers: list[Path]) -> None:
+    """What can be checked before the data are loaded and the model is built."""
+    if not data_dir.is_dir():
+        raise _fail(f"DATA_DIR is not a folder: {data_dir}")
+    for teacher in teachers:
+        if not teacher.is_file():
+            raise _fail(f"--teacher must be a .keras or .tflite file: {teacher}")
 
 
 #: fit options that still act with --resume; every other one is the run's config.json's.
@@ -140,7 +177,6 @@ def fit(
     from train.tfenv import set_threads
 
     set_threads(threads, 2)
-    from train.augment import PRESETS
     from train.config import FitConfig
     from train.fit import fit as run_fit
 
@@ -151,39 +187,48 @@ def fit(
     else:
         if data_dir is None:
             raise typer.BadParameter("DATA_DIR is required unless --resume")
-        cfg = FitConfig(
-            data_dir=str(data_dir),
-            arch=arch,
-            arch_kwargs=json.loads(arch_args),
-            input_size=_size(size),
-            channels=channels,
-            classes=_classes(classes),
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            warmup_epochs=warmup_epochs,
-            label_smoothing=label_smoothing,
-            class_weight_power=class_weight_power,
-            augment=replace(PRESETS[augment], **json.loads(augment_args)),
-            patience=patience,
-            seed=seed,
-            dedupe=dedupe,
-            limit=limit,
-            teacher=",".join(str(t) for t in teacher or ()),
-            teacher_weight=teacher_weight,
-            teacher_temperature=teacher_temperature,
-            teacher_online=teacher_online,
-            precision=precision,
-            keep_from=keep_from,
-            swa_epochs=swa_epochs,
-            swa_lr_ratio=swa_lr_ratio,
-        )
+        _check_fit_inputs(data_dir, list(teacher or ()))
+        augment_cfg = _augment(augment, augment_args)
+        try:
+            cfg = FitConfig(
+                # Absolute: report, split, average and --resume read it from any directory.
+                data_dir=str(data_dir.resolve()),
+                arch=arch,
+                arch_kwargs=_json(arch_args, "--arch-args"),
+                input_size=_size(size),
+                channels=channels,
+                classes=_classes(classes),
+                epochs=epochs,
+                batch_size=batch_size,
+                optimizer=optimizer,
+                lr=lr,
+                weight_decay=weight_decay,
+                schedule=schedule,
+                warmup_epochs=warmup_epochs,
+                label_smoothing=label_smoothing,
+                class_weight_power=class_weight_power,
+                augment=augment_cfg,
+                patience=patience,
+                seed=seed,
+                dedupe=dedupe,
+                limit=limit,
+                teacher=",".join(str(t) for t in teacher or ()),
+                teacher_weight=teacher_weight,
+                teacher_temperature=teacher_temperature,
+                teacher_online=teacher_online,
+                precision=precision,
+                keep_from=keep_from,
+                swa_epochs=swa_epochs,
+                swa_lr_ratio=swa_lr_ratio,
+            )
+        except ValueError as exc:  # FitConfig's checks: one line, exit 2
+            raise _fail(exc) from None
+    from edgefer.classifier import ModelError
+    from edgefer.spec import SpecError
+
     try:
         state = run_fit(cfg, out, resume=resume, log=_log, stop_after=stop_after)
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError, ModelError, SpecError) as exc:
         raise _fail(exc) from exc
     if report and (state["epoch"] >= cfg.epochs or state.get("stopped_early")):
         from train.report import report_run  # imported late: a long run picks up the current code
@@ -233,6 +278,13 @@ def compare_csv(
         result = compare_rows(read_results(csv_a), read_results(csv_b))
     except (CsvFormatError, KeyError) as exc:
         raise _fail(exc) from exc
+    except UnicodeDecodeError:
+        raise _fail("not an edgefer CSV (not UTF-8 text)") from None
+    if result["only_in_a"] or result["only_in_b"]:
+        _log(
+            f"warning: images scored in only one CSV are left out: {result['only_in_a']} in A, "
+            f"{result['only_in_b']} in B"
+        )
     _log(
         f"images={result['images']}  A {result['accuracy_a']:.4f}  B {result['accuracy_b']:.4f}  "
         f"right only for A {result['only_a_right']}, only for B {result['only_b_right']}  "
@@ -270,6 +322,8 @@ def evaluate_csv(
         raise _fail(exc) from exc
     metrics["csv"] = str(csv_path)
     out = out or csv_path.with_name("metrics.json")
+    if out.is_dir() or not out.suffix:  # a folder: metrics.json (and confusion.png) in it
+        out = out / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     if confusion:
@@ -278,7 +332,10 @@ def evaluate_csv(
         plot_confusion(
             np.asarray(metrics["confusion_matrix"]),
             labels,
-            out.with_name("confusion.png"),
+            # Named after the metrics file: two evaluations in one folder keep both plots.
+            out.with_name(
+                "confusion.png" if out.name == "metrics.json" else f"{out.stem}-confusion.png"
+            ),
             f"{csv_path.name}",
         )
     _log(format_report(metrics))
@@ -359,6 +416,8 @@ def report(
     set_threads(threads, 2)
     from train.report import report_run
 
+    if not (run / "config.json").exists() or not (run / "state.json").exists():
+        raise _fail(f"{run} is not a fit run with a finished epoch (config.json and state.json)")
     report_run(run, log=_log, results=results, figures=figures)
 
 
@@ -381,6 +440,8 @@ def average(
     set_threads(threads, 2)
     from train.average import average_run
 
+    if out.resolve() == run.resolve():
+        raise _fail("--out must not be the run itself: its model.keras would be replaced")
     try:
         average_run(run, out, first, last, log=_log, refresh=refresh_batchnorm)
     except FileNotFoundError as exc:
@@ -400,6 +461,10 @@ def fold(
     from edgefer.convert import ConvertError
     from train.fold import fold as fold_into
 
+    if any(out.resolve() == m.resolve().parent for m in models):
+        raise _fail("--out must not be a member's folder: its model.keras would be replaced")
+    if len({m.resolve() for m in models}) < len(models):
+        raise _fail("a member is given twice")
     try:
         summary = fold_into(models, out)
     except (ConvertError, ValueError) as exc:
@@ -425,7 +490,7 @@ def archs(
     from train.flops import count_flops
 
     h, w = _size(size)
-    kwargs = json.loads(arch_args)
+    kwargs = _json(arch_args, "--arch-args")
     if kwargs and not arch:
         raise typer.BadParameter("--arch-args needs --arch")
     for name in [arch] if arch else ARCHS:

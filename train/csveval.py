@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -34,11 +35,16 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
     Raises:
         CsvFormatError: the header is not ``path,label,confidence,...,error``.
     """
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
         reader = csv.reader(f)
         header = next(reader, None)
         if header:  # label columns like "-ve" are written as "'-ve", as cells are
             header = [_unquote(cell) for cell in header]
+        if header and header[:7] == ["path", "face", "x", "y", "w", "h", "det_score"]:
+            raise CsvFormatError(
+                f"{path} was written with --faces (one row per face): evaluate-csv scores one "
+                "row per image; classify the face crops without --faces"
+            )
         if not header or header[:3] != ["path", "label", "confidence"] or header[-1] != "error":
             raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
         labels = tuple(header[3:-1])
@@ -87,7 +93,9 @@ def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[s
 
 def _correct_by_path(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[str, tuple]:
     """path -> (predicted label, right?) for the rows :func:`scored_rows` keeps."""
-    return {path: (pred, pred == truth) for path, truth, pred, _ in scored_rows(labels, rows)[0]}
+    # By absolute path: one CSV made with `classify val/`, the other with `classify $PWD/val/`.
+    scored = scored_rows(labels, rows)[0]
+    return {os.path.abspath(path): (pred, pred == truth) for path, truth, pred, _ in scored}
 
 
 def compare_rows(
@@ -111,6 +119,8 @@ def compare_rows(
     p_value = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
     return {
         "images": len(shared),
+        "only_in_a": len(ra) - len(shared),  # scored in one CSV only: left out of the test
+        "only_in_b": len(rb) - len(shared),
         "accuracy_a": sum(ra[p][1] for p in shared) / len(shared),
         "accuracy_b": sum(rb[p][1] for p in shared) / len(shared),
         "only_a_right": only_a,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.spec import ModelSpec
-from train.data import Split, load_folder
+from train.data import Split, list_labels, load_folder
 from train.metrics import format_report, log_loss, summarize
 from train.plots import plot_confusion, plot_samples
 from train.tfenv import keras
@@ -66,6 +66,13 @@ def evaluate_dir(model_path: Path, data_dir: Path, out: Path, tta: bool = False)
         raise ValueError(f"no images under {data_dir}/<label>/ for labels {', '.join(spec.labels)}")
     if split.skipped:
         print(f"warning: {split.describe_skipped()}", file=sys.stderr)
+    others = sorted(set(list_labels(data_dir)) - set(spec.labels))
+    if others:  # "Sad" beside a model's "sad": its images are not scored, say so
+        print(
+            f"warning: folders in {data_dir} that are not the model's labels, not scored: "
+            f"{', '.join(others)}",
+            file=sys.stderr,
+        )
     name = f"{spec.name} on {data_dir.name}" + (" (flip TTA)" if tta else "")
     metrics = evaluate_split(model, split, spec.labels, out, tta, name)
     metrics["model"] = str(model_path)

@@ -8,6 +8,7 @@ converter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -334,8 +335,14 @@ def teacher_targets(
     """
     cache = out / "teacher-train.npy"
     named = out / "teacher-train.json"
+    # Valid for these teachers on these very images and labels: a run restarted in the same
+    # folder with other --classes or --seed must not reuse (and skip the label check of) it.
+    digest = hashlib.sha1(x.tobytes())
+    digest.update(y.astype(np.int64).tobytes())
+    digest.update(json.dumps(list(labels or ())).encode())
+    key = {"teacher": cfg.teacher, "data": digest.hexdigest()}
     soft = None
-    if cache.exists() and named.exists() and json.loads(named.read_text()) == cfg.teacher:
+    if cache.exists() and named.exists() and json.loads(named.read_text()) == key:
         soft = np.load(cache)
     if soft is None or soft.shape != (len(y), n_classes):
         soft = np.zeros((len(y), n_classes), np.float32)
@@ -346,7 +353,7 @@ def teacher_targets(
             soft += predict(x[:, :, ::-1])
         soft /= 2 * len(paths)
         np.save(cache, soft.astype(np.float32))
-        named.write_text(json.dumps(cfg.teacher))
+        named.write_text(json.dumps(key))
     soft = soften(soft, cfg.teacher_temperature)
     onehot = np.eye(n_classes, dtype=np.float32)[y]
     mixed = (1 - cfg.teacher_weight) * onehot + cfg.teacher_weight * soft

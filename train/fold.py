@@ -66,11 +66,21 @@ def fold(paths: Sequence[Path], out: Path) -> dict[str, Any]:
         "params": int(folded.count_params()),
         "flops": int(count_flops(folded)),
     }
-    metadata = {k: v for k, v in specs[0].metadata.items() if k not in ("best_epoch",)}
+    # The data and split are the members' (checked alike above); what describes one member
+    # (its arch, size, seed, epochs, val scores) is not the ensemble's.
+    member_only = {"arch", "params", "flops", "seed", "best_epoch", "epochs_planned"}
+    member_only |= {"val_accuracy", "val_macro_f1", "averaged_epochs"}
+    metadata = {k: v for k, v in specs[0].metadata.items() if k not in member_only}
     spec = replace(
         specs[0],
         name=f"ensemble of {len(paths)}",
-        metadata={**metadata, "ensemble_of": summary["members"]},
+        metadata={
+            **metadata,
+            "arch": "ensemble",
+            "params": summary["params"],
+            "flops": summary["flops"],
+            "ensemble_of": summary["members"],
+        },
     )
     out.mkdir(parents=True, exist_ok=True)
     save_inference_model(folded, out, spec)
