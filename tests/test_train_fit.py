@@ -153,6 +153,7 @@ def test_report_writes_plots_metrics_and_results_row(data_dir, tmp_path):
 
     from train.cli import app
 
+    own_eval = (out / "eval-val-tta" / "metrics.json").read_text()
     first = data_dir / "val" / LABELS[0]
     stray = data_dir / "val" / LABELS[0].upper()  # a folder the model has no label for
     stray.mkdir()
@@ -163,6 +164,9 @@ def test_report_writes_plots_metrics_and_results_row(data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "accuracy=" in result.output
     assert f"not the model's labels, not scored: {LABELS[0].upper()}" in result.output
+    # fit's own eval-val (of its val split) is kept: this evaluation of a folder goes beside it.
+    assert (out / "eval-val-tta" / "metrics.json").read_text() == own_eval
+    assert (out / "eval-data-val-tta" / "metrics.json").exists()
     assert json.loads((out / "eval-val-tta" / "metrics.json").read_text())["tta"] is True
 
 

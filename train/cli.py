@@ -236,6 +236,19 @@ def fit(
         report_run(out, log=_log)
 
 
+def _default_eval_dir(model: Path, data_dir: Path, tta: bool) -> Path:
+    """``eval-<data folder>[-tta]`` beside the model, unless that holds an evaluation of another
+    folder of the same name (fit's own ``eval-val``): then ``eval-<parent>-<folder>``."""
+    suffix = "-tta" if tta else ""
+    out = model.parent / f"eval-{data_dir.name}{suffix}"
+    metrics = out / "metrics.json"
+    if metrics.exists():
+        recorded = json.loads(metrics.read_text()).get("data")  # none in fit's own evals
+        if not recorded or Path(recorded).resolve() != data_dir.resolve():
+            out = model.parent / f"eval-{data_dir.resolve().parent.name}-{data_dir.name}{suffix}"
+    return out
+
+
 @app.command()
 def evaluate(
     model: Annotated[
@@ -256,7 +269,7 @@ def evaluate(
     set_threads(threads, 2)
     from train.evaluate import evaluate_dir, format_report
 
-    out = out or model.parent / (f"eval-{data_dir.name}" + ("-tta" if tta else ""))
+    out = out or _default_eval_dir(model, data_dir, tta)
     try:
         metrics = evaluate_dir(model, data_dir, out, tta)
     except (FileNotFoundError, ValueError) as exc:
