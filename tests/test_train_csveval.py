@@ -151,3 +151,12 @@ def test_evaluate_csv_out_may_be_a_folder_or_a_named_file(tmp_path):
     named = tmp_path / "ev" / "C-metrics.json"
     assert CliRunner().invoke(app, ["evaluate-csv", str(path), "--out", str(named)]).exit_code == 0
     assert (tmp_path / "ev" / "C-metrics-confusion.png").exists()
+
+
+def test_a_predicted_label_outside_the_columns_is_named(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text("path,label,confidence,happy,sad,error\nval/happy/1.png,angry,0.9,0.9,0.1,\n")
+    with pytest.raises(CsvFormatError, match="not the CSV's label columns: angry"):
+        evaluate_rows(*read_results(path))
+    result = CliRunner().invoke(app, ["archs", "--channels", "2"])
+    assert result.exit_code == 2 and "--channels must be 1 or 3" in result.output

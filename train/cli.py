@@ -503,6 +503,8 @@ def archs(
     from train.flops import count_flops
 
     h, w = _size(size)
+    if channels not in (1, 3):
+        raise _fail(f"--channels must be 1 or 3 (as for fit), not {channels}")
     kwargs = _json(arch_args, "--arch-args")
     if kwargs and not arch:
         raise typer.BadParameter("--arch-args needs --arch")

@@ -81,6 +81,11 @@ def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[s
     scored, failed, unlabelled = scored_rows(labels, rows)
     if not scored:
         raise CsvFormatError("no classified rows under a folder named like a label")
+    strays = sorted({predicted for _, _, predicted, _ in scored} - set(labels))
+    if strays:
+        raise CsvFormatError(
+            f"predicted labels that are not the CSV's label columns: {', '.join(strays)}"
+        )
     y_true = [index[truth] for _, truth, _, _ in scored]
     y_pred = [index[predicted] for _, _, predicted, _ in scored]
     p = np.asarray([[float(row[label]) for label in labels] for *_, row in scored])
