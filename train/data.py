@@ -181,7 +181,7 @@ def load_folder(
     cache = cache_dir / (cache_key(folder, labels, size, channels) + ".npz") if cache_dir else None
     if cache is not None and cache.exists():
         with np.load(cache) as z:
-            if str(z["signature"]) == signature:
+            if "signature" in z.files and str(z["signature"]) == signature:
                 skipped = tuple(
                     (str(p), str(w)) for p, w in zip(z["skipped"], z["why"], strict=True)
                 )
