@@ -665,9 +665,7 @@ class Watcher:
         stop = self.stop
         previous = stop_on_signals(stop)
         observer = self._start_observer()
-        worker = threading.Thread(target=self.work, name="edgefer-worker", daemon=True)
-        worker.start()
-        notifier.ready(self.status())
+        # Logged before the worker starts, so that it comes before the worker's "caught up".
         log.info(
             "watching %s%s (%s) into %s",
             self.root,
@@ -675,6 +673,9 @@ class Watcher:
             "polling" if self.options.poll else "inotify",
             self.ledger.csv_path,
         )
+        worker = threading.Thread(target=self.work, name="edgefer-worker", daemon=True)
+        worker.start()
+        notifier.ready(self.status())
         interval = watchdog_interval()
         code = self._supervise(observer, worker, notifier, interval)
         stop.set()
