@@ -37,13 +37,14 @@ def neutralize(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
-def _unneutralize(cell: str) -> str:
+def unneutralize(cell: str) -> str:
+    """Undo :func:`neutralize` (``'=x`` -> ``=x``): a cell as it was before writing."""
     return cell[1:] if cell.startswith("'") and cell[1:2] in FORMULA_PREFIXES else cell
 
 
 def path_key(cell: str) -> str:
     """What identifies a file across spellings (``x.jpg``, ``./x.jpg``, its absolute path)."""
-    return os.path.abspath(_unneutralize(cell))
+    return os.path.abspath(unneutralize(cell))
 
 
 def as_utf8(text: str) -> str:
@@ -265,15 +266,12 @@ class CsvSink:
         image with some of its faces (a buffer flushed mid-image did).
 
         Raises CsvError: as :meth:`write`."""
-        if self._tmp is not None:  # a new file appears whole at the end anyway
-            for result in results:
-                self.write(result)
-            return
-        # One write of all the image's rows, then a flush: one write(2) to the file.
+        # One write of all the image's rows (then one write(2) to the file when flushed).
         text = "".join(csv_line(csv_row(r, len(self.labels), self.faces)) for r in results)
         try:
             self._stream.write(text)
-            self._stream.flush()
+            if self._tmp is None:  # a new file appears whole at the end anyway
+                self._stream.flush()
         except OSError as exc:
             raise CsvError(f"cannot write {self._output}: {exc.strerror or exc}") from exc
 

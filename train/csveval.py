@@ -14,19 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.csvout import unneutralize
 from train.metrics import summarize
-
-#: Prefixes edgefer's CSV writer neutralises with a leading quote (spreadsheet formulas).
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class CsvFormatError(Exception):
     """A CSV that is not an edgefer results file."""
-
-
-def _unquote(cell: str) -> str:
-    """Undo the CSV writer's formula neutralisation (``'=x`` -> ``=x``)."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_PREFIXES) else cell
 
 
 def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
@@ -39,7 +32,7 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header:  # label columns like "-ve" are written as "'-ve", as cells are
-            header = [_unquote(cell) for cell in header]
+            header = [unneutralize(cell) for cell in header]
         if header and header[:7] == ["path", "face", "x", "y", "w", "h", "det_score"]:
             raise CsvFormatError(
                 f"{path} was written with --faces (one row per face): evaluate-csv scores one "
@@ -60,14 +53,14 @@ def scored_rows(
     scored = []
     failed = unlabelled = 0
     for row in rows:
-        path = _unquote(row["path"])
+        path = unneutralize(row["path"])
         truth = PurePath(path).parent.name
         if truth not in labels:
             unlabelled += 1
         elif row.get("error") or not row.get("label"):
             failed += 1
         else:
-            scored.append((path, truth, _unquote(row["label"]), row))
+            scored.append((path, truth, unneutralize(row["label"]), row))
     return scored, failed, unlabelled
 
 
