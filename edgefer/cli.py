@@ -59,6 +59,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Print one warning line to stderr; ``message`` is plain text, as for :func:`fail`."""
+    err.print(f"[yellow]warning:[/] {escape(as_utf8(message))}", highlight=False)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"edgefer {__version__}")
@@ -126,11 +131,7 @@ def _load(
     except (ModelError, RuntimeMissingError, SpecError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     if label_names is not None and read_spec(classifier.model_bytes) is not None:
-        err.print(
-            "[yellow]warning:[/] --labels ignored: the model carries its own labels "
-            f"({escape(', '.join(classifier.labels))})",
-            highlight=False,
-        )
+        warn(f"--labels ignored: the model carries its own labels ({', '.join(classifier.labels)})")
     return classifier
 
 
@@ -191,7 +192,7 @@ def classify(
     except OSError as exc:
         raise fail(f"cannot list {exc.filename}: {exc.strerror}") from None
     for folder in unlistable:  # no row to carry it: a warning, and exit 1
-        err.print(f"[yellow]warning:[/] cannot list {escape(as_utf8(folder))}", highlight=False)
+        warn(f"cannot list {folder}")
     try:
         sink = CsvSink(output, classifier.labels, append=append, faces=faces)
     except CsvError as exc:
@@ -205,8 +206,7 @@ def classify(
         unlisted=len(unlistable),
     )
     if not paths:
-        where = escape(as_utf8(", ".join(map(str, inputs))))
-        err.print(f"[yellow]warning:[/] no images found in {where}", highlight=False)
+        warn(f"no images found in {', '.join(map(str, inputs))}")
     # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
     out = err if output == "-" else Console()
     progress = Progress(
@@ -285,10 +285,7 @@ def _annotate(results: list, folder: Path, max_pixels: int) -> None:
     try:
         annotate(path, boxes, folder / annotated_name(path), max_pixels)
     except (ImageError, OSError) as exc:
-        err.print(
-            f"[yellow]warning:[/] {escape(as_utf8(f'cannot annotate {path}: {exc}'))}",
-            highlight=False,
-        )
+        warn(f"cannot annotate {path}: {exc}")
 
 
 def _plain_row(table: Table, *cells: str) -> None:
