@@ -164,6 +164,16 @@ class Classifier:
         self.runtime: Runtime = load_runtime(options.runtime)
         self.num_threads = options.num_threads or default_threads()
         self.model_bytes = _read_model(options.model)
+        try:
+            self._load(options)
+        except ModelError as exc:
+            # Which file: the default model, $EDGEFER_MODEL and --model all end up here.
+            if isinstance(options.model, bytes | bytearray):
+                raise
+            path = options.model if options.model is not None else default_model_path()
+            raise ModelError(f"{path}: {exc}") from exc.__cause__
+
+    def _load(self, options: ClassifierOptions) -> None:
         body = flatbuffer(self.model_bytes)
         try:
             if not body:  # the runtime would only say that no model was given
