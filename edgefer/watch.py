@@ -64,6 +64,8 @@ WRITE_TIMEOUT = 60.0
 #: Seconds between STATUS= updates, and between summary lines in the log.
 STATUS_EVERY = 2.0
 LOG_EVERY = 300.0
+#: Seconds between checks for a missing folder under --wait-for-folder.
+FOLDER_CHECK = 2.0
 
 
 class WatchError(Exception):
@@ -132,6 +134,26 @@ def check_folders(options: WatchOptions) -> None:
     if not same_fs:
         raise WatchError(f"--done-dir {done} must be on the same filesystem as {folder}")
     _probe_move(folder, done)
+
+
+def folder_appears(
+    folder: str, stop: threading.Event, notifier: Notifier, every: float = FOLDER_CHECK
+) -> bool:
+    """Wait until ``folder`` exists (a drive not mounted yet, a share not up yet): True once it
+    does, False when ``stop`` is set first. Tells systemd it is up and waiting (READY=1 and a
+    status), and pings its watchdog meanwhile: waiting is not hanging."""
+    if os.path.isdir(folder):
+        return True
+    log.warning("%s does not exist: waiting for it (checked every %g s)", folder, every)
+    notifier.ready(f"waiting for {folder}")
+    interval = watchdog_interval()
+    while not stop.wait(min(every, interval) if interval else every):
+        if interval:
+            notifier.watchdog()
+        if os.path.isdir(folder):
+            log.info("%s appeared", folder)
+            return True
+    return False
 
 
 def _probe_move(folder: str, done: str) -> None:

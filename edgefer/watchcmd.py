@@ -78,6 +78,14 @@ def watch(
     detector: DetectorOption = None,
     min_face: MinFaceOption = None,
     max_faces: MaxFacesOption = None,
+    wait_for_folder: Annotated[
+        bool,
+        typer.Option(
+            "--wait-for-folder",
+            help="If the folder is missing (a drive or share not mounted yet, or gone until "
+            "plugged back in), wait for it instead of exiting 2. For services.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every batch.")] = False,
 ) -> None:
     """Watch a folder and classify each new image once, appending a row to a CSV.
@@ -88,9 +96,9 @@ def watch(
     (`.*`, `~*`, `*.tmp`, `*.part`, `*.crdownload`) wait until renamed. On start, every file
     without a row is caught up; after a crash (even SIGKILL) each file still ends with exactly
     one row. Runs until SIGTERM/SIGINT (exit 0 after finishing the current batch); exit 1 when
-    part of the daemon fails (let systemd restart it); exit 2 for a missing folder, an
-    unwritable CSV, or a CSV written for other labels. Speaks systemd's notify protocol
-    (Type=notify, WatchdogSec).
+    part of the daemon fails (let systemd restart it); exit 2 for a missing folder (unless
+    --wait-for-folder), an unwritable CSV, or a CSV written for other labels. Speaks systemd's
+    notify protocol (Type=notify, WatchdogSec).
     """
     # Imported here: cli imports this module, and `edgefer --help` must not load watchdog.
     from edgefer.classifier import Classifier, ClassifierOptions, ModelError
@@ -106,6 +114,7 @@ def watch(
         WatchError,
         WatchOptions,
         check_folders,
+        folder_appears,
         stop_on_signals,
     )
 
@@ -132,16 +141,29 @@ def watch(
         max_pixels=max_pixels,
         faces=face_opts,
     )
+    notifier = Notifier.from_env()
+    classifier = None
     try:
-        check_folders(options)
+        # A missing folder fails before the model loads, unless it is to be waited for: then
+        # the model is checked first, and the folders and the CSV once the folder is there.
+        waiting = wait_for_folder and not folder.is_dir()
+        if not waiting:
+            check_folders(options)
         classifier = Classifier(
             ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
         )
+        if waiting:
+            if not folder_appears(str(folder), stop, notifier):
+                classifier.close()
+                raise typer.Exit(0)
+            check_folders(options)
         ledger = Ledger(out, classifier.labels, faces=faces)
     except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
+        if classifier is not None:
+            classifier.close()
         raise fail(str(exc)) from None
     try:
-        code = Watcher(options, classifier, ledger, stop).serve(Notifier.from_env())
+        code = Watcher(options, classifier, ledger, stop).serve(notifier)
     except OSError as exc:
         raise fail(f"cannot watch {folder}: {exc}; try --poll", code=1) from None
     finally:

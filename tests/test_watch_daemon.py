@@ -409,6 +409,38 @@ def test_exits_1_when_the_folder_vanishes(tmp_path, int8_model, inbox):
     assert "exiting so that the service manager restarts edgefer" in daemon.log
 
 
+def test_wait_for_folder_waits_for_a_missing_inbox_then_watches_it(tmp_path, int8_model, pngs):
+    # Without it, a missing folder is exit 2, which systemd does not restart: an inbox deleted
+    # while the service ran (exit 1, restart) left the service down for good once made again.
+    inbox, out, done = tmp_path / "inbox", tmp_path / "labels.csv", tmp_path / "done"
+    env = {"WATCHDOG_USEC": "400000"}
+    args = ("--done-dir", done, "--wait-for-folder")
+    with Daemon(tmp_path, int8_model, inbox, out, *args, env=env).start() as daemon:
+        waiting = daemon.wait_ready()
+        assert waiting["STATUS"] == f"waiting for {inbox}"
+        wait_for(lambda: daemon.saw("WATCHDOG"), 10, "a watchdog ping while waiting", daemon)
+        assert not out.exists()  # the CSV is opened once the folder is there
+        inbox.mkdir()
+        (inbox / "a.png").write_bytes(pngs[0])
+        wait_for(lambda: paths_in(out), 20, "a row", daemon)
+        assert daemon.stop() == 0
+    assert [row[0] for row in check_csv(out)] == [str(inbox / "a.png")]
+    assert "does not exist: waiting for it" in daemon.log and "appeared" in daemon.log
+
+
+def test_wait_for_folder_stops_on_sigterm_and_still_refuses_a_bad_model(tmp_path, int8_model):
+    inbox, out = tmp_path / "inbox", tmp_path / "labels.csv"
+    with Daemon(tmp_path, int8_model, inbox, out, "--wait-for-folder").start() as daemon:
+        daemon.wait_ready()
+        assert daemon.stop() == 0
+    assert not out.exists()
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    with Daemon(tmp_path, bad, inbox, out, "--wait-for-folder").start() as daemon:
+        assert daemon.proc.wait(60) == 2  # not a wait on the folder first
+    assert "bad.tflite" in daemon.log
+
+
 def test_a_writer_that_pauses_is_waited_for_until_it_closes(tmp_path, int8_model, inbox, pngs):
     # Under inotify the file was classified (and with --done-dir moved away) once it had been
     # unchanged for --settle, though still open: an error row, and the image lost to done/.

@@ -285,3 +285,13 @@ def test_units_give_one_writable_tree_for_inbox_done_and_out(unit):
     assert words[3:7:2] == ["--out", "--done-dir"]
     assert len(writable) == 1
     assert all(f.startswith(writable[0] + "/") for f in folders), (writable, folders)
+
+
+@pytest.mark.parametrize("unit", ["edgefer-watch.service", "edgefer-watch@.service"])
+def test_units_wait_for_a_missing_inbox_rather_than_stay_down(unit):
+    # A vanished inbox is exit 1 (restarted); the restart found it missing, exit 2, which
+    # RestartPreventExitStatus=2 keeps down even once the folder is back.
+    text = (Path(__file__).parent.parent / "systemd" / unit).read_text()
+    exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    assert "--wait-for-folder" in exec_start.split()
+    assert "RestartPreventExitStatus=2" in text.splitlines()
