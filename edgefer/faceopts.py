@@ -11,15 +11,15 @@ FacesOption = Annotated[
     bool,
     typer.Option(
         "--faces",
-        help="Whole photos: find every face and write one row per face (face,x,y,w,h,det_score "
-        "columns; an image without a face gets one row with error 'no face').",
+        help="Whole photos: find every face and write one row per face (columns face, x, y, w, "
+        "h, det_score; an image without a face gets one row with error 'no face').",
     ),
 ]
 DetectorOption = Annotated[
     str | None,
     typer.Option(
-        help="With --faces: blazeface (built in, the default) or haar "
-        "(pip install 'edgefer[faces]').",
+        help="With --faces: blazeface (built in, the default) or haar, which needs "
+        "pip install 'edgefer[faces]' first.",
         show_default=False,
     ),
 ]

@@ -201,6 +201,14 @@ def test_help_keeps_brackets_globs_and_placeholders_literally():
     assert ".*, ~*, *.tmp, *.part, *.crdownload" in flat["watch"]
 
 
+def test_device_help_cuts_nothing_at_80_columns():
+    # Rich cuts a cell's unbreakable token with an ellipsis: the --faces help lost its column
+    # names ("(face,x,y,w,h,de…") and the haar hint its extra ("'edgefer[faces]'…").
+    for command in ("classify", "watch", "info"):
+        text = _help(command, columns=80)
+        assert "…" not in text, (command, [line for line in text.splitlines() if "…" in line])
+
+
 def test_help_paragraphs_reflow_to_an_80_column_terminal():
     # The docstring's own line breaks must not survive into an 80-column help: that left
     # one-word lines ("folder, else") between full ones.
