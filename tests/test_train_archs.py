@@ -65,6 +65,15 @@ def test_edge_blocks_per_stage():
         edge((48, 48, 1), 7, blocks=(1, 2))  # one count per stage
 
 
+def test_edge_flatten_head_keeps_positions_within_the_budget():
+    gap, flat = edge((48, 48, 1), 7), edge((48, 48, 1), 7, head="flatten")
+    assert flat.count_params() - gap.count_params() == (36 - 1) * 192 * 7
+    assert count_flops(flat) <= 150e6
+    assert "Flatten" in {type(layer).__name__ for layer in flat.layers}
+    with pytest.raises(ValueError, match="head"):
+        edge((48, 48, 1), 7, head="max")
+
+
 def test_archs_command_with_arch_args():
     from typer.testing import CliRunner
 

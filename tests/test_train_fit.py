@@ -53,10 +53,12 @@ def config(data_dir, **kw) -> FitConfig:
     return replace(base, **kw)
 
 
-@pytest.mark.parametrize("arch", ["seed", "edge"])
-def test_one_epoch_writes_model_spec_and_checkpoint(data_dir, tmp_path, arch):
+@pytest.mark.parametrize(
+    ("arch", "kwargs"), [("seed", {}), ("edge", {}), ("edge", {"head": "flatten"})]
+)
+def test_one_epoch_writes_model_spec_and_checkpoint(data_dir, tmp_path, arch, kwargs):
     out = tmp_path / arch
-    state = fit(config(data_dir, arch=arch), out, log=lambda _: None)
+    state = fit(config(data_dir, arch=arch, arch_kwargs=kwargs), out, log=lambda _: None)
     assert state["epoch"] == 1 and len(state["history"]) == 1
     for name in ("model.keras", "last-001.keras", "spec.json", "state.json", "config.json"):
         assert (out / name).stat().st_size > 0
