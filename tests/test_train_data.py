@@ -105,6 +105,28 @@ def test_load_folder_decodes_rgb_and_resizes_and_caches(tmp_path):
     assert len(load_folder(root, ("a", "b"), (8, 10), 3, cache)) == 4
 
 
+def test_two_runs_decoding_one_folder_at_once_both_get_it(tmp_path, monkeypatch):
+    # Two `fit`s started together both decoded the data; their shared temp file name made the
+    # second rename fail (FileNotFoundError), ending that run. Here the second load happens
+    # inside the first one's cache write, between its savez and its rename.
+    import train.data as data_module
+
+    root = write_folder(tmp_path / "d", {"a": 3, "b": 2}, seed=0)
+    cache = tmp_path / "cache"
+    real_savez, inner = np.savez, []
+
+    def savez_then_another_run(path, **arrays):
+        real_savez(path, **arrays)
+        if not inner:
+            inner.append(None)
+            inner[0] = load_folder(root, ("a", "b"), (8, 8), 1, cache)
+
+    monkeypatch.setattr(data_module.np, "savez", savez_then_another_run)
+    outer = load_folder(root, ("a", "b"), (8, 8), 1, cache)
+    np.testing.assert_array_equal(outer.x, inner[0].x)
+    assert [p.name for p in cache.iterdir() if "tmp" in p.name] == []
+
+
 def test_class_weights_lift_rare_classes():
     y = np.repeat([0, 1], [900, 100])
     w = class_weights(y, 2, power=1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,9 @@ def load_folder(
     )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
+        # Own temp name per process: two runs started together on one dataset both decode it,
+        # and a shared temp name had the second rename fail (FileNotFoundError) and end its run.
+        tmp = cache.with_suffix(f".{uuid.uuid4().hex[:12]}.tmp.npz")
         np.savez(
             tmp,
             x=split.x,
