@@ -74,6 +74,16 @@ def test_edge_flatten_head_keeps_positions_within_the_budget():
         edge((48, 48, 1), 7, head="max")
 
 
+def test_edge_squeeze_excite_gates_each_block_within_the_budget():
+    gap, se = edge((48, 48, 1), 7), edge((48, 48, 1), 7, se=4)
+    # per block: C -> max(C/4, 8) -> C dense weights and biases, for C = 48, 96, 192
+    assert se.count_params() - gap.count_params() == sum(
+        2 * c * max(c // 4, 8) + max(c // 4, 8) + c for c in (48, 96, 192)
+    )
+    assert count_flops(se) - count_flops(gap) < 0.1e6
+    assert sum(isinstance(layer, keras.layers.Multiply) for layer in se.layers) == 3
+
+
 def test_archs_command_with_arch_args():
     from typer.testing import CliRunner
 

@@ -54,7 +54,8 @@ def config(data_dir, **kw) -> FitConfig:
 
 
 @pytest.mark.parametrize(
-    ("arch", "kwargs"), [("seed", {}), ("edge", {}), ("edge", {"head": "flatten"})]
+    ("arch", "kwargs"),
+    [("seed", {}), ("edge", {}), ("edge", {"head": "flatten"}), ("edge", {"se": 4})],
 )
 def test_one_epoch_writes_model_spec_and_checkpoint(data_dir, tmp_path, arch, kwargs):
     out = tmp_path / arch
