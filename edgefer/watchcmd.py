@@ -142,7 +142,6 @@ def watch(
         faces=face_opts,
     )
     notifier = Notifier.from_env()
-    classifier = None
     try:
         # A missing folder fails before the model loads, unless it is to be waited for: then
         # the model is checked first, and the folders and the CSV once the folder is there.
@@ -154,13 +153,10 @@ def watch(
         )
         if waiting:
             if not folder_appears(str(folder), stop, notifier):
-                classifier.close()
                 raise typer.Exit(0)
             check_folders(options)
         ledger = Ledger(out, classifier.labels, faces=faces)
     except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
-        if classifier is not None:
-            classifier.close()
         raise fail(str(exc)) from None
     try:
         code = Watcher(options, classifier, ledger, stop).serve(notifier)
