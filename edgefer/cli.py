@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +19,7 @@ from rich.text import Text
 
 from edgefer import __version__
 from edgefer.classifier import Classifier, ClassifierOptions, ModelError, default_model_path
-from edgefer.csvout import CsvError, CsvSink, as_utf8
+from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, as_utf8
 from edgefer.discovery import discover
 from edgefer.faceopts import (
     AnnotateOption,
@@ -38,6 +40,9 @@ from edgefer.watchcmd import watch
 
 #: Exit codes: every file classified / some files failed (all rows written) / usage or model error.
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+#: The reader of the CSV or summary went away (``| head``): the status a shell reports for a
+#: tool that SIGPIPE ended, so ``set -o pipefail`` scripts see what they see from ``cat``.
+EXIT_PIPE = 128 + 13  # SIGPIPE
 
 app = typer.Typer(
     help="Facial-expression classification on the edge with quantized TFLite models.",
@@ -57,6 +62,24 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """
     err.print(f"[bold red]error:[/] {escape(as_utf8(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _reader_gone() -> typer.Exit:
+    """Stop quietly once stdout's reader has gone: fd 1 goes to /dev/null, so that Python's last
+    flush of what is still buffered there neither fails nor prints a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return typer.Exit(EXIT_PIPE)
+
+
+class StdoutConsole(Console):
+    """stdout, where a reader that goes away (``| head``) ends the command with EXIT_PIPE, as it
+    does for a CSV on stdout (Rich's own choice is exit 1: for classify, "some files failed")."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise _reader_gone()
 
 
 def warn(message: str) -> None:
@@ -173,7 +196,8 @@ def classify(
     Folders contribute their image files (hidden files and other extensions are skipped);
     files named explicitly are always tried. With --faces, whole photos are searched for faces
     and each face gets a row. Exit 0: all classified (an image without a face counts as read);
-    1: some files failed (each still has a row with its error); 2: usage, model or output error.
+    1: some files failed (each still has a row with its error); 2: usage, model or output error;
+    141: the reader of the output went away (`-o - | head`).
     """
     try:
         face_opts = face_options(faces, detector, min_face, max_faces, annotate)
@@ -195,6 +219,8 @@ def classify(
         warn(f"cannot list {folder}")
     try:
         sink = CsvSink(output, classifier.labels, append=append, faces=faces)
+    except ReaderGoneError:
+        raise _reader_gone() from None
     except CsvError as exc:
         raise fail(str(exc)) from None
     todo = [p for p in paths if not sink.seen(p)]
@@ -208,7 +234,7 @@ def classify(
     if not paths:
         warn(f"no images found in {', '.join(map(str, inputs))}")
     # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
-    out = err if output == "-" else Console()
+    out = err if output == "-" else StdoutConsole()
     progress = Progress(
         TextColumn("classifying"),
         BarColumn(),
@@ -239,6 +265,8 @@ def classify(
                 if annotate is not None and results[0].error in (None, NO_FACE):
                     _annotate(results, annotate, max_pixels)
                 progress.advance(task)
+    except ReaderGoneError:
+        raise _reader_gone() from None
     except CsvError as exc:
         raise fail(str(exc)) from None
     except (KeyboardInterrupt, _Terminated) as exc:
@@ -340,7 +368,7 @@ def info(
     _plain_row(table, "threads", str(classifier.num_threads))
     for key, value in sorted(spec.metadata.items()):
         _plain_row(table, key, str(value))
-    Console().print(table)
+    StdoutConsole().print(table)
     classifier.close()
 
 
@@ -394,7 +422,7 @@ def convert(
         )
     except ConvertError as exc:
         raise fail(str(exc)) from None
-    console = Console()
+    console = StdoutConsole()
     console.print(
         Text(f"wrote {result.output} ({result.size:,} bytes, {quantize})"), soft_wrap=True
     )

@@ -32,6 +32,17 @@ class CsvError(Exception):
     """An output CSV that cannot be used (unwritable, or written by a model with other labels)."""
 
 
+class ReaderGoneError(CsvError):
+    """The reader of a streamed output closed it (``-o - | head``): a reason to stop quietly,
+    as Unix tools do on SIGPIPE, not an error to report."""
+
+
+def _write_error(output: str, exc: OSError) -> CsvError:
+    if exc.errno == errno.EPIPE:
+        return ReaderGoneError(f"{output}: the reader closed the pipe")
+    return CsvError(f"cannot write {output}: {exc.strerror or exc}")
+
+
 def neutralize(cell: str) -> str:
     """Prefix a quote to cells a spreadsheet would execute as a formula."""
     return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
@@ -210,7 +221,11 @@ class CsvSink:
                 raise CsvError(f"cannot write {output}: {exc.strerror or exc}") from exc
         self._writer = csv.writer(self._stream, lineterminator="\n")
         if needs_header:
-            self._writer.writerow(csv_header(labels, faces))
+            try:
+                self._writer.writerow(csv_header(labels, faces))
+            except OSError as exc:  # a stream whose reader has gone, a full disk
+                self.close(commit=False)
+                raise _write_error(output, exc) from exc
 
     def _open_file(self, target: Path, append: bool) -> bool:
         """Open the output; returns whether it needs a header row."""
@@ -258,7 +273,7 @@ class CsvSink:
             if not self._durable:
                 self._stream.flush()  # a pipe reader sees rows as they come
         except OSError as exc:
-            raise CsvError(f"cannot write {self._output}: {exc.strerror or exc}") from exc
+            raise _write_error(self._output, exc) from exc
 
     def write_image(self, results: list[Result]) -> None:
         """All rows of one image (one per face with ``faces``), then, when appending, a flush:
@@ -273,7 +288,7 @@ class CsvSink:
             if self._tmp is None:  # a new file appears whole at the end anyway
                 self._stream.flush()
         except OSError as exc:
-            raise CsvError(f"cannot write {self._output}: {exc.strerror or exc}") from exc
+            raise _write_error(self._output, exc) from exc
 
     def close(self, commit: bool = True) -> None:
         """Finish the output: fsync and rename into place, or discard the temp file.
@@ -310,7 +325,7 @@ class CsvSink:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._tmp)
         if commit and error is not None:
-            raise CsvError(f"cannot write {self._output}: {error.strerror or error}") from error
+            raise _write_error(self._output, error) from error
 
     def __enter__(self) -> CsvSink:
         return self

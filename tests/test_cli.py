@@ -16,7 +16,7 @@ from conftest import LABELS, write_dataset
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgefer.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app
+from edgefer.cli import EXIT_FAILURES, EXIT_OK, EXIT_PIPE, EXIT_USAGE, app
 
 runner = CliRunner()
 
@@ -92,6 +92,28 @@ def test_stdout_output(tiny_data, int8_model):
     assert result.exit_code == EXIT_OK
     lines = result.stdout.splitlines()
     assert lines[0] == "path,label,confidence,top,left,center,error" and len(lines) == 21
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path, tiny_data, int8_model):
+    # `-o - | head`: "error: cannot write -: Broken pipe" and exit 2 (a usage error), or, for
+    # the summary of `-o file | head`, Rich's exit 1 ("some files failed"). Now SIGPIPE's 141.
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has already gone: the first flush fails
+    out = tmp_path / "o.csv"
+    base = ["classify", str(tiny_data), "-r", "-m", str(int8_model)]
+    try:
+        for args in (["-o", "-"], ["-o", str(out)]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "edgefer", *base, *args],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+            assert (proc.returncode, proc.stderr) == (EXIT_PIPE, ""), args
+    finally:
+        os.close(write_end)
+    assert len(read_rows(out)) == 60  # the CSV was done before the summary's reader was missed
 
 
 def test_append_adds_only_new_files(tmp_path, int8_model):
