@@ -44,17 +44,21 @@ def _write_error(output: str, exc: OSError) -> CsvError:
 
 
 def neutralize(cell: str) -> str:
-    """Prefix a quote to cells a spreadsheet would execute as a formula."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+    """Prefix a quote to cells a spreadsheet would execute as a formula, and to cells that are
+    quotes followed by one (a file named ``'=x.jpg``), so that :func:`unneutralize` tells them
+    apart: ``=x`` -> ``'=x``, ``'=x`` -> ``''=x``, ``x`` and ``'x`` unchanged."""
+    return "'" + cell if cell.lstrip("'").startswith(FORMULA_PREFIXES) else cell
 
 
 def unneutralize(cell: str) -> str:
-    """Undo :func:`neutralize` (``'=x`` -> ``=x``): a cell as it was before writing."""
-    return cell[1:] if cell.startswith("'") and cell[1:2] in FORMULA_PREFIXES else cell
+    """Undo :func:`neutralize` (``'=x`` -> ``=x``, ``''=x`` -> ``'=x``): a cell as it was."""
+    quoted = cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_PREFIXES)
+    return cell[1:] if quoted else cell
 
 
 def path_key(cell: str) -> str:
-    """What identifies a file across spellings (``x.jpg``, ``./x.jpg``, its absolute path)."""
+    """What identifies the file of a CSV cell across spellings (``x.jpg``, ``./x.jpg``, its
+    absolute path)."""
     return os.path.abspath(unneutralize(cell))
 
 
@@ -264,7 +268,8 @@ class CsvSink:
         (relative or absolute, resolved against the current directory)."""
         if self._seen_keys is None:
             self._seen_keys = {path_key(cell) for cell in self.existing}
-        return path_key(as_utf8(path)) in self._seen_keys
+        # ``path`` is a name, not a cell: not unneutralized (``'=x.jpg`` is not ``=x.jpg``).
+        return os.path.abspath(as_utf8(path)) in self._seen_keys
 
     def write(self, result: Result) -> None:
         """Raises CsvError: the output cannot be written (disk full, I/O error)."""

@@ -4,7 +4,15 @@ import os
 
 import pytest
 
-from edgefer.csvout import CsvError, CsvSink, as_utf8, csv_header, neutralize, read_existing
+from edgefer.csvout import (
+    CsvError,
+    CsvSink,
+    as_utf8,
+    csv_header,
+    neutralize,
+    read_existing,
+    unneutralize,
+)
 from edgefer.pipeline import Result
 
 LABELS = ("happy", "sad")
@@ -33,6 +41,26 @@ def test_columns_and_rows(tmp_path):
 def test_formulas_are_neutralised(cell):
     assert neutralize(cell) == "'" + cell
     assert neutralize("photo.jpg") == "photo.jpg"
+
+
+@pytest.mark.parametrize("cell", ["=x.jpg", "'=x.jpg", "''=x.jpg", "'x.jpg", "x.jpg", "'", ""])
+def test_neutralising_round_trips_and_keeps_cells_apart(cell):
+    # `'=x.jpg` was written as it is and read back as `=x.jpg`, so the two names collided.
+    assert unneutralize(neutralize(cell)) == cell
+    if cell.lstrip("'").startswith("="):
+        assert neutralize(cell) == "'" + cell
+
+
+def test_append_tells_a_quoted_name_from_a_formula_name(tmp_path):
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(Result("'=x.jpg", error="empty file"))
+    with CsvSink(str(out), LABELS, append=True) as sink:
+        assert sink.seen("'=x.jpg") and not sink.seen("=x.jpg")
+        sink.write(Result("=x.jpg", error="empty file"))
+    with CsvSink(str(out), LABELS, append=True) as sink:
+        assert sink.seen("=x.jpg")
+    assert [r[0] for r in rows(out)[1:]] == ["''=x.jpg", "'=x.jpg"]
 
 
 def test_neutralised_in_the_file(tmp_path):
