@@ -489,6 +489,45 @@ def fold(
 
 
 @app.command()
+def calibrate(
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help=".keras model with spec.json")
+    ],
+    data_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="labelled folders, e.g. val/")
+    ],
+    out: Annotated[Path, typer.Option(help="folder for the scaled model.keras + spec.json")],
+    threads: int = 2,
+) -> None:
+    """Fit a softmax temperature on labelled images so confidences match accuracy, fold it into
+    the last layer and save the model for convert (no prediction changes)."""
+    from train.tfenv import set_threads
+
+    set_threads(threads, 2)
+    from train.calibrate import calibrate as calibrate_model
+
+    if out.resolve() == model.resolve().parent:
+        raise _fail("--out must not be the model's folder: its model.keras would be replaced")
+    try:
+        s = calibrate_model(model, data_dir, out)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    before, after = s["before"], s["after"]
+    _log(
+        f"temperature {s['temperature']:.3f} on {s['images']:,} images: "
+        f"mean confidence {before['mean_confidence']:.3f} -> {after['mean_confidence']:.3f} "
+        f"(accuracy {after['accuracy']:.4f}), calibration error {before['ece']:.4f} -> "
+        f"{after['ece']:.4f}, log-loss {before['nll']:.4f} -> {after['nll']:.4f}"
+    )
+    for half in s["cross_check"]["halves"]:
+        _log(
+            f"  fitted on one half (T {half['temperature']:.3f}), on the other: calibration "
+            f"error {half['before']['ece']:.4f} -> {half['after']['ece']:.4f}"
+        )
+    _log(f"-> {out / 'model.keras'}")
+
+
+@app.command()
 def archs(
     size: Annotated[str, typer.Option(help="input size, 48 or HxW")] = "48",
     channels: int = 1,

@@ -1,0 +1,96 @@
+"""calibrate: temperature scaling fitted on labelled images and folded into the last layer."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgefer.spec import ModelSpec
+from train.calibrate import (
+    expected_calibration_error,
+    fit_temperature,
+    log_softmax,
+    logits,
+    nll,
+)
+from train.cli import app
+from train.tfenv import keras
+
+
+def sample_labels(z: np.ndarray, seed: int) -> np.ndarray:
+    """Labels drawn from softmax(z): a model with logits z is calibrated for them."""
+    probs = np.exp(log_softmax(z))
+    u = np.random.default_rng(seed).uniform(size=(len(z), 1))
+    return (probs.cumsum(axis=1) < u).sum(axis=1)
+
+
+@pytest.mark.parametrize("t_true", [0.5, 1.0, 2.0])
+def test_fit_temperature_recovers_a_known_softening(t_true):
+    z = np.random.default_rng(0).normal(0, 3, (20000, 5))
+    y = sample_labels(z, seed=1)
+    # A model whose logits are z * t_true is right as often as z says, with confidences
+    # softened (t_true < 1) or sharpened (> 1): dividing by t_true undoes that.
+    t = fit_temperature(z * t_true, y)
+    assert t == pytest.approx(t_true, rel=0.05)
+    assert nll(z * t_true, y, t) <= nll(z * t_true, y, 1.0)
+
+
+def test_expected_calibration_error():
+    y = np.array([0, 0, 1, 1])
+    sure_and_right = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert expected_calibration_error(sure_and_right, y) == 0.0
+    half = np.full((4, 2), 0.5) + np.array([[1e-3, -1e-3]])  # says 0.5, right on half
+    assert expected_calibration_error(half, y) == pytest.approx(0.0, abs=2e-3)
+    sure_and_half_right = np.array([[1.0, 0.0]] * 4)
+    assert expected_calibration_error(sure_and_half_right, y) == pytest.approx(0.5)
+
+
+def test_calibrate_folds_the_temperature_and_changes_no_prediction(
+    tmp_path, tiny_keras, tiny_data, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # its image cache goes to runs/cache here
+    out = tmp_path / "calibrated"
+    result = CliRunner().invoke(
+        app, ["calibrate", str(tiny_keras), str(tiny_data), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "temperature" in result.output and "calibration error" in result.output
+    summary = json.loads((out / "calibration.json").read_text())
+    t = summary["temperature"]
+    assert summary["images"] == 60 and summary["after"]["nll"] <= summary["before"]["nll"]
+    assert summary["after"]["accuracy"] == summary["before"]["accuracy"]
+    assert len(summary["cross_check"]["halves"]) == 2
+    spec = ModelSpec.from_json((out / "spec.json").read_text())
+    assert spec.metadata["temperature"] == t and spec.labels == ("top", "left", "center")
+
+    from train.data import load_folder
+
+    x = load_folder(tiny_data, spec.labels, spec.input_size, spec.channels, tmp_path / "c").x
+    original = keras.models.load_model(tiny_keras, compile=False)
+    scaled = keras.models.load_model(out / "model.keras", compile=False)
+    z = logits(original, x)
+    expected = np.exp(log_softmax(z / t))
+    got = scaled.predict(x.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    assert (got.argmax(1) == z.argmax(1)).all()
+
+
+def test_calibrate_refuses_a_model_without_a_softmax_head(tmp_path, tiny_keras, tiny_data):
+    inputs = keras.Input((16, 16, 1))
+    h = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Average()([h, h]))
+    folder = tmp_path / "avg"
+    folder.mkdir()
+    model.save(folder / "model.keras")
+    (folder / "spec.json").write_text(tiny_keras.with_name("spec.json").read_text())
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["calibrate", str(folder / "model.keras"), str(tiny_data), "--out", str(tmp_path / "o")],
+    )
+    assert result.exit_code == 2 and "not a Dense layer with a softmax" in result.output
+    same = runner.invoke(
+        app, ["calibrate", str(tiny_keras), str(tiny_data), "--out", str(tiny_keras.parent)]
+    )
+    assert same.exit_code == 2 and "must not be the model's folder" in same.output
