@@ -67,8 +67,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 def _reader_gone() -> typer.Exit:
     """Stop quietly once stdout's reader has gone: fd 1 goes to /dev/null, so that Python's last
     flush of what is still buffered there neither fails nor prints a traceback."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # a stdout without a file descriptor (embedded, captured)
+        return typer.Exit(EXIT_PIPE)
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
     os.close(devnull)
     return typer.Exit(EXIT_PIPE)
 
