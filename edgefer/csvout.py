@@ -222,7 +222,7 @@ class CsvSink:
             except (UnicodeDecodeError, csv.Error) as exc:
                 raise CsvError(f"{output} is not a CSV written by edgefer") from exc
             except OSError as exc:
-                raise CsvError(f"cannot write {output}: {exc.strerror or exc}") from exc
+                raise _write_error(output, exc) from exc
         self._writer = csv.writer(self._stream, lineterminator="\n")
         if needs_header:
             try:

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from train.data import load_folder
-from train.evaluate import load_model_and_spec
+from train.evaluate import load_labelled, load_model_and_spec
 from train.fit import float32_copy, save_inference_model
 from train.tfenv import keras
 
@@ -142,9 +141,7 @@ def calibrate(model_path: Path, data_dir: Path, out: Path) -> dict[str, Any]:
         ValueError: no images for the model's labels, or a model without a softmax Dense head.
     """
     model, spec = load_model_and_spec(model_path)
-    split = load_folder(data_dir, spec.labels, spec.input_size, spec.channels, Path("runs/cache"))
-    if not len(split):
-        raise ValueError(f"no images under {data_dir}/<label>/ for labels {', '.join(spec.labels)}")
+    split = load_labelled(data_dir, spec)
     z = logits(model, split.x)
     t = fit_temperature(z, split.y)
     scaled = with_temperature(model, t)

@@ -249,14 +249,19 @@ def _default_eval_dir(model: Path, data_dir: Path, tta: bool) -> Path:
     return out
 
 
+#: A saved model and a folder of ``<label>/<images>``, as evaluate and calibrate take them.
+KerasModelArg = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, help="model.keras (spec.json beside it)")
+]
+LabelledDirArg = Annotated[
+    Path, typer.Argument(exists=True, file_okay=False, help="folder of <label>/<images>")
+]
+
+
 @app.command()
 def evaluate(
-    model: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="model.keras (spec.json beside it)")
-    ],
-    data_dir: Annotated[
-        Path, typer.Argument(exists=True, file_okay=False, help="folder of <label>/<images>")
-    ],
+    model: KerasModelArg,
+    data_dir: LabelledDirArg,
     out: Annotated[
         Path | None, typer.Option(help="output folder (default: beside the model, eval-<dir>)")
     ] = None,
@@ -490,12 +495,8 @@ def fold(
 
 @app.command()
 def calibrate(
-    model: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help=".keras model with spec.json")
-    ],
-    data_dir: Annotated[
-        Path, typer.Argument(exists=True, file_okay=False, help="labelled folders, e.g. val/")
-    ],
+    model: KerasModelArg,
+    data_dir: LabelledDirArg,
     out: Annotated[Path, typer.Option(help="folder for the scaled model.keras + spec.json")],
     threads: int = 2,
 ) -> None:

@@ -58,9 +58,13 @@ def evaluate_split(
     return metrics
 
 
-def evaluate_dir(model_path: Path, data_dir: Path, out: Path, tta: bool = False) -> dict[str, Any]:
-    """Decode ``data_dir/<label>/*`` as the model's spec says and evaluate the model on it."""
-    model, spec = load_model_and_spec(model_path)
+def load_labelled(data_dir: Path, spec: ModelSpec) -> Split:
+    """``data_dir/<label>/*`` decoded as ``spec`` says; warns on stderr about skipped images
+    and about folders that are not the model's labels.
+
+    Raises:
+        ValueError: no images for the model's labels.
+    """
     split = load_folder(data_dir, spec.labels, spec.input_size, spec.channels, Path("runs/cache"))
     if not len(split):
         raise ValueError(f"no images under {data_dir}/<label>/ for labels {', '.join(spec.labels)}")
@@ -73,6 +77,13 @@ def evaluate_dir(model_path: Path, data_dir: Path, out: Path, tta: bool = False)
             f"{', '.join(others)}",
             file=sys.stderr,
         )
+    return split
+
+
+def evaluate_dir(model_path: Path, data_dir: Path, out: Path, tta: bool = False) -> dict[str, Any]:
+    """Decode ``data_dir/<label>/*`` as the model's spec says and evaluate the model on it."""
+    model, spec = load_model_and_spec(model_path)
+    split = load_labelled(data_dir, spec)
     name = f"{spec.name} on {data_dir.name}" + (" (flip TTA)" if tta else "")
     metrics = evaluate_split(model, split, spec.labels, out, tta, name)
     metrics["model"] = str(model_path)
@@ -81,4 +92,11 @@ def evaluate_dir(model_path: Path, data_dir: Path, out: Path, tta: bool = False)
     return metrics
 
 
-__all__ = ["evaluate_dir", "evaluate_split", "format_report", "load_model_and_spec", "predict"]
+__all__ = [
+    "evaluate_dir",
+    "evaluate_split",
+    "format_report",
+    "load_labelled",
+    "load_model_and_spec",
+    "predict",
+]
