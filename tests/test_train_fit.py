@@ -470,6 +470,7 @@ def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):
         "--size abc": "--size must be N or HxW",
         "--teacher-online": "teacher_online needs a teacher",
         f"--teacher {tmp_path}": "--teacher must be a .keras or .tflite file",
+        f"--init {tmp_path}": "--init must be a trained .keras model",
     }
     for option, message in cases.items():
         flag, value = option.split(" ", 1) if " " in option else (option, None)
@@ -498,3 +499,30 @@ def test_cached_teacher_targets_belong_to_their_images(data_dir, tmp_path):
     with pytest.raises(ValueError, match="labels"):
         reordered = tuple(reversed(LABELS))
         teacher_targets(cfg, train.x, train.y, len(LABELS), tmp_path, reordered)
+
+
+def test_init_starts_from_a_trained_model_and_refuses_another_architecture(data_dir, tmp_path):
+    from train.fit import open_run
+
+    small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 1)}
+    first = tmp_path / "first"
+    fit(config(data_dir, arch="edge", arch_kwargs=small, seed=1), first, log=lambda _: None)
+    trained = keras.models.load_model(first / "model.keras").get_weights()
+    cfg = config(data_dir, arch="edge", arch_kwargs=small, seed=2, init=str(first / "model.keras"))
+    (tmp_path / "opened").mkdir()
+    model, state = open_run(cfg, tmp_path / "opened", False, LABELS, steps=5)
+    assert state["epoch"] == 0 and int(model.optimizer.iterations) == 0  # a fresh schedule
+    for a, b in zip(trained, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # batch-norm statistics included
+    lines = []
+    fit(cfg, tmp_path / "warm", log=lines.append)
+    assert any("weights from" in line and "warm start" in line for line in lines)
+    spec = ModelSpec.from_json((tmp_path / "warm" / "spec.json").read_text())
+    assert spec.metadata["init"] == str(first / "model.keras")
+    other = replace(cfg, arch_kwargs={"stem": (4,), "widths": (8, 24), "blocks": (1, 1)})
+    with pytest.raises(ValueError, match="another architecture"):
+        fit(other, tmp_path / "other", log=lambda _: None)
+    assert not (tmp_path / "other" / "config.json").exists()
+    relabelled = replace(cfg, classes=("light", "dark", "stripes"))
+    with pytest.raises(ValueError, match="has labels"):
+        fit(relabelled, tmp_path / "relabelled", log=lambda _: None)

@@ -67,13 +67,15 @@ def _augment(preset: str, args: str):
         raise _fail(f"--augment-args: {exc}") from None
 
 
-def _check_fit_inputs(data_dir: Path, teachers: list[Path]) -> None:
+def _check_fit_inputs(data_dir: Path, teachers: list[Path], init: Path | None) -> None:
     """What can be checked before the data are loaded and the model is built."""
     if not data_dir.is_dir():
         raise _fail(f"DATA_DIR is not a folder: {data_dir}")
     for teacher in teachers:
         if not teacher.is_file():
             raise _fail(f"--teacher must be a .keras or .tflite file: {teacher}")
+    if init is not None and (not init.is_file() or init.suffix != ".keras"):
+        raise _fail(f"--init must be a trained .keras model: {init}")
 
 
 #: fit options that still act with --resume; every other one is the run's config.json's.
@@ -162,6 +164,10 @@ def fit(
     keep_from: Annotated[
         int, typer.Option(help="keep every epoch's checkpoint from this epoch on (for average)")
     ] = 0,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="start from this model.keras's weights (same arch; fresh schedule)"),
+    ] = None,
     threads: Annotated[int, typer.Option(help="TensorFlow intra-op threads")] = 2,
     resume: Annotated[
         bool, typer.Option(help="continue the run in --out from its last epoch")
@@ -187,7 +193,7 @@ def fit(
     else:
         if data_dir is None:
             raise typer.BadParameter("DATA_DIR is required unless --resume")
-        _check_fit_inputs(data_dir, list(teacher or ()))
+        _check_fit_inputs(data_dir, list(teacher or ()), init)
         augment_cfg = _augment(augment, augment_args)
         try:
             cfg = FitConfig(
@@ -220,6 +226,7 @@ def fit(
                 keep_from=keep_from,
                 swa_epochs=swa_epochs,
                 swa_lr_ratio=swa_lr_ratio,
+                init=str(init.resolve()) if init else "",
             )
         except ValueError as exc:  # FitConfig's checks: one line, exit 2
             raise _fail(exc) from None

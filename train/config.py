@@ -54,6 +54,9 @@ class FitConfig:
         precision: "float32", or "mixed_bfloat16" (bfloat16 compute, float32 weights; about
             twice as fast on CPUs with AVX512-BF16). Validation and the saved model.keras are
             float32 either way.
+        init: a trained ``model.keras`` of the same architecture and labels whose weights
+            (batch-norm statistics included) start this run instead of a random initialisation:
+            a warm restart with a fresh optimizer, schedule and seed; "" for none.
     """
 
     data_dir: str
@@ -84,6 +87,7 @@ class FitConfig:
     keep_from: int = 0
     swa_epochs: int = 0
     swa_lr_ratio: float = 0.25
+    init: str = ""
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adam"):

@@ -186,16 +186,38 @@ def validate(model: keras.Model, x: np.ndarray, y: np.ndarray, labels: tuple[str
     return metrics
 
 
+def warm_start(model: keras.Model, path: str, labels: tuple[str, ...]) -> None:
+    """Copy the weights of the trained model at ``path`` into ``model`` (a fresh build).
+
+    Raises:
+        ValueError: its labels (``spec.json``) are not ``labels``, or its weights do not fit
+            ``model`` (another architecture or width).
+    """
+    source = load_keras_teacher(path, len(labels), labels)
+    theirs, ours = source.get_weights(), model.get_weights()
+    if [w.shape for w in theirs] != [w.shape for w in ours]:
+        raise ValueError(
+            f"--init {path} is another architecture: {len(theirs)} weight arrays "
+            f"({source.count_params():,} params) for this run's {len(ours)} "
+            f"({model.count_params():,})"
+        )
+    model.set_weights(theirs)
+
+
 def open_run(
-    cfg: FitConfig, out: Path, resume: bool, n_classes: int, steps: int
+    cfg: FitConfig, out: Path, resume: bool, labels: tuple[str, ...], steps: int
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """A fresh compiled model and empty state, or both as the last checkpoint left them."""
+    """A fresh compiled model (from ``cfg.init``'s weights, if given) and empty state, or both
+    as the last checkpoint left them."""
     if resume:
         state = json.loads((out / "state.json").read_text())
         return keras.models.load_model(out / state.get("checkpoint", "last.keras")), state
+    model = build_model(cfg, len(labels), steps)
+    if cfg.init:
+        warm_start(model, cfg.init, labels)
     cfg.save(out)
     state = {"epoch": 0, "history": [], "best_epoch": 0, "best_val_accuracy": -1.0}
-    return build_model(cfg, n_classes, steps), state
+    return model, state
 
 
 def _check_labels(
@@ -425,6 +447,7 @@ def checkpoint(
             "val_accuracy": row["val_accuracy"],
             "val_macro_f1": row["val_macro_f1"],
             "seed": cfg.seed,
+            **({"init": cfg.init} if cfg.init else {}),
         }
         save_inference_model(model, out, model_spec(cfg, data, model, extra))
     # The new checkpoint is written under its own name before state.json points to it, and the
@@ -478,9 +501,11 @@ def fit(
     for note in data.notes:
         log(f"warning: {note}")
     steps = -(-len(train) // cfg.batch_size)
-    model, state = open_run(cfg, out, resume, len(data.labels), steps)
+    model, state = open_run(cfg, out, resume, data.labels, steps)
     if resume:
         log(f"resumed after epoch {state['epoch']} (step {int(model.optimizer.iterations)})")
+    elif cfg.init:
+        log(f"weights from {cfg.init} (warm start; fresh optimizer and schedule)")
         if state["epoch"] >= cfg.epochs or state.get("stopped_early"):
             log(f"the run is complete ({state['epoch']}/{cfg.epochs} epochs): nothing to train")
     log(
