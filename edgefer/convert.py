@@ -339,8 +339,9 @@ def convert(
             "source_model": model_path.name,
         }
     )
-    if calibration is not None:
+    if calibration is not None:  # int8 quantization ranges; not the temperature's data
         metadata["calibration_images"] = int(len(calibration))
+        metadata["calibration_data"] = str(calibration_dir)
     spec = replace(spec, metadata=metadata)
     data = embed_spec(blob, spec)
     parity = None

@@ -29,6 +29,10 @@ def test_spec_round_trips_into_every_kind(tiny_models, kind):
     assert spec.labels == LABELS and spec.input_size == (16, 16) and spec.channels == 1
     assert spec.metadata["quantization"] == kind
     assert spec.metadata["converter"].startswith("tensorflow ")
+    if kind == "int8":  # which images set the quantization ranges (not a temperature's data)
+        assert spec.metadata["calibration_images"] > 0 and spec.metadata["calibration_data"]
+    else:
+        assert "calibration_data" not in spec.metadata
 
 
 def test_int8_is_smallest_float32_largest(tiny_models):

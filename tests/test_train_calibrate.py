@@ -63,6 +63,7 @@ def test_calibrate_folds_the_temperature_and_changes_no_prediction(
     assert len(summary["cross_check"]["halves"]) == 2
     spec = ModelSpec.from_json((out / "spec.json").read_text())
     assert spec.metadata["temperature"] == t and spec.labels == ("top", "left", "center")
+    assert spec.metadata["temperature_fitted_on"] == str(tiny_data)
 
     from train.data import load_folder
 

@@ -155,7 +155,7 @@ def calibrate(model_path: Path, data_dir: Path, out: Path) -> dict[str, Any]:
         "cross_check": cross_checked(z, split.y),
     }
     metadata = {**spec.metadata, "temperature": summary["temperature"]}
-    metadata["calibrated_on"] = str(data_dir)
+    metadata["temperature_fitted_on"] = str(data_dir)  # apart from convert's calibration_data
     out.mkdir(parents=True, exist_ok=True)
     save_inference_model(scaled, out, replace(spec, metadata=metadata))
     (out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
