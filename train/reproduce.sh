@@ -1,25 +1,67 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model from FER2013 folders, end to end, on CPU:
-#   1. train `edge`, 80 epochs, float32, seed 0 (runs/edge-main); its best-val epoch is kept
-#   2. int8 conversion with a float-vs-int8 parity check, into models/
-#   3. the issue #5 measurement: `edgefer classify` on val/ + evaluate-csv
-# About 1.5-2 hours on 2 CPU cores (`--precision mixed_bfloat16` halves that on CPUs with
-# AVX512-BF16, but is not the recipe of the shipped file). Interrupted? Run it again: a finished
-# step is kept and an unfinished training run resumes from its last epoch.
+# Reproduce the shipped model from FER2013 folders, end to end, on CPU. It is the last of a
+# chain of `edge` runs, each distilled from int8 conversions of the ones before:
+#   edge-main  80 epochs, float32, seed 0 (the model shipped before; a teacher here)
+#   edge-deep  80 epochs, a deeper, narrower variant (stem 16, widths 32/64/128, blocks 2,2,3)
+#   edge-kd3   80 epochs, teachers edge-main + edge-deep (targets cached per image)
+#   edge-kd4   120 epochs, teachers edge-main + edge-deep + edge-kd3 (cached)
+#   edge-kd5   120 epochs, teachers edge-main + edge-kd3 + edge-deep + edge-kd4, online
+#   edge-kd6   160 epochs, teachers edge-kd3 + edge-kd4 + edge-kd5, online, mixup 0.2,
+#              soft targets only: the shipped model
+# then temperature calibration on val, int8 conversion with a float-vs-int8 parity check into
+# models/, and the issue #5 measurement (`edgefer classify` on val/ + evaluate-csv).
+# bfloat16 needs a CPU with AVX512-BF16 or AMX; elsewhere drop --precision (float32, about 2x
+# slower). About 20 hours on 2 CPU cores. Interrupted? Run it again: finished steps are kept and
+# an unfinished training run resumes from its last epoch.
 #
 #   bash train/reproduce.sh [DATA_DIR]        (default ../shared/data/fer2013)
 set -euo pipefail
 DATA=${1:-../shared/data/fer2013}
 RUNS=${RUNS:-runs}
 MODEL=${MODEL:-models/edgefer-fer2013-int8.tflite}
-RUN="$RUNS/edge-main"
+T="$RUNS/teachers"
+BF16=(--precision mixed_bfloat16)
+KD=(--label-smoothing 0 --patience 0 --teacher-temperature 2)
 
-if [ -f "$RUN/state.json" ]; then
-  python -m train fit --resume --out "$RUN"
-else
-  python -m train fit "$DATA" --out "$RUN" --arch edge --epochs 80
-fi
-edgefer convert "$RUN/model.keras" -o "$MODEL" --quantize int8 \
+fit_run() {  # NAME FIT-ARGS...: train $RUNS/NAME, or resume it (a finished run stays as it is)
+  local run="$RUNS/$1"
+  shift
+  if [ -f "$run/state.json" ]; then
+    python -m train fit --resume --out "$run"
+  else
+    python -m train fit "$DATA" --out "$run" --arch edge "$@"
+  fi
+}
+teacher() {  # NAME: $T/NAME-int8.tflite from $RUNS/NAME/model.keras
+  mkdir -p "$T"
+  [ -s "$T/$1-int8.tflite" ] || edgefer convert "$RUNS/$1/model.keras" -o "$T/$1-int8.tflite" \
+    --quantize int8 --calibration "$DATA/train" --force
+}
+
+fit_run edge-main --epochs 80
+teacher edge-main
+fit_run edge-deep --epochs 80 "${BF16[@]}" \
+  --arch-args '{"stem": [16], "widths": [32, 64, 128], "blocks": [2, 2, 3]}'
+teacher edge-deep
+fit_run edge-kd3 --epochs 80 "${BF16[@]}" "${KD[@]}" --seed 2 \
+  --teacher "$T/edge-main-int8.tflite" --teacher "$RUNS/edge-deep/model.keras"
+teacher edge-kd3
+fit_run edge-kd4 --epochs 120 "${BF16[@]}" "${KD[@]}" --seed 3 \
+  --teacher "$T/edge-main-int8.tflite" --teacher "$RUNS/edge-deep/model.keras" \
+  --teacher "$RUNS/edge-kd3/model.keras"
+teacher edge-kd4
+fit_run edge-kd5 --epochs 120 "${BF16[@]}" "${KD[@]}" --seed 4 --teacher-online \
+  --teacher "$T/edge-main-int8.tflite" --teacher "$T/edge-kd3-int8.tflite" \
+  --teacher "$T/edge-deep-int8.tflite" --teacher "$T/edge-kd4-int8.tflite"
+teacher edge-kd5
+fit_run edge-kd6 --epochs 160 "${BF16[@]}" "${KD[@]}" --seed 5 --teacher-online \
+  --teacher-weight 1 --augment-args '{"mixup": 0.2}' \
+  --teacher "$T/edge-kd3-int8.tflite" --teacher "$T/edge-kd4-int8.tflite" \
+  --teacher "$T/edge-kd5-int8.tflite"
+
+RUN="$RUNS/edge-kd6"
+python -m train calibrate "$RUN/model.keras" "$DATA/val" --out "$RUN/calibrated"
+edgefer convert "$RUN/calibrated/model.keras" -o "$MODEL" --quantize int8 \
   --calibration "$DATA/train" --validate "$DATA/val" --force
 status=0
 edgefer classify "$DATA/val" -r -o "$RUN/val-int8.csv" --model "$MODEL" -q || status=$?
