@@ -504,10 +504,10 @@ def fit(
     model, state = open_run(cfg, out, resume, data.labels, steps)
     if resume:
         log(f"resumed after epoch {state['epoch']} (step {int(model.optimizer.iterations)})")
-    elif cfg.init:
-        log(f"weights from {cfg.init} (warm start; fresh optimizer and schedule)")
         if state["epoch"] >= cfg.epochs or state.get("stopped_early"):
             log(f"the run is complete ({state['epoch']}/{cfg.epochs} epochs): nothing to train")
+    elif cfg.init:
+        log(f"weights from {cfg.init} (warm start; fresh optimizer and schedule)")
     log(
         f"model {cfg.arch}: {model.count_params():,} params, "
         f"{count_flops(model) / 1e6:.1f} MFLOPs/image, "
