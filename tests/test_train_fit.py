@@ -526,3 +526,39 @@ def test_init_starts_from_a_trained_model_and_refuses_another_architecture(data_
     relabelled = replace(cfg, classes=("light", "dark", "stripes"))
     with pytest.raises(ValueError, match="has labels"):
         fit(relabelled, tmp_path / "relabelled", log=lambda _: None)
+
+
+def test_grow_copies_the_smaller_model_and_starts_the_new_stage_at_zero(data_dir, tmp_path):
+    from train.fit import open_run
+
+    small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 1)}
+    first = tmp_path / "first"
+    fit(config(data_dir, arch="edge", arch_kwargs=small, seed=1), first, log=lambda _: None)
+    source = keras.models.load_model(first / "model.keras")
+    bigger = {"stem": (4,), "widths": (8, 16, 16), "blocks": (1, 1, 1)}
+    cfg = config(
+        data_dir, arch="edge", arch_kwargs=bigger, init=str(first / "model.keras"), grow=True
+    )
+    (tmp_path / "opened").mkdir()
+    model, state = open_run(cfg, tmp_path / "opened", False, LABELS, steps=5)
+    assert state["init_fresh_layers"] == 4  # the new stage: two conv + two batch-norm
+    theirs = [la for la in source.layers if la.weights]
+    ours = [la for la in model.layers if la.weights]
+    kept = ours[: len(theirs) - 1] + ours[-1:]  # all but the new stage, the classifier last
+    for a, b in zip(theirs, kept, strict=True):
+        for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+            np.testing.assert_array_equal(x, y)
+    last_add = [la for la in model.layers if isinstance(la, keras.layers.Add)][-1]
+    branch = last_add.input[0]._keras_history.operation
+    assert isinstance(branch, keras.layers.BatchNormalization)
+    np.testing.assert_array_equal(branch.gamma.numpy(), 0.0)
+    lines = []
+    fit(cfg, tmp_path / "grown", log=lines.append)
+    assert any("grown: 4 new weighted layers" in line for line in lines)
+    spec = ModelSpec.from_json((tmp_path / "grown" / "spec.json").read_text())
+    assert spec.metadata["init_grown"] is True
+    wider = replace(cfg, arch_kwargs={"stem": (4,), "widths": (8, 24, 16), "blocks": (1, 1, 1)})
+    with pytest.raises(ValueError, match="not a part of this architecture"):
+        fit(wider, tmp_path / "wider", log=lambda _: None)
+    with pytest.raises(ValueError, match="grow needs init"):
+        replace(cfg, init="")

@@ -168,6 +168,10 @@ def fit(
         Path | None,
         typer.Option(help="start from this model.keras's weights (same arch; fresh schedule)"),
     ] = None,
+    grow: Annotated[
+        bool,
+        typer.Option(help="--init may be a part of --arch-args' network: new layers start fresh"),
+    ] = False,
     threads: Annotated[int, typer.Option(help="TensorFlow intra-op threads")] = 2,
     resume: Annotated[
         bool, typer.Option(help="continue the run in --out from its last epoch")
@@ -227,6 +231,7 @@ def fit(
                 swa_epochs=swa_epochs,
                 swa_lr_ratio=swa_lr_ratio,
                 init=str(init.resolve()) if init else "",
+                grow=grow,
             )
         except ValueError as exc:  # FitConfig's checks: one line, exit 2
             raise _fail(exc) from None

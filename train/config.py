@@ -57,6 +57,9 @@ class FitConfig:
         init: a trained ``model.keras`` of the same architecture and labels whose weights
             (batch-norm statistics included) start this run instead of a random initialisation:
             a warm restart with a fresh optimizer, schedule and seed; "" for none.
+        grow: ``init`` is a part of this architecture (this one adds layers, e.g. a stage):
+            its layers are copied in order and the new ones start fresh (see
+            ``train.fit.warm_start``).
     """
 
     data_dir: str
@@ -88,6 +91,7 @@ class FitConfig:
     swa_epochs: int = 0
     swa_lr_ratio: float = 0.25
     init: str = ""
+    grow: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adam"):
@@ -108,6 +112,8 @@ class FitConfig:
             raise ValueError(f"teacher_weight must be in [0, 1], not {self.teacher_weight}")
         if self.teacher_online and not self.teacher:
             raise ValueError("teacher_online needs a teacher")
+        if self.grow and not self.init:
+            raise ValueError("grow needs init (the model to grow from)")
         if self.teacher_temperature <= 0:
             raise ValueError(f"teacher_temperature must be > 0, not {self.teacher_temperature}")
 

@@ -186,22 +186,51 @@ def validate(model: keras.Model, x: np.ndarray, y: np.ndarray, labels: tuple[str
     return metrics
 
 
-def warm_start(model: keras.Model, path: str, labels: tuple[str, ...]) -> None:
-    """Copy the weights of the trained model at ``path`` into ``model`` (a fresh build).
+def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: bool = False) -> int:
+    """Copy the weights of the trained model at ``path`` into ``model`` (a fresh build); returns
+    how many of ``model``'s weighted layers start fresh (0 unless ``grow``).
+
+    ``grow``: ``model`` may have layers that ``path``'s has not (another stage, say). Its weighted
+    layers are walked in order and each takes the next unused source layer whose weight shapes
+    it has; every source layer must find a place. The new residual branches (a fresh
+    batch-norm feeding an ``Add``) start with a zero scale, so the grown network starts close
+    to the source's function (Goyal et al. 2017's zero-init residual).
 
     Raises:
         ValueError: its labels (``spec.json``) are not ``labels``, or its weights do not fit
-            ``model`` (another architecture or width).
+            ``model`` (another architecture or width; with ``grow``: not a part of it).
     """
     source = load_keras_teacher(path, len(labels), labels)
     theirs, ours = source.get_weights(), model.get_weights()
-    if [w.shape for w in theirs] != [w.shape for w in ours]:
+    if not grow:
+        if [w.shape for w in theirs] != [w.shape for w in ours]:
+            raise ValueError(
+                f"--init {path} is another architecture: {len(theirs)} weight arrays "
+                f"({source.count_params():,} params) for this run's {len(ours)} "
+                f"({model.count_params():,})"
+            )
+        model.set_weights(theirs)
+        return 0
+    sources = [la for la in source.layers if la.weights]
+    copied: set[str] = set()
+    for layer in (la for la in model.layers if la.weights):
+        if len(copied) < len(sources):
+            src = sources[len(copied)]
+            if [w.shape for w in src.weights] == [w.shape for w in layer.weights]:
+                layer.set_weights(src.get_weights())
+                copied.add(layer.name)
+    if len(copied) < len(sources):
+        src = sources[len(copied)]
         raise ValueError(
-            f"--init {path} is another architecture: {len(theirs)} weight arrays "
-            f"({source.count_params():,} params) for this run's {len(ours)} "
-            f"({model.count_params():,})"
+            f"--init {path} is not a part of this architecture: its layer {src.name} "
+            f"({', '.join(str(tuple(w.shape)) for w in src.weights)}) has no place in it"
         )
-    model.set_weights(theirs)
+    for add in (la for la in model.layers if isinstance(la, keras.layers.Add)):
+        for tensor in add.input:
+            branch = tensor._keras_history.operation
+            if isinstance(branch, keras.layers.BatchNormalization) and branch.name not in copied:
+                branch.gamma.assign(np.zeros(branch.gamma.shape, np.float32))
+    return sum(1 for la in model.layers if la.weights) - len(copied)
 
 
 def open_run(
@@ -213,10 +242,10 @@ def open_run(
         state = json.loads((out / "state.json").read_text())
         return keras.models.load_model(out / state.get("checkpoint", "last.keras")), state
     model = build_model(cfg, len(labels), steps)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best_epoch": 0, "best_val_accuracy": -1.0}
     if cfg.init:
-        warm_start(model, cfg.init, labels)
+        state["init_fresh_layers"] = warm_start(model, cfg.init, labels, cfg.grow)
     cfg.save(out)
-    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_val_accuracy": -1.0}
     return model, state
 
 
@@ -448,6 +477,7 @@ def checkpoint(
             "val_macro_f1": row["val_macro_f1"],
             "seed": cfg.seed,
             **({"init": cfg.init} if cfg.init else {}),
+            **({"init_grown": True} if cfg.grow else {}),
         }
         save_inference_model(model, out, model_spec(cfg, data, model, extra))
     # The new checkpoint is written under its own name before state.json points to it, and the
@@ -507,7 +537,13 @@ def fit(
         if state["epoch"] >= cfg.epochs or state.get("stopped_early"):
             log(f"the run is complete ({state['epoch']}/{cfg.epochs} epochs): nothing to train")
     elif cfg.init:
-        log(f"weights from {cfg.init} (warm start; fresh optimizer and schedule)")
+        grown = (
+            f"; grown: {state['init_fresh_layers']} new weighted layers, new residual branches "
+            "starting at zero"
+            if cfg.grow
+            else ""
+        )
+        log(f"weights from {cfg.init} (warm start; fresh optimizer and schedule{grown})")
     log(
         f"model {cfg.arch}: {model.count_params():,} params, "
         f"{count_flops(model) / 1e6:.1f} MFLOPs/image, "
