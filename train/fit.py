@@ -201,8 +201,8 @@ def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: boo
             ``model`` (another architecture or width; with ``grow``: not a part of it).
     """
     source = load_keras_teacher(path, len(labels), labels)
-    theirs, ours = source.get_weights(), model.get_weights()
     if not grow:
+        theirs, ours = source.get_weights(), model.get_weights()
         if [w.shape for w in theirs] != [w.shape for w in ours]:
             raise ValueError(
                 f"--init {path} is another architecture: {len(theirs)} weight arrays "
