@@ -246,6 +246,56 @@ def test_tflite_teacher_runs_in_the_edge_runtime_and_must_share_the_labels(data_
         teacher_targets(keras_cfg, train.x, train.y, 3, tmp_path, swapped)
 
 
+def test_npy_teacher_counts_each_of_its_teachers_once_and_is_checked(data_dir, tmp_path):
+    """Predictions made elsewhere (train.torchkd's teachers-train.npy: teachers x images x
+    classes, each image already averaged with its mirror) join a model teacher as equals."""
+    from train.fit import prepare_data, teacher_targets
+
+    trained = tmp_path / "t"
+    fit(
+        config(data_dir, arch="edge", arch_kwargs={"stem": (4,), "widths": (8,)}),
+        trained,
+        log=lambda _: None,
+    )
+    cfg = config(data_dir, teacher_weight=1.0, teacher_temperature=1.0)
+    data = prepare_data(cfg)
+    train = data.splits["train"]
+    rng = np.random.default_rng(1)
+    stack = rng.dirichlet(np.ones(3), size=(2, len(train.y))).astype(np.float16)
+    npy = tmp_path / "gpu" / "teachers-train.npy"
+    npy.parent.mkdir()
+    np.save(npy, stack)
+    model = keras.models.load_model(trained / "model.keras")
+    mirrored = train.x[:, :, ::-1].astype(np.float32)
+    own = (
+        model.predict(train.x.astype(np.float32), verbose=0) + model.predict(mirrored, verbose=0)
+    ) / 2
+    both = replace(cfg, teacher=f"{npy},{trained / 'model.keras'}")
+    out = tmp_path / "student"
+    out.mkdir()
+    targets, _ = teacher_targets(both, train.x, train.y, 3, out, data.labels)
+    expected = (stack.astype(np.float32).sum(0) + own) / 3
+    np.testing.assert_allclose(targets, expected / expected.sum(1, keepdims=True), atol=1e-4)
+    # Made from other images: refused by its shape. With other labels: by its summary.json.
+    np.save(tmp_path / "short.npy", stack[:, :-1])
+    with pytest.raises(ValueError, match="other images or labels"):
+        teacher_targets(
+            replace(cfg, teacher=str(tmp_path / "short.npy")),
+            train.x,
+            train.y,
+            3,
+            tmp_path,
+            data.labels,
+        )
+    (npy.parent / "summary.json").write_text(
+        json.dumps({"meta": {"labels": ["light", "dark", "stripes"]}})
+    )
+    with pytest.raises(ValueError, match="labels"):
+        teacher_targets(replace(cfg, teacher=str(npy)), train.x, train.y, 3, tmp_path, data.labels)
+    with pytest.raises(ValueError, match="not a .npy"):
+        replace(cfg, teacher=str(npy), teacher_online=True)
+
+
 def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
     """With teacher_online the soft target is the teachers' answer for the augmented batch the
     student trains on (with its mirror, not a cached answer for the clean image); .tflite
@@ -469,7 +519,7 @@ def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):
         "--classes top,left,top": "--classes names top more than once",
         "--size abc": "--size must be N or HxW",
         "--teacher-online": "teacher_online needs a teacher",
-        f"--teacher {tmp_path}": "--teacher must be a .keras or .tflite file",
+        f"--teacher {tmp_path}": "--teacher must be a .keras, .tflite or .npy file",
         f"--init {tmp_path}": "--init must be a trained .keras model",
     }
     for option, message in cases.items():

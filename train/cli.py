@@ -1,5 +1,5 @@
-"""``python -m train``: fit, average, evaluate, evaluate-csv, baselines, report, archs. Parses,
-calls, prints."""
+"""``python -m train``: fit, average, evaluate, evaluate-csv, baselines, report, archs,
+from-torch. Parses, calls, prints."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def _check_fit_inputs(data_dir: Path, teachers: list[Path], init: Path | None) -
         raise _fail(f"DATA_DIR is not a folder: {data_dir}")
     for teacher in teachers:
         if not teacher.is_file():
-            raise _fail(f"--teacher must be a .keras or .tflite file: {teacher}")
+            raise _fail(f"--teacher must be a .keras, .tflite or .npy file: {teacher}")
     if init is not None and (not init.is_file() or init.suffix != ".keras"):
         raise _fail(f"--init must be a trained .keras model: {init}")
 
@@ -139,7 +139,8 @@ def fit(
     teacher: Annotated[
         list[Path] | None,
         typer.Option(
-            help="a .keras or .tflite model to distil from (soft targets); repeat for an ensemble"
+            help="a .keras or .tflite model to distil from (soft targets), or a .npy of "
+            "train.torchkd's teachers' predictions; repeat for an ensemble"
         ),
     ] = None,
     teacher_weight: Annotated[
@@ -502,6 +503,33 @@ def fold(
     _log(
         f"{len(models)} members: {summary['params']:,} params, "
         f"{summary['flops'] / 1e6:.1f} MFLOPs/image -> {out / 'model.keras'}"
+    )
+
+
+@app.command("from-torch")
+def from_torch(
+    checkpoint: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="a student-*.pt of train.torchkd")
+    ],
+    out: Annotated[Path, typer.Option(help="folder for model.keras + spec.json")],
+    summary: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="the run's summary.json (provenance)"),
+    ] = None,
+) -> None:
+    """Copy a student trained in PyTorch (python -m train.torchkd) into the Keras edge model,
+    checked to give the same probabilities, and save it for calibrate and convert."""
+    from train.fromtorch import port
+
+    try:
+        r = port(checkpoint, out, summary)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    except ModuleNotFoundError as exc:
+        raise _fail(f"{exc.name} is not installed (pip install torch)") from None
+    _log(
+        f"{r['params']:,} params, {r['flops'] / 1e6:.1f} MFLOPs/image; largest probability "
+        f"difference PyTorch vs Keras {r['max_difference']:.1e} -> {out / 'model.keras'}"
     )
 
 

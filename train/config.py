@@ -37,7 +37,9 @@ class FitConfig:
         limit: use at most this many train/val images (timing and smoke runs; 0 = all).
         teacher: a trained ``.keras`` or converted ``.tflite`` model to distil from, or several
             separated by commas (an ensemble); "" for none. Their predictions on each
-            un-augmented train image and its mirror, averaged, become soft targets.
+            un-augmented train image and its mirror, averaged, become soft targets. A ``.npy``
+            holds such predictions made elsewhere (``train.torchkd``'s ``teachers-train.npy``,
+            each of its teachers counting as one).
         teacher_weight: share of the soft target in the training label (the rest is one-hot).
         teacher_temperature: the teacher's probabilities are sharpened (<1) or softened (>1)
             as ``p ** (1 / T)``, renormalised.
@@ -112,6 +114,8 @@ class FitConfig:
             raise ValueError(f"teacher_weight must be in [0, 1], not {self.teacher_weight}")
         if self.teacher_online and not self.teacher:
             raise ValueError("teacher_online needs a teacher")
+        if self.teacher_online and any(t.endswith(".npy") for t in self.teacher.split(",")):
+            raise ValueError("teacher_online needs models to run, not a .npy of predictions")
         if self.grow and not self.init:
             raise ValueError("grow needs init (the model to grow from)")
         if self.teacher_temperature <= 0:

@@ -285,6 +285,32 @@ def load_keras_teacher(
     return teacher
 
 
+def load_soft_targets(
+    path: str, n_images: int, n_classes: int, labels: tuple[str, ...] | None = None
+) -> np.ndarray:
+    """Teachers' probabilities computed elsewhere (``train.torchkd`` on a GPU writes
+    ``teachers-train.npy``): one teacher ``(images, classes)`` or several ``(teachers, images,
+    classes)``, each row the mean over an un-augmented train image and its mirror, in the order
+    ``load_dataset`` gives the train images. Returns ``(teachers, images, classes)`` float32.
+
+    The labels are checked against the ``summary.json`` beside the file when there is one.
+    """
+    probs = np.load(path).astype(np.float32)
+    if probs.ndim == 2:
+        probs = probs[None]
+    if probs.ndim != 3 or probs.shape[1:] != (n_images, n_classes):
+        raise ValueError(
+            f"teacher {path} holds {probs.shape[1:]} probabilities; these data need "
+            f"({n_images}, {n_classes}): it was made from other images or labels"
+        )
+    summary = Path(path).with_name("summary.json")
+    if summary.is_file():
+        own = json.loads(summary.read_text()).get("meta", {}).get("labels")
+        if own is not None:
+            _check_labels(path, tuple(own), n_classes, labels)
+    return probs
+
+
 def load_teacher(
     path: str, n_classes: int, labels: tuple[str, ...] | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -397,12 +423,18 @@ def teacher_targets(
         soft = np.load(cache)
     if soft is None or soft.shape != (len(y), n_classes):
         soft = np.zeros((len(y), n_classes), np.float32)
-        paths = [p for p in cfg.teacher.split(",") if p]
-        for path in paths:
+        count = 0  # teachers, each weighing the same (a .npy may hold several)
+        for path in (p for p in cfg.teacher.split(",") if p):
+            if path.endswith(".npy"):
+                probs = load_soft_targets(path, len(y), n_classes, labels)
+                soft += 2 * probs.sum(axis=0)
+                count += len(probs)
+                continue
             predict = load_teacher(path, n_classes, labels)
             soft += predict(x)
             soft += predict(x[:, :, ::-1])
-        soft /= 2 * len(paths)
+            count += 1
+        soft /= 2 * count
         np.save(cache, soft.astype(np.float32))
         named.write_text(json.dumps(key))
     soft = soften(soft, cfg.teacher_temperature)

@@ -1,0 +1,130 @@
+"""train.torchkd (PyTorch teachers and student, for a GPU) and train.fromtorch (its student into
+the Keras edge model), run here on the CPU at toy sizes."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the dev extra installs torch on x86_64")
+
+from train import torchkd  # noqa: E402
+from train.torchkd import Aug, EdgeNet, augment  # noqa: E402
+
+LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def test_pack_encoding_is_lossless():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (7, 48, 48), dtype=np.uint8)
+    grey[0] = 255  # runs of equal pixels, the wrap-around of the differences
+    rgb = rng.integers(0, 256, (3, 10, 6, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(torchkd._decode(torchkd._encode(grey), 1), grey)
+    np.testing.assert_array_equal(torchkd._decode(torchkd._encode(rgb), 3), rgb)
+
+
+def test_flip_alone_mirrors_each_image_exactly_and_full_stays_in_range():
+    """The affine resample maps pixel centres onto pixel centres: with only the flip on, each
+    image comes back as itself or its exact mirror, about half of each."""
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.uniform(0, 255, (64, 1, 12, 12)).astype(np.float32))
+    g = torch.Generator().manual_seed(0)
+    flip_only = Aug(rotate=0, zoom=0, shift=0, brightness=0, contrast=0, erase=0)
+    y = augment(x, flip_only, g)
+    same = (y - x).abs().amax((1, 2, 3)) < 1e-3
+    mirrored = (y - x.flip(3)).abs().amax((1, 2, 3)) < 1e-3
+    assert bool((same | mirrored).all()) and 16 < int(mirrored.sum()) < 48
+    full = augment(x, Aug(erase=1.0), g)
+    assert full.shape == x.shape and float(full.min()) >= 0 and float(full.max()) <= 255
+    assert float((full - x).abs().mean()) > 1.0
+
+
+def test_student_copies_into_the_keras_edge_model_with_the_same_probabilities(tmp_path):
+    from train.fromtorch import port
+
+    torch.manual_seed(0)
+    net = EdgeNet(7, widths=(8, 16))
+    with torch.no_grad():  # batch-norm statistics and scales away from their initial values
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    ckpt = tmp_path / "student.pt"
+    torch.save({"state_dict": net.state_dict(), "config": net.config, "labels": LABELS}, ckpt)
+    r = port(ckpt, tmp_path / "keras")
+    assert r["max_difference"] < 1e-5
+    spec = json.loads((tmp_path / "keras" / "spec.json").read_text())
+    assert spec["labels"] == LABELS and spec["metadata"]["arch_args"]["widths"] == [8, 16]
+    from train import archs
+
+    assert r["params"] == archs.edge((48, 48, 1), 7, widths=(8, 16)).count_params()
+    # A checkpoint whose weights do not fit the architecture it names is refused.
+    bad = dict(net.config, widths=[8, 32])
+    torch.save({"state_dict": net.state_dict(), "config": bad, "labels": LABELS}, ckpt)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        port(ckpt, tmp_path / "bad")
+
+
+@pytest.mark.slow
+def test_run_trains_teachers_then_a_student_and_writes_the_few_files_a_device_returns(
+    tmp_path,
+):
+    rng = np.random.default_rng(2)
+    n, nv = 48, 16
+    meta = {
+        "data": "synthetic",
+        "labels": LABELS,
+        "protocol": "folders train/val",
+        "duplicates": {},
+        "size": 48,
+        "channels": 1,
+        "n_train": n,
+        "n_val": nv,
+    }
+    pack = tmp_path / "pack.npz"
+    np.savez(
+        pack,
+        x_train=torchkd._encode(rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)),
+        y_train=rng.integers(0, 7, n),
+        x_val=torchkd._encode(rng.integers(0, 256, (nv, 48, 48), dtype=np.uint8)),
+        y_val=rng.integers(0, 7, nv),
+        class_weights=np.ones(7, np.float32),
+        meta=np.asarray(json.dumps(meta)),
+    )
+    out = tmp_path / "out"
+    torchkd.main(
+        [
+            "run",
+            str(pack),
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--device",
+            "cpu",
+            "--batch",
+            "16",
+            "--teacher-batch",
+            "16",
+            "--teacher-seeds",
+            "1",
+            "--teacher-epochs",
+            "3",
+            "--student-epochs",
+            "3",
+            "--widths",
+            "8,16",
+        ]
+    )
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8  # what a lent machine sends back
+    assert {"run.log", "summary.json", "student-best.pt", "student-last.pt"} <= set(files)
+    assert np.load(out / "teachers-train.npy").shape == (1, n, 7)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 3 and len(summary["history"]) == 3
+    assert summary["teacher_runs"]["1"]["epochs"] == 3
+    assert summary["meta"]["labels"] == LABELS
+    ck = torch.load(out / "student-last.pt")
+    assert ck["config"]["widths"] == [8, 16] and ck["labels"] == LABELS
