@@ -523,7 +523,7 @@ def from_torch(
 
     try:
         r = port(checkpoint, out, summary)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: torch's weight-shape mismatch
         raise _fail(exc) from None
     except ModuleNotFoundError as exc:
         raise _fail(f"{exc.name} is not installed (pip install torch)") from None
