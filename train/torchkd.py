@@ -38,10 +38,12 @@ import subprocess
 import sys
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from train.augconfig import PRESETS, Augment
 
 BN_EPS = 1e-3  # Keras' BatchNormalization default; the port relies on it being the same
 
@@ -220,19 +222,7 @@ class Teacher(nn.Module):
 # ---- augmentation (train.augment's "full" preset, per batch on the device) -------------------
 
 
-@dataclass
-class Aug:
-    flip: bool = True
-    rotate: float = 10.0
-    zoom: float = 0.10
-    shift: float = 0.10
-    brightness: float = 0.2
-    contrast: float = 0.2
-    erase: float = 0.25
-    mixup: float = 0.0
-
-
-def augment(x: torch.Tensor, aug: Aug, g: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, aug: Augment, g: torch.Generator) -> torch.Tensor:
     """x: (n, c, h, w) float 0..255. Same transforms as train.augment.augment_batch (without
     mixup): one affine resample with reflection, contrast/brightness, clip, random erasing."""
     n, _, h, w = x.shape
@@ -312,7 +302,7 @@ class Plan:
     temperature: float = 2.0  # student: KD temperature on both sides (Hinton et al. 2015)
     widths: tuple[int, ...] = (48, 96, 192, 192)
     ema: float = 0.999
-    aug: Aug = field(default_factory=Aug)
+    aug: Augment = PRESETS["full"]
 
 
 def lr_at(plan: Plan, step: int, steps_per_epoch: int, epochs: int) -> float:
@@ -542,7 +532,7 @@ def run_student(args, teacher_paths: list[Path], log) -> dict:
         weight_decay=0.05,
         temperature=args.temperature,
         widths=widths,
-        aug=Aug(mixup=args.mixup),
+        aug=replace(PRESETS["full"], mixup=args.mixup),
     )
 
     def save(m, tag):

@@ -1,0 +1,38 @@
+"""Augmentation strengths and presets, without TensorFlow: ``train.augment`` applies them in
+tf.data, ``train.torchkd`` on a GPU in PyTorch (a machine that has no TensorFlow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Augmentation strengths; 0 switches one off.
+
+    Attributes:
+        flip: horizontal flips (faces are near-symmetric).
+        rotate: maximum rotation in degrees (uniform in +-rotate).
+        zoom: maximum relative zoom in or out.
+        shift: maximum translation as a fraction of the side.
+        brightness: maximum additive change as a fraction of 255.
+        contrast: maximum relative contrast change around each image's mean.
+        erase: probability of random erasing (one 2-25% rectangle of noise).
+        mixup: mixup alpha (Beta(alpha, alpha) mixing of batch pairs).
+    """
+
+    flip: bool = True
+    rotate: float = 10.0
+    zoom: float = 0.10
+    shift: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    erase: float = 0.0
+    mixup: float = 0.0
+
+
+PRESETS = {
+    "none": Augment(flip=False, rotate=0.0, zoom=0.0),
+    "report": Augment(),  # the reference report: flip, +-10 degrees, 10% zoom
+    "full": Augment(shift=0.10, brightness=0.2, contrast=0.2, erase=0.25),
+}
