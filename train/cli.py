@@ -506,6 +506,32 @@ def fold(
     )
 
 
+@app.command("from-tflite")
+def from_tflite(
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="an int8 edge model (.tflite)")
+    ],
+    data_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="its training data (folders)")
+    ],
+    out: Annotated[Path, typer.Option(help="folder for model.keras + spec.json")],
+) -> None:
+    """Rebuild a trainable Keras model from an int8 edge model (the shipped one, say) for
+    fit --init: its runs/ checkpoints need not be kept. Checked against the int8 model."""
+    from train.fromtflite import from_tflite as rebuild
+
+    try:
+        r = rebuild(model, data_dir, out)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    _log(
+        f"{r['params']:,} params, {r['flops'] / 1e6:.1f} MFLOPs/image; top-1 agreement with "
+        f"the int8 model {r['agreement']:.3f} on {r['images']:,} train images (with batch "
+        f"statistics {r['batch_statistics_agreement']:.3f}); temperature "
+        f"{r['temperature_undone']:g} undone -> {out / 'model.keras'}"
+    )
+
+
 @app.command("from-torch")
 def from_torch(
     checkpoint: Annotated[

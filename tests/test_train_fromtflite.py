@@ -1,0 +1,75 @@
+"""train from-tflite: a trainable Keras edge model rebuilt from an int8 edgefer model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import LABELS, SIZE, synth_images
+from edgefer.spec import ModelSpec
+
+ARCH_ARGS = {"stem": [4], "widths": [8, 16]}
+
+
+@pytest.fixture(scope="module")
+def tiny_edge(tmp_path_factory):
+    """A tiny edge model trained a little, calibrated at T 0.5, converted to int8; returns the
+    int8 file, the uncalibrated Keras model and the training images."""
+    from edgefer.convert import convert
+    from train import archs
+    from train.calibrate import with_temperature
+    from train.tfenv import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = synth_images(600, seed=0)
+    model = archs.edge((SIZE, SIZE, 1), len(LABELS), stem=(4,), widths=(8, 16))
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x.astype(np.float32), y, epochs=4, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("edge")
+    with_temperature(model, 0.5).save(folder / "model.keras")
+    spec = ModelSpec(
+        labels=LABELS,
+        input_size=(SIZE, SIZE),
+        channels=1,
+        name="tiny-edge",
+        metadata={"arch": "edge", "arch_args": ARCH_ARGS, "temperature": 0.5},
+    )
+    (folder / "spec.json").write_text(spec.to_json())
+    images = folder / "images"
+    for i, (img, label) in enumerate(zip(x[:150], y[:150], strict=True)):
+        (images / LABELS[label]).mkdir(parents=True, exist_ok=True)
+        keras.utils.save_img(images / LABELS[label] / f"{i}.png", img, scale=False)
+    int8 = folder / "edge-int8.tflite"
+    convert(folder / "model.keras", int8, quantize="int8", calibration_dir=images)
+    return int8, model, x
+
+
+def test_rebuilt_model_is_the_uncalibrated_float_network(tiny_edge):
+    from train.fromtflite import rebuild
+
+    int8, original, x = tiny_edge
+    rng = np.random.default_rng(1)
+    sample = x[rng.permutation(len(x))]
+    model, spec, report = rebuild(int8.read_bytes(), sample)
+    assert report["agreement"] >= 0.97
+    assert report["temperature_undone"] == 0.5
+    assert report["params"] == original.count_params()
+    assert "temperature" not in spec.metadata and spec.labels == LABELS
+    assert spec.metadata["arch_args"] == ARCH_ARGS
+    # Its probabilities are the uncalibrated model's (within int8 weight rounding), not the
+    # sharper calibrated ones that the int8 file gives.
+    ours = np.asarray(model.predict(sample.astype(np.float32), verbose=0))
+    theirs = np.asarray(original.predict(sample.astype(np.float32), verbose=0))
+    assert np.abs(ours - theirs).mean() < 0.02
+    assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.97
+    # Training mode (batch statistics) computes nearly the same function: a warm start keeps it.
+    batch = np.asarray(model(sample[:256].astype(np.float32), training=True))
+    assert (batch.argmax(1) == ours[:256].argmax(1)).mean() >= 0.9
+
+
+def test_a_model_that_is_not_an_edge_network_is_refused(int8_model, tiny_edge):
+    from train.fromtflite import rebuild
+
+    x = tiny_edge[2]
+    with pytest.raises(ValueError, match="not an edge model"):
+        rebuild(int8_model.read_bytes(), x[:64])  # conv + flatten + dense: has a RESHAPE

@@ -1,0 +1,195 @@
+"""Rebuild a trainable Keras ``edge`` model from an int8 edgefer model, to warm-start ``fit``.
+
+What for: a trained model's Keras file and checkpoints live in ``runs/``, which is not kept with
+the project; the shipped int8 model is. Its weights, dequantized, give back the float network
+(top-1 agreement with the int8 model is measured and must reach ``MIN_AGREEMENT``).
+
+The converter folded each batch-norm into the conv before it, and ``Rescaling(1/255)`` into the
+first conv. Folded, a conv computes ``W*x + b``. Put back as a conv with batch-norm at inference
+statistics (mean 0, variance 1) it would compute the same, but in training the batch-norm
+normalises by the batch's own statistics, which would change the function at the first step. So
+each batch-norm is split out again from the statistics of ``W*x`` over training images (mean
+``m``, standard deviation ``s`` per channel): kernel ``W/s``, batch-norm mean ``m/s``, variance
+``1 - eps``, scale ``s``, offset ``b + m``. That is ``W*x + b`` at inference, and close to it with
+batch statistics. The calibration temperature folded into the dense layer is undone (``fit``
+trains the uncalibrated model; ``calibrate`` fits a temperature again).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefer.spec import ModelSpec, flatbuffer, read_spec
+from train import archs
+from train.flops import count_flops
+from train.tfenv import keras
+
+#: Fewest top-1 answers, as a fraction, that the rebuilt float model must share with the int8 one.
+MIN_AGREEMENT = 0.97
+#: Largest probability change allowed when the batch-norms are split out (float32).
+TOLERANCE = 1e-4
+#: The ops of an int8 ``edge`` model; anything else is another architecture.
+EDGE_OPS = {"CONV_2D", "MAX_POOL_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "DELEGATE"}
+
+
+def _created(layer) -> int:
+    m = re.search(r"_(\d+)$", layer.name)
+    return int(m.group(1)) if m else 0
+
+
+class _Int8Model:
+    """The int8 model's dequantized weights, and a way to run it."""
+
+    def __init__(self, blob: bytes) -> None:
+        from edgefer.runtime import load_runtime
+
+        interpreter = load_runtime().interpreter_class
+        self.interpreter = interpreter(model_content=flatbuffer(blob), num_threads=2)
+        self.interpreter.allocate_tensors()
+        self.tensors = {d["index"]: d for d in self.interpreter.get_tensor_details()}
+        self.ops = self.interpreter._get_ops_details()
+
+    def weights(self, index: int) -> np.ndarray:
+        q = self.interpreter.get_tensor(index).astype(np.float32)
+        qp = self.tensors[index]["quantization_parameters"]
+        scales, zeros = qp["scales"], qp["zero_points"]
+        if len(scales) == 0:
+            raise ValueError("not an int8 model: a weight tensor has no quantization")
+        shape = [1] * q.ndim
+        if len(scales) > 1:
+            shape[qp["quantized_dimension"]] = -1
+        return (q - np.reshape(zeros, shape)) * np.reshape(scales, shape)
+
+    def predict(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
+        it = self.interpreter
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        if inp["dtype"] != np.int8:
+            raise ValueError(f"not an int8 model: its input is {np.dtype(inp['dtype']).name}")
+        scale, zero = inp["quantization"]
+        results = []
+        for i in range(0, len(x), batch):
+            xb = x[i : i + batch].astype(np.float32)
+            it.resize_tensor_input(inp["index"], list(xb.shape))
+            it.allocate_tensors()
+            q = np.clip(np.round(xb / scale + zero), -128, 127).astype(np.int8)
+            it.set_tensor(inp["index"], q)
+            it.invoke()
+            results.append(it.get_tensor(out["index"]))
+        return np.concatenate(results)
+
+
+def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, dict[str, Any]]:
+    """The float Keras ``edge`` model of the int8 edgefer model ``blob``.
+
+    ``images``: uint8 training images at the model's input size in random order, for the
+    batch-norm statistics and the agreement checks (a few thousand are plenty; the first 512
+    make the batch whose statistics are tried).
+
+    Raises:
+        ValueError: not an int8 edgefer ``edge`` model, or the rebuilt model does not agree with
+            it.
+    """
+    spec = read_spec(blob)
+    if spec is None:
+        raise ValueError("no edgefer spec in the model: not made by edgefer convert")
+    if spec.output != "probabilities" or tuple(spec.mean) != (0.0,) * len(spec.mean):
+        raise ValueError("only models of raw 0-255 pixels in and probabilities out are rebuilt")
+    meta = spec.metadata
+    if meta.get("arch", "edge") != "edge":
+        raise ValueError(f"only the edge architecture is rebuilt, not {meta['arch']!r}")
+    int8 = _Int8Model(blob)
+    other = sorted({op["op_name"] for op in int8.ops} - EDGE_OPS)
+    if other:
+        raise ValueError(f"not an edge model: it has {', '.join(other)} ops")
+    convs: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+    dense = None
+    for op in int8.ops:
+        if op["op_name"] == "CONV_2D":
+            w = int8.weights(op["inputs"][1]).transpose(1, 2, 3, 0)  # to (kh, kw, in, out)
+            convs[w.shape] = (w, int8.weights(op["inputs"][2]))
+        elif op["op_name"] == "FULLY_CONNECTED":
+            dense = (int8.weights(op["inputs"][1]).T, int8.weights(op["inputs"][2]))
+    kwargs = {k: tuple(v) for k, v in meta.get("arch_args", {}).items() if k in ("stem", "widths")}
+    height, width = spec.input_size
+    model = archs.edge((height, width, spec.channels), len(spec.labels), **kwargs)
+    layers = keras.layers
+    conv_layers = sorted((x for x in model.layers if isinstance(x, layers.Conv2D)), key=_created)
+    norms = sorted(
+        (x for x in model.layers if isinstance(x, layers.BatchNormalization)), key=_created
+    )
+    shapes = sorted(tuple(c.kernel.shape) for c in conv_layers)
+    if dense is None or sorted(convs) != shapes:
+        raise ValueError(
+            f"its convolutions do not make an edge network with {kwargs or 'defaults'}"
+        )
+    folded = []
+    for k, (conv, norm) in enumerate(zip(conv_layers, norms, strict=True)):
+        w, b = convs[tuple(conv.kernel.shape)]
+        if k == 0:
+            w = w * 255.0  # Rescaling(1/255) is folded into the first conv
+        conv.set_weights([w])
+        norm.set_weights([np.ones_like(b), b, np.zeros_like(b), np.full_like(b, 1 - norm.epsilon)])
+        folded.append((w, b))
+    temperature = float(meta.get("temperature", 1.0))
+    head = next(x for x in model.layers if isinstance(x, layers.Dense))
+    head.set_weights([dense[0] * temperature, dense[1] * temperature])
+
+    x = images.astype(np.float32)
+    before = np.asarray(model.predict(x, batch_size=256, verbose=0))
+    probe = keras.Model(model.input, [c.output for c in conv_layers])
+    for (conv, norm), (w, b), out in zip(
+        zip(conv_layers, norms, strict=True),
+        folded,
+        probe.predict(x, batch_size=256, verbose=0),
+        strict=True,
+    ):
+        m = out.mean(axis=(0, 1, 2))
+        s = out.std(axis=(0, 1, 2)) + 1e-6
+        conv.set_weights([w / s])
+        norm.set_weights([s, b + m, m / s, np.full_like(m, 1 - norm.epsilon)])
+    after = np.asarray(model.predict(x, batch_size=256, verbose=0))
+    diff = float(np.abs(after - before).max())
+    if diff > TOLERANCE:
+        raise ValueError(f"splitting the batch-norms out changed the probabilities by {diff:.1e}")
+    agreement = float((after.argmax(1) == int8.predict(x).argmax(1)).mean())
+    if agreement < MIN_AGREEMENT:
+        raise ValueError(
+            f"the rebuilt float model agrees with the int8 one on only {agreement:.3f} of "
+            f"{len(x)} images (at least {MIN_AGREEMENT} expected)"
+        )
+    training = np.asarray(model(x[:512], training=True))
+    report = {
+        "agreement": agreement,
+        "batch_statistics_agreement": float((training.argmax(1) == after[:512].argmax(1)).mean()),
+        "split_difference": diff,
+        "temperature_undone": temperature,
+        "params": int(model.count_params()),
+        "flops": int(count_flops(model)),
+        "images": len(x),
+    }
+    metadata = {k: v for k, v in meta.items() if k not in ("temperature", "temperature_fitted_on")}
+    metadata["rebuilt_from_int8"] = {k: report[k] for k in ("agreement", "temperature_undone")}
+    return model, ModelSpec(**{**spec.__dict__, "metadata": metadata}), report
+
+
+def from_tflite(model_path: Path, data_dir: Path, out: Path, samples: int = 4096) -> dict[str, Any]:
+    """Rebuild ``model_path`` with ``samples`` train images of ``data_dir``; write
+    ``out/model.keras`` and ``spec.json`` beside it. Returns the report (see ``rebuild``)."""
+    from train.data import load_dataset
+    from train.fit import CACHE_DIR
+
+    spec = read_spec(model_path.read_bytes())
+    if spec is None:
+        raise ValueError(f"{model_path}: no edgefer spec in the model: not made by edgefer convert")
+    data = load_dataset(data_dir, spec.input_size, spec.channels, spec.labels, cache_dir=CACHE_DIR)
+    x = data.splits["train"].x
+    pick = np.random.default_rng(0).choice(len(x), min(samples, len(x)), replace=False)
+    model, rebuilt, report = rebuild(model_path.read_bytes(), x[pick])
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    (out / "spec.json").write_text(rebuilt.to_json() + "\n")
+    return report
