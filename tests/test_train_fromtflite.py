@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import LABELS, SIZE, synth_images
+
 from edgefer.spec import ModelSpec
 
 ARCH_ARGS = {"stem": [4], "widths": [8, 16]}
@@ -54,7 +54,8 @@ def test_rebuilt_model_is_the_uncalibrated_float_network(tiny_edge):
     assert report["agreement"] >= 0.97
     assert report["temperature_undone"] == 0.5
     assert report["params"] == original.count_params()
-    assert "temperature" not in spec.metadata and spec.labels == LABELS
+    assert spec.labels == LABELS
+    assert not {"temperature", "quantization", "calibration_data"} & set(spec.metadata)
     assert spec.metadata["arch_args"] == ARCH_ARGS
     # Its probabilities are the uncalibrated model's (within int8 weight rounding), not the
     # sharper calibrated ones that the int8 file gives.

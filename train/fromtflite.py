@@ -32,6 +32,16 @@ from train.tfenv import keras
 MIN_AGREEMENT = 0.97
 #: Largest probability change allowed when the batch-norms are split out (float32).
 TOLERANCE = 1e-4
+#: Spec metadata that ``calibrate`` and ``convert`` added, which the rebuilt model does not have.
+_NOT_OF_THE_FLOAT_MODEL = {
+    "temperature",
+    "temperature_fitted_on",
+    "quantization",
+    "converter",
+    "source_model",
+    "calibration_images",
+    "calibration_data",
+}
 #: The ops of an int8 ``edge`` model; anything else is another architecture.
 EDGE_OPS = {"CONV_2D", "MAX_POOL_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "DELEGATE"}
 
@@ -96,7 +106,8 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
     spec = read_spec(blob)
     if spec is None:
         raise ValueError("no edgefer spec in the model: not made by edgefer convert")
-    if spec.output != "probabilities" or tuple(spec.mean) != (0.0,) * len(spec.mean):
+    raw = set(spec.mean) == {0.0} and set(spec.std) == {1.0}
+    if spec.output != "probabilities" or not raw:
         raise ValueError("only models of raw 0-255 pixels in and probabilities out are rebuilt")
     meta = spec.metadata
     if meta.get("arch", "edge") != "edge":
@@ -171,7 +182,7 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
         "flops": int(count_flops(model)),
         "images": len(x),
     }
-    metadata = {k: v for k, v in meta.items() if k not in ("temperature", "temperature_fitted_on")}
+    metadata = {k: v for k, v in meta.items() if k not in _NOT_OF_THE_FLOAT_MODEL}
     metadata["rebuilt_from_int8"] = {k: report[k] for k in ("agreement", "temperature_undone")}
     return model, ModelSpec(**{**spec.__dict__, "metadata": metadata}), report
 
@@ -189,6 +200,7 @@ def from_tflite(model_path: Path, data_dir: Path, out: Path, samples: int = 4096
     x = data.splits["train"].x
     pick = np.random.default_rng(0).choice(len(x), min(samples, len(x)), replace=False)
     model, rebuilt, report = rebuild(model_path.read_bytes(), x[pick])
+    rebuilt.metadata["rebuilt_from_int8"]["model"] = model_path.name
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
     (out / "spec.json").write_text(rebuilt.to_json() + "\n")
