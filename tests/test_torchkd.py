@@ -62,6 +62,26 @@ def test_student_copies_into_the_keras_edge_model_with_the_same_probabilities(tm
     from train import archs
 
     assert r["params"] == archs.edge((48, 48, 1), 7, widths=(8, 16)).count_params()
+    # And back: the Keras model into a student checkpoint gives the same weights again.
+    from train.fromtorch import to_torch
+
+    back = to_torch(tmp_path / "keras" / "model.keras", tmp_path / "back.pt")
+    assert back["max_difference"] < 1e-5 and back["fresh_layers"] == 0
+    again = torch.load(tmp_path / "back.pt")
+    assert again["labels"] == LABELS and again["config"] == net.config
+    for name, value in net.state_dict().items():
+        if not name.endswith("num_batches_tracked"):
+            torch.testing.assert_close(again["state_dict"][name], value.float())
+    # Grown into a third stage: the new residual branch (2 convs, 2 batch-norms) starts at zero.
+    grown = to_torch(
+        tmp_path / "keras" / "model.keras", tmp_path / "grown.pt", {"widths": [8, 16, 16]}
+    )
+    assert grown["fresh_layers"] == 4 and grown["widths"] == [8, 16, 16]
+    sd = torch.load(tmp_path / "grown.pt")["state_dict"]
+    assert float(sd["stages.2.b.1.weight"].abs().max()) == 0.0
+    torch.testing.assert_close(sd["stages.1.b.1.weight"], net.stages[1].b[1].weight.detach())
+    with pytest.raises(ValueError, match="not a part of this architecture"):
+        to_torch(tmp_path / "keras" / "model.keras", tmp_path / "x.pt", {"widths": [8, 32]})
     # A checkpoint whose weights do not fit the architecture it names is refused.
     bad = dict(net.config, widths=[8, 32])
     torch.save({"state_dict": net.state_dict(), "config": bad, "labels": LABELS}, ckpt)
@@ -130,3 +150,15 @@ def test_run_trains_teachers_then_a_student_and_writes_the_few_files_a_device_re
     assert summary["meta"]["labels"] == LABELS
     ck = torch.load(out / "student-last.pt")
     assert ck["config"]["widths"] == [8, 16] and ck["labels"] == LABELS
+    # A second run starts its student from that one (no teachers: trained on the labels).
+    again = tmp_path / "again"
+    common = ["--work", str(tmp_path / "w2"), "--device", "cpu", "--batch", "16"]
+    common += ["--teacher-seeds", "", "--student-epochs", "1", "--widths", "8,16"]
+    init = ["--student-init", str(out / "student-last.pt")]
+    torchkd.main(["run", str(pack), "--out", str(again), *common, *init])
+    log = (again / "run.log").read_text()
+    last_val = summary["history"][-1]["raw"]
+    assert f"student starts from {out / 'student-last.pt'}: val {last_val:.4f}" in log
+    assert json.loads((again / "summary.json").read_text())["student_init"].endswith("last.pt")
+    with pytest.raises(SystemExit, match="not widths"):
+        torchkd.main(["run", str(pack), "--out", str(tmp_path / "x"), *common[:-1], "8,32", *init])

@@ -506,6 +506,34 @@ def fold(
     )
 
 
+@app.command("to-torch")
+def to_torch(
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="a Keras edge model (.keras)")
+    ],
+    out: Annotated[Path, typer.Option(help="the student checkpoint to write (.pt)")],
+    arch_args: Annotated[
+        str,
+        typer.Option(help='JSON, a larger student to grow the model into: {"widths": [...]}'),
+    ] = "",
+) -> None:
+    """Copy a Keras edge model into a train.torchkd student checkpoint, for torchkd run
+    --student-init on a GPU; checked to give the same probabilities."""
+    from train.fromtorch import to_torch as port_back
+
+    try:
+        grown = json.loads(arch_args) if arch_args else None
+        r = port_back(model, out, grown)
+    except (ValueError, RuntimeError) as exc:
+        raise _fail(exc) from None
+    except ModuleNotFoundError as exc:
+        raise _fail(f"{exc.name} is not installed (pip install torch)") from None
+    _log(
+        f"{r['params']:,} params, widths {r['widths']}, {r['fresh_layers']} new layers; largest "
+        f"probability difference Keras vs PyTorch {r['max_difference']:.1e} -> {out}"
+    )
+
+
 @app.command("from-tflite")
 def from_tflite(
     model: Annotated[

@@ -17,7 +17,6 @@ trains the uncalibrated model; ``calibrate`` fits a temperature again).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 from edgefer.spec import ModelSpec, flatbuffer, read_spec
 from train import archs
 from train.flops import count_flops
+from train.fromtorch import edge_layers
 from train.tfenv import keras
 
 #: Fewest top-1 answers, as a fraction, that the rebuilt float model must share with the int8 one.
@@ -44,11 +44,6 @@ _NOT_OF_THE_FLOAT_MODEL = {
 }
 #: The ops of an int8 ``edge`` model; anything else is another architecture.
 EDGE_OPS = {"CONV_2D", "MAX_POOL_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "DELEGATE"}
-
-
-def _created(layer) -> int:
-    m = re.search(r"_(\d+)$", layer.name)
-    return int(m.group(1)) if m else 0
 
 
 class _Int8Model:
@@ -127,11 +122,7 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
     kwargs = {k: tuple(v) for k, v in meta.get("arch_args", {}).items() if k in ("stem", "widths")}
     height, width = spec.input_size
     model = archs.edge((height, width, spec.channels), len(spec.labels), **kwargs)
-    layers = keras.layers
-    conv_layers = sorted((x for x in model.layers if isinstance(x, layers.Conv2D)), key=_created)
-    norms = sorted(
-        (x for x in model.layers if isinstance(x, layers.BatchNormalization)), key=_created
-    )
+    conv_layers, norms, heads = edge_layers(model)
     shapes = sorted(tuple(c.kernel.shape) for c in conv_layers)
     if dense is None or sorted(convs) != shapes:
         raise ValueError(
@@ -146,7 +137,7 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
         norm.set_weights([np.ones_like(b), b, np.zeros_like(b), np.full_like(b, 1 - norm.epsilon)])
         folded.append((w, b))
     temperature = float(meta.get("temperature", 1.0))
-    head = next(x for x in model.layers if isinstance(x, layers.Dense))
+    head = heads[0]
     head.set_weights([dense[0] * temperature, dense[1] * temperature])
 
     x = images.astype(np.float32)

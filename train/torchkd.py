@@ -346,9 +346,12 @@ def accuracy(p: torch.Tensor, y: torch.Tensor) -> float:
     return float((p.argmax(1) == y).float().mean())
 
 
-def train(plan: Plan, data: dict, dev: torch.device, log, teachers=(), save=None) -> dict:
+def train(
+    plan: Plan, data: dict, dev: torch.device, log, teachers=(), save=None, init=None
+) -> dict:
     """Train one network; returns its history. ``save(model, tag)`` is called with the best
-    (by val accuracy, raw or EMA weights) and the last weights."""
+    (by val accuracy, raw or EMA weights) and the last weights. ``init``: a student's starting
+    weights (a ``state_dict``) instead of a random initialisation."""
     torch.manual_seed(plan.seed)
     g = torch.Generator(device=dev)
     g.manual_seed(plan.seed)
@@ -369,7 +372,10 @@ def train(plan: Plan, data: dict, dev: torch.device, log, teachers=(), save=None
             nesterov=True,
         )
     else:
-        model = EdgeNet(n_classes, widths=plan.widths).to(dev)
+        model = EdgeNet(n_classes, widths=plan.widths)
+        if init is not None:
+            model.load_state_dict(init)
+        model = model.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -503,6 +509,16 @@ def run_teacher(args) -> None:
     log(f"teacher {args.seed}: val {summary['val_acc_last_mirror']:.4f} (with mirror)")
 
 
+def load_student(ck: dict, dev: torch.device | str = "cpu") -> EdgeNet:
+    """The student of a ``student-*.pt`` checkpoint (as loaded), in eval mode."""
+    c = ck["config"]
+    net = EdgeNet(
+        len(ck["labels"]), stem=tuple(c["stem"]), widths=tuple(c["widths"]), dropout=c["dropout"]
+    )
+    net.load_state_dict(ck["state_dict"])
+    return net.to(dev).eval()
+
+
 def run_student(args, teacher_paths: list[Path], log) -> dict:
     dev = torch.device(args.device)
     data = load_pack(args.pack)
@@ -522,6 +538,16 @@ def run_student(args, teacher_paths: list[Path], log) -> dict:
         ens = accuracy(predict(teachers, xv, dev), yv)
         log(f"teachers: {len(teachers)}, ensemble val {ens:.4f} (with mirrors)")
     widths = tuple(int(w) for w in args.widths.split(","))
+    init = None
+    if args.student_init:
+        ck = torch.load(args.student_init, map_location="cpu")
+        if list(ck["labels"]) != list(data["meta"]["labels"]):
+            raise SystemExit(f"--student-init labels {ck['labels']} are not the data's")
+        if tuple(ck["config"]["widths"]) != widths or tuple(ck["config"]["stem"]) != (16, 32):
+            raise SystemExit(f"--student-init is a {ck['config']} network, not widths {widths}")
+        init = ck["state_dict"]
+        val = accuracy(predict([load_student(ck, dev)], xv, dev, mirror=False), yv)
+        log(f"student starts from {args.student_init}: val {val:.4f}")
     plan = Plan(
         "student",
         seed=args.seed,
@@ -542,10 +568,11 @@ def run_student(args, teacher_paths: list[Path], log) -> dict:
             out / f"student-{tag}.pt",
         )
 
-    r = train(plan, data, dev, log, teachers=teachers, save=save)
+    r = train(plan, data, dev, log, teachers=teachers, save=save, init=init)
     summary = {k: r[k] for k in ("plan", "epochs", "history", "best")}
     summary["teachers"] = [str(p.name) for p in teacher_paths]
     summary["teachers_val"] = ens if teachers else None
+    summary["student_init"] = str(args.student_init or "")
     summary["meta"] = data["meta"]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log(
@@ -640,6 +667,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--widths", default="48,96,192,192")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--mixup", type=float, default=0.2)
+    p.add_argument(
+        "--student-init", type=Path, help="start the student from this checkpoint (train to-torch)"
+    )
     args = ap.parse_args(argv)
     if args.cmd == "pack":
         print(json.dumps(pack(args.data, args.out), indent=1))
