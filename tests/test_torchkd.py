@@ -160,5 +160,8 @@ def test_run_trains_teachers_then_a_student_and_writes_the_few_files_a_device_re
     last_val = summary["history"][-1]["raw"]
     assert f"student starts from {out / 'student-last.pt'}: val {last_val:.4f}" in log
     assert json.loads((again / "summary.json").read_text())["student_init"].endswith("last.pt")
+    # A student of other widths is refused before any teacher trains.
+    wrong = [*common[:-1], "8,32", "--teacher-seeds", "1", "--teacher-epochs", "1"]
     with pytest.raises(SystemExit, match="not widths"):
-        torchkd.main(["run", str(pack), "--out", str(tmp_path / "x"), *common[:-1], "8,32", *init])
+        torchkd.main(["run", str(pack), "--out", str(tmp_path / "x"), *wrong, *init])
+    assert not (tmp_path / "w2" / "teacher-1.log").exists()

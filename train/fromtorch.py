@@ -165,16 +165,17 @@ def to_torch(model_path: Path, out: Path, arch_args: dict[str, Any] | None = Non
     """
     import torch
 
-    from train.fit import load_keras_teacher, warm_start
+    from train.fit import warm_start
     from train.torchkd import EdgeNet
 
-    spec = ModelSpec.from_json(Path(model_path).with_name("spec.json").read_text())
+    spec_path = Path(model_path).with_name("spec.json")
+    if not spec_path.is_file():
+        raise ValueError(f"{model_path}: no spec.json beside it (labels, input size)")
+    spec = ModelSpec.from_json(spec_path.read_text())
     labels = spec.labels
-    source = load_keras_teacher(str(model_path), len(labels), labels)
-    if tuple(source.input_shape[1:]) != (48, 48, 1):
-        raise ValueError(
-            f"{model_path}: torchkd students take 48x48 grey, not {source.input_shape}"
-        )
+    if (*spec.input_size, spec.channels) != (48, 48, 1):
+        size = f"{spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}"
+        raise ValueError(f"{model_path}: torchkd students take 48x48x1 images, not {size}")
     stored = spec.metadata.get("arch_args", {})
     args = {"stem": (16, 32), "widths": (48, 96, 192), **stored, **(arch_args or {})}
     stem, widths = tuple(args["stem"]), tuple(args["widths"])

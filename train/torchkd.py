@@ -519,6 +519,21 @@ def load_student(ck: dict, dev: torch.device | str = "cpu") -> EdgeNet:
     return net.to(dev).eval()
 
 
+def student_init(args, labels: list[str]) -> dict:
+    """The ``--student-init`` checkpoint, if it is a student of this run's labels and widths.
+
+    Raises:
+        SystemExit: it is not.
+    """
+    ck = torch.load(args.student_init, map_location="cpu")
+    widths = tuple(int(w) for w in args.widths.split(","))
+    if list(ck["labels"]) != list(labels):
+        raise SystemExit(f"--student-init labels {ck['labels']} are not the data's {labels}")
+    if tuple(ck["config"]["widths"]) != widths or tuple(ck["config"]["stem"]) != (16, 32):
+        raise SystemExit(f"--student-init is a {ck['config']} network, not widths {widths}")
+    return ck
+
+
 def run_student(args, teacher_paths: list[Path], log) -> dict:
     dev = torch.device(args.device)
     data = load_pack(args.pack)
@@ -540,11 +555,7 @@ def run_student(args, teacher_paths: list[Path], log) -> dict:
     widths = tuple(int(w) for w in args.widths.split(","))
     init = None
     if args.student_init:
-        ck = torch.load(args.student_init, map_location="cpu")
-        if list(ck["labels"]) != list(data["meta"]["labels"]):
-            raise SystemExit(f"--student-init labels {ck['labels']} are not the data's")
-        if tuple(ck["config"]["widths"]) != widths or tuple(ck["config"]["stem"]) != (16, 32):
-            raise SystemExit(f"--student-init is a {ck['config']} network, not widths {widths}")
+        ck = student_init(args, data["meta"]["labels"])
         init = ck["state_dict"]
         val = accuracy(predict([load_student(ck, dev)], xv, dev, mirror=False), yv)
         log(f"student starts from {args.student_init}: val {val:.4f}")
@@ -587,6 +598,8 @@ def run_all(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     log = make_logger(out / "run.log")
+    if args.student_init:  # before the teachers spend minutes of a lent GPU
+        student_init(args, load_pack(args.pack)["meta"]["labels"])
     if args.device == "cuda":
         log(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     seeds = [int(s) for s in args.teacher_seeds.split(",")] if args.teacher_seeds else []
