@@ -523,6 +523,9 @@ def to_torch(
 
     try:
         grown = json.loads(arch_args) if arch_args else None
+    except ValueError as exc:
+        raise _fail(f"--arch-args is not JSON: {exc}") from None
+    try:
         r = port_back(model, out, grown)
     except (ValueError, RuntimeError) as exc:
         raise _fail(exc) from None
