@@ -165,3 +165,20 @@ def test_run_trains_teachers_then_a_student_and_writes_the_few_files_a_device_re
     with pytest.raises(SystemExit, match="not widths"):
         torchkd.main(["run", str(pack), "--out", str(tmp_path / "x"), *wrong, *init])
     assert not (tmp_path / "w2" / "teacher-1.log").exists()
+
+
+def test_to_torch_usage_errors_are_one_line_with_status_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from train import archs
+    from train.cli import app
+
+    model = tmp_path / "model.keras"
+    archs.edge((48, 48, 1), 7, widths=(8, 16)).save(model)
+    runner = CliRunner()
+    no_spec = runner.invoke(app, ["to-torch", str(model), "--out", str(tmp_path / "a.pt")])
+    assert no_spec.exit_code == 2 and "no spec.json beside it" in no_spec.output
+    bad_json = ["to-torch", str(model), "--out", str(tmp_path / "b.pt"), "--arch-args", "{"]
+    result = runner.invoke(app, bad_json)
+    assert result.exit_code == 2 and "--arch-args is not JSON" in result.output
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
