@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -54,6 +56,17 @@ def _json(text: str, option: str) -> dict:
     if not isinstance(value, dict):
         raise _fail(f"{option} must be a JSON object, not {text}")
     return value
+
+
+@contextmanager
+def _torch_errors() -> Iterator[None]:
+    """What the commands that copy between Keras and PyTorch raise, as usage errors."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: torch's weight-shape mismatch
+        raise _fail(exc) from None
+    except ModuleNotFoundError as exc:
+        raise _fail(f"{exc.name} is not installed (pip install torch)") from None
 
 
 def _augment(preset: str, args: str):
@@ -521,16 +534,9 @@ def to_torch(
     --student-init on a GPU; checked to give the same probabilities."""
     from train.fromtorch import to_torch as port_back
 
-    try:
-        grown = json.loads(arch_args) if arch_args else None
-    except ValueError as exc:
-        raise _fail(f"--arch-args is not JSON: {exc}") from None
-    try:
+    grown = _json(arch_args, "--arch-args") if arch_args else None
+    with _torch_errors():
         r = port_back(model, out, grown)
-    except (ValueError, RuntimeError) as exc:
-        raise _fail(exc) from None
-    except ModuleNotFoundError as exc:
-        raise _fail(f"{exc.name} is not installed (pip install torch)") from None
     _log(
         f"{r['params']:,} params, widths {r['widths']}, {r['fresh_layers']} new layers; largest "
         f"probability difference Keras vs PyTorch {r['max_difference']:.1e} -> {out}"
@@ -578,12 +584,8 @@ def from_torch(
     checked to give the same probabilities, and save it for calibrate and convert."""
     from train.fromtorch import port
 
-    try:
+    with _torch_errors():
         r = port(checkpoint, out, summary)
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: torch's weight-shape mismatch
-        raise _fail(exc) from None
-    except ModuleNotFoundError as exc:
-        raise _fail(f"{exc.name} is not installed (pip install torch)") from None
     _log(
         f"{r['params']:,} params, {r['flops'] / 1e6:.1f} MFLOPs/image; largest probability "
         f"difference PyTorch vs Keras {r['max_difference']:.1e} -> {out / 'model.keras'}"

@@ -95,11 +95,17 @@ def _decode(blob: np.ndarray, channels: int) -> np.ndarray:
     return x[..., 0] if channels == 1 else x
 
 
+def pack_meta(path: Path) -> dict:
+    """A ``pack`` file's description (labels, sizes, provenance), without decoding its images."""
+    with np.load(path) as z:
+        return json.loads(str(z["meta"]))
+
+
 def load_pack(path: Path) -> dict:
     """The arrays of a ``pack`` file, images decoded to uint8 (n, h, w) (or (n, h, w, c))."""
     with np.load(path) as z:
-        d = {k: z[k] for k in z.files}
-    d["meta"] = json.loads(str(d["meta"]))
+        d = {k: z[k] for k in z.files if k != "meta"}
+    d["meta"] = pack_meta(path)
     for k in ("x_train", "x_val"):
         d[k] = _decode(d[k], d["meta"]["channels"])
     return d
@@ -519,6 +525,10 @@ def load_student(ck: dict, dev: torch.device | str = "cpu") -> EdgeNet:
     return net.to(dev).eval()
 
 
+def _widths(args) -> tuple[int, ...]:
+    return tuple(int(w) for w in args.widths.split(","))
+
+
 def student_init(args, labels: list[str]) -> dict:
     """The ``--student-init`` checkpoint, if it is a student of this run's labels and widths.
 
@@ -526,7 +536,7 @@ def student_init(args, labels: list[str]) -> dict:
         SystemExit: it is not.
     """
     ck = torch.load(args.student_init, map_location="cpu")
-    widths = tuple(int(w) for w in args.widths.split(","))
+    widths = _widths(args)
     if list(ck["labels"]) != list(labels):
         raise SystemExit(f"--student-init labels {ck['labels']} are not the data's {labels}")
     if tuple(ck["config"]["widths"]) != widths or tuple(ck["config"]["stem"]) != (16, 32):
@@ -552,7 +562,7 @@ def run_student(args, teacher_paths: list[Path], log) -> dict:
     if teachers:
         ens = accuracy(predict(teachers, xv, dev), yv)
         log(f"teachers: {len(teachers)}, ensemble val {ens:.4f} (with mirrors)")
-    widths = tuple(int(w) for w in args.widths.split(","))
+    widths = _widths(args)
     init = None
     if args.student_init:
         ck = student_init(args, data["meta"]["labels"])
@@ -599,7 +609,7 @@ def run_all(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     log = make_logger(out / "run.log")
     if args.student_init:  # before the teachers spend minutes of a lent GPU
-        student_init(args, load_pack(args.pack)["meta"]["labels"])
+        student_init(args, pack_meta(args.pack)["labels"])
     if args.device == "cuda":
         log(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     seeds = [int(s) for s in args.teacher_seeds.split(",")] if args.teacher_seeds else []
