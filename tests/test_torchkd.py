@@ -41,6 +41,23 @@ def test_flip_alone_mirrors_each_image_exactly_and_full_stays_in_range():
     assert float((full - x).abs().mean()) > 1.0
 
 
+def test_teachers_ensemble_over_image_and_mirror_in_one_pass_per_teacher():
+    """mean_softmax runs each model once over the batch and its mirror stacked; the result is
+    the mean of the per-model, per-view softmaxes (which a one-sided model tells apart)."""
+    torch.manual_seed(0)
+    models = [EdgeNet(7, widths=(8, 16)).eval(), torchkd.Teacher(7).eval()]
+    x = torch.rand(5, 1, 16, 16) * 255
+    x[:, :, :, :8] = 0  # the left half dark: an image and its mirror get different answers
+    with torch.no_grad():
+        got = torchkd.mean_softmax(models, x, temperature=2.0)
+        per = [torch.softmax(m(v) / 2.0, 1) for m in models for v in (x, x.flip(3))]
+        one_sided = torchkd.mean_softmax(models, x, temperature=2.0, mirror=False)
+    assert torch.allclose(got, torch.stack(per).mean(0), atol=1e-6)
+    assert torch.allclose(got.sum(1), torch.ones(5))
+    assert float((per[0] - per[1]).abs().max()) > 1e-4  # the views do differ
+    assert torch.allclose(one_sided, (per[0] + per[2]) / 2, atol=1e-6)
+
+
 def test_student_copies_into_the_keras_edge_model_with_the_same_probabilities(tmp_path):
     from train.fromtorch import port
 

@@ -338,14 +338,22 @@ def predict(
     out = []
     for i in range(0, len(x_u8), batch):
         xb = x_u8[i : i + batch].to(dev, non_blocking=True).float().unsqueeze(1)
-        views = [xb, xb.flip(3)] if mirror else [xb]
-        p = 0
         with autocast(dev):
-            for m in models:
-                for v in views:
-                    p = p + F.softmax(m(v).float() / temperature, 1)
-        out.append(p / (len(models) * len(views)))
+            out.append(mean_softmax(models, xb, temperature, mirror))
     return torch.cat(out)
+
+
+def mean_softmax(models, x: torch.Tensor, temperature: float, mirror: bool = True) -> torch.Tensor:
+    """Mean softmax(logits / T) of ``models`` over the batch ``x`` and, with ``mirror``, its
+    mirror image: one pass per model over both views stacked (half the calls of one per view,
+    each twice the batch; the speed-up on a GPU is not yet measured)."""
+    n = len(x)
+    views = torch.cat([x, x.flip(3)]) if mirror else x
+    p = 0
+    for m in models:
+        q = F.softmax(m(views).float() / temperature, 1)
+        p = p + (q[:n] + q[n:]) / 2 if mirror else p + q
+    return p / len(models)
 
 
 def accuracy(p: torch.Tensor, y: torch.Tensor) -> float:
@@ -417,11 +425,7 @@ def train(
                 logits = model(x).float()
                 if teachers:
                     with torch.no_grad():
-                        soft = 0
-                        for t in teachers:
-                            for v in (x, x.flip(3)):
-                                soft = soft + F.softmax(t(v).float() / plan.temperature, 1)
-                        soft = soft / (2 * len(teachers))
+                        soft = mean_softmax(teachers, x, plan.temperature)
                     logp = F.log_softmax(logits / plan.temperature, 1)
                     per = -(soft * logp).sum(1) * plan.temperature**2
                 else:
