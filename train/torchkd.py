@@ -117,6 +117,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+# The students' full-resolution stem convs, as train.archs.edge's default; students are
+# always built with it (--widths alone varies).
+STEM = (16, 32)
+
 
 def conv_bn(cin: int, cout: int, k: int = 3) -> nn.Sequential:
     return nn.Sequential(
@@ -146,7 +150,7 @@ class EdgeNet(nn.Module):
         self,
         n_classes: int,
         channels: int = 1,
-        stem=(16, 32),
+        stem=STEM,
         widths=(48, 96, 192),
         dropout: float = 0.3,
     ):
@@ -543,7 +547,7 @@ def student_init(args, labels: list[str]) -> dict:
     widths = _widths(args)
     if list(ck["labels"]) != list(labels):
         raise SystemExit(f"--student-init labels {ck['labels']} are not the data's {labels}")
-    if tuple(ck["config"]["widths"]) != widths or tuple(ck["config"]["stem"]) != (16, 32):
+    if tuple(ck["config"]["widths"]) != widths or tuple(ck["config"]["stem"]) != STEM:
         raise SystemExit(f"--student-init is a {ck['config']} network, not widths {widths}")
     return ck
 
