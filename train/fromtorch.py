@@ -166,7 +166,7 @@ def to_torch(model_path: Path, out: Path, arch_args: dict[str, Any] | None = Non
     import torch
 
     from train.fit import warm_start
-    from train.torchkd import STEM, EdgeNet
+    from train.torchkd import STEM, WIDTHS, EdgeNet
 
     spec_path = Path(model_path).with_name("spec.json")
     if not spec_path.is_file():
@@ -177,7 +177,7 @@ def to_torch(model_path: Path, out: Path, arch_args: dict[str, Any] | None = Non
         size = f"{spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}"
         raise ValueError(f"{model_path}: torchkd students take 48x48x1 images, not {size}")
     stored = spec.metadata.get("arch_args", {})
-    args = {"stem": STEM, "widths": (48, 96, 192), **stored, **(arch_args or {})}
+    args = {"stem": STEM, "widths": WIDTHS, **stored, **(arch_args or {})}
     stem, widths = tuple(args["stem"]), tuple(args["widths"])
     model = archs.edge((48, 48, 1), len(labels), stem=stem, widths=widths)
     fresh = warm_start(model, str(model_path), labels, grow=bool(arch_args))

@@ -117,9 +117,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-# The students' full-resolution stem convs, as train.archs.edge's default; students are
-# always built with it (--widths alone varies).
+# The students' full-resolution stem convs and stage widths, as train.archs.edge's defaults;
+# students are always built with STEM (--widths alone varies).
 STEM = (16, 32)
+WIDTHS = (48, 96, 192)
 
 
 def conv_bn(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -151,7 +152,7 @@ class EdgeNet(nn.Module):
         n_classes: int,
         channels: int = 1,
         stem=STEM,
-        widths=(48, 96, 192),
+        widths=WIDTHS,
         dropout: float = 0.3,
     ):
         super().__init__()
