@@ -105,7 +105,7 @@ def load_pack(path: Path) -> dict:
     """The arrays of a ``pack`` file, images decoded to uint8 (n, h, w) (or (n, h, w, c))."""
     with np.load(path) as z:
         d = {k: z[k] for k in z.files if k != "meta"}
-    d["meta"] = pack_meta(path)
+        d["meta"] = json.loads(str(z["meta"]))
     for k in ("x_train", "x_val"):
         d[k] = _decode(d[k], d["meta"]["channels"])
     return d
