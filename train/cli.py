@@ -1,4 +1,4 @@
-"""``python -m train``: fit, average, evaluate, evaluate-csv, baselines, report, archs,
+"""``python -m train``: fit, average, evaluate, evaluate-csv, robustness, baselines, report, archs,
 from-torch. Parses, calls, prints."""
 
 from __future__ import annotations
@@ -334,6 +334,40 @@ def compare_csv(
         f"right only for A {result['only_a_right']}, only for B {result['only_b_right']}  "
         f"McNemar p={result['mcnemar_p']:.3f}  top-1 agreement {result['top1_agreement']:.3f}"
     )
+
+
+@app.command()
+def robustness(
+    data_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="folders named like the labels")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help=".tflite model (default: the shipped one)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the rows as JSON here")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the noise and the shift directions")] = 0,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="a random sample of this many images")
+    ] = None,
+    threads: int = 2,
+) -> None:
+    """Accuracy of a converted model under camera conditions (blur, noise, JPEG, exposure,
+    mirroring, framing, low resolution), each applied to every image of labelled folders."""
+    from edgefer.classifier import ModelError, default_model_path
+    from train.robustness import format_rows, measure
+
+    model = model or default_model_path()
+    try:
+        rows = measure(model, data_dir, threads=threads, seed=seed, limit=limit)
+    except (ModelError, ValueError) as exc:
+        raise _fail(exc) from exc
+    _log(f"model {model}, images under {data_dir}")
+    _log(format_rows(rows))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": str(model), "rows": rows}, indent=2) + "\n")
+        _log(f"wrote {out}")
 
 
 @app.command("evaluate-csv")

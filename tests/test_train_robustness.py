@@ -1,0 +1,83 @@
+"""robustness: a converted model's accuracy under camera conditions, in the edge runtime."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import LABELS, synth_images
+from typer.testing import CliRunner
+
+from edgefer.cli import app as edgefer_app
+from train.cli import app
+from train.csveval import evaluate_rows, read_results
+from train.robustness import CONDITIONS, measure, perturb
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_each_condition_keeps_shape_changes_the_images_and_repeats_with_its_seed(channels):
+    x, _ = synth_images(12, seed=3)
+    x = np.repeat(x, channels, axis=-1)
+    for condition in CONDITIONS:
+        once = perturb(x, condition, seed=7)
+        assert once.shape == x.shape and once.dtype == np.uint8, condition.name
+        np.testing.assert_array_equal(once, perturb(x, condition, seed=7), err_msg=condition.name)
+        changed = np.mean(np.any(once != x, axis=(1, 2, 3)))
+        assert changed == (0.0 if condition.name == "clean" else 1.0), condition.name
+    noise = next(c for c in CONDITIONS if c.name == "noise 10")
+    assert np.any(perturb(x, noise, seed=7) != perturb(x, noise, seed=8))
+
+
+def test_shift_and_zoom_move_the_picture_not_just_its_values():
+    x = np.zeros((1, 16, 16, 1), np.uint8)
+    x[0, 6:10, 6:10] = 255  # a bright square in the middle
+    by_name = {c.name: c for c in CONDITIONS}
+    shifted = perturb(x, by_name["shifted 8%"])[0, ..., 0]
+    assert shifted.sum() == x.sum()  # the square is whole, one pixel off diagonally
+    assert np.argwhere(shifted == 255).min(0).tolist() in ([5, 5], [5, 7], [7, 5], [7, 7])
+    big = np.zeros((1, 48, 48, 1), np.uint8)
+    big[0, 18:30, 18:30] = 255
+    bright = [(perturb(big, by_name[n])[0] > 127).sum() for n in ("zoomed in", "zoomed out")]
+    assert bright[0] > 12 * 12 > bright[1]  # closer: a larger square; further: a smaller one
+
+
+def test_the_clean_row_is_what_classify_and_evaluate_csv_measure(int8_model, tiny_data, tmp_path):
+    rows = measure(int8_model, tiny_data)
+    assert [r["condition"] for r in rows] == [c.name for c in CONDITIONS]
+    csv = tmp_path / "out.csv"
+    result = CliRunner().invoke(
+        edgefer_app, ["classify", str(tiny_data), "-r", "-o", str(csv), "--model", str(int8_model)]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = evaluate_rows(*read_results(csv))
+    clean = rows[0]
+    assert clean["n"] == metrics["n"] == 3 * 20
+    assert clean["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert clean["same_as_clean"] == 1.0 and clean["change_points"] == 0.0
+
+
+def test_mirroring_breaks_a_model_that_tells_left_from_the_rest(int8_model, tiny_data):
+    # The tiny model finds a bright left half: mirrored, those images lose their cue, while
+    # a bright top half or centre stays where it was.
+    clean, mirrored = measure(int8_model, tiny_data)[:2]
+    assert mirrored["condition"] == "mirrored"
+    assert clean["recall"]["left"] > 0.9 and mirrored["recall"]["left"] < 0.1
+    assert mirrored["recall"]["top"] > 0.9 and mirrored["recall"]["center"] > 0.9
+    assert mirrored["lowest_recall_label"] == "left"
+    assert mirrored["same_as_clean"] == pytest.approx(2 / 3, abs=0.1)
+
+
+def test_cli_prints_the_table_and_writes_json(int8_model, tiny_data, tmp_path):
+    out = tmp_path / "r.json"
+    args = ["robustness", str(tiny_data), "--model", str(int8_model), "--limit", "30"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "half size" in result.output and "n=30" in result.output
+    saved = json.loads(out.read_text())
+    assert saved["model"] == str(int8_model) and len(saved["rows"]) == len(CONDITIONS)
+
+
+def test_cli_refuses_folders_without_the_models_labels(int8_model, tmp_path):
+    (tmp_path / "cats").mkdir()
+    result = CliRunner().invoke(app, ["robustness", str(tmp_path), "--model", str(int8_model)])
+    assert result.exit_code == 2
+    assert "no images" in result.output and ", ".join(LABELS) in result.output
