@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from train.augment import PRESETS, Augment, train_dataset
+from train.augment import PRESETS, Augment, augment_batch, train_dataset
+from train.tfenv import tf
 
 
 def batches(aug: Augment, epoch: int, seed: int = 0):
@@ -34,3 +35,37 @@ def test_no_augmentation_is_identity_up_to_order():
     x = np.random.default_rng(0).integers(0, 256, (40, 12, 12, 1), dtype=np.uint8)
     got = np.concatenate([b[0] for b in batches(PRESETS["none"], 1)])
     assert sorted(map(bytes, got.astype(np.uint8))) == sorted(map(bytes, x))
+
+
+def _camera(**kwargs) -> np.ndarray:
+    """A smooth 24x24 image (a bright disc) through one camera degradation, 64 times."""
+    yy, xx = np.mgrid[:24, :24]
+    disc = np.where((yy - 11.5) ** 2 + (xx - 11.5) ** 2 < 49, 200, 40).astype(np.float32)
+    x = np.repeat(disc[None, ..., None], 64, axis=0)
+    aug = Augment(flip=False, rotate=0.0, zoom=0.0, **kwargs)
+    return augment_batch(x, np.eye(2)[np.arange(64) % 2], np.ones(64), aug, tf.constant([5, 6]))[
+        0
+    ].numpy()
+
+
+def test_camera_degradations_do_what_they_are_named_for_and_repeat_with_the_seed():
+    clean = _camera()
+    np.testing.assert_array_equal(clean, _camera(blur=0.0, lowres=0.0, noise=0.0))
+    sharpness = lambda a: (np.diff(a, axis=2) ** 2).mean(axis=(1, 2, 3))  # noqa: E731
+    for kwargs in ({"blur": 1.5}, {"lowres": 0.5}, {"noise": 20.0}):
+        a = _camera(**kwargs)
+        np.testing.assert_array_equal(a, _camera(**kwargs))
+        assert a.min() >= 0 and a.max() <= 255, kwargs
+    blurred = _camera(blur=1.5)
+    # Each image its own share of the blur: edges softer, some much, some hardly.
+    assert np.all(sharpness(blurred) <= sharpness(clean) + 1e-3)
+    assert sharpness(blurred).min() < 0.7 * sharpness(clean)[0] < sharpness(blurred).max()
+    small = _camera(lowres=0.5)
+    changed = np.any(np.abs(small - clean) > 1, axis=(1, 2, 3))
+    assert 16 < changed.sum() < 48  # about half of the batch
+    assert np.all(sharpness(small[changed]) < sharpness(clean[changed]))
+    noisy = _camera(noise=20.0)
+    inside = (noisy - clean)[:, 4:20, 4:20]  # away from the clipped border values
+    sigmas = inside.std(axis=(1, 2, 3))
+    assert sigmas.max() > 12 and sigmas.min() < 8  # each image its own sigma in 0..20
+    assert abs(inside.mean()) < 1

@@ -19,6 +19,11 @@ class Augment:
         contrast: maximum relative contrast change around each image's mean.
         erase: probability of random erasing (one 2-25% rectangle of noise).
         mixup: mixup alpha (Beta(alpha, alpha) mixing of batch pairs).
+        blur: camera blur: each image is blended, by its own share in 0..1, toward a Gaussian
+            blur of this sigma in pixels.
+        lowres: a small face enlarged: half of each batch is resized down to a side
+            ``s`` times the input's (``s`` drawn per batch in lowres..1) and back up.
+        noise: sensor noise: Gaussian, each image's sigma drawn in 0..noise grey levels.
     """
 
     flip: bool = True
@@ -29,6 +34,9 @@ class Augment:
     contrast: float = 0.0
     erase: float = 0.0
     mixup: float = 0.0
+    blur: float = 0.0
+    lowres: float = 0.0
+    noise: float = 0.0
 
 
 PRESETS = {

@@ -54,6 +54,38 @@ def _photometric(images: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
     return images + u[:, 1] * aug.brightness * 255.0
 
 
+def _blur(images: tf.Tensor, sigma: float, seed: tf.Tensor) -> tf.Tensor:
+    """Each image blended toward its Gaussian blur (sigma in pixels) by a share drawn in 0..1."""
+    radius = max(1, math.ceil(2 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    channels = images.shape[-1]
+    kernel = tf.constant(np.tile((taps / taps.sum())[:, None, None], (1, channels, 1)), tf.float32)
+    pads = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
+    blurred = tf.pad(images, pads, mode="REFLECT")
+    blurred = tf.nn.depthwise_conv2d(blurred, kernel[:, None], [1, 1, 1, 1], "VALID")
+    blurred = tf.nn.depthwise_conv2d(blurred, kernel[None], [1, 1, 1, 1], "VALID")
+    share = tf.random.stateless_uniform((tf.shape(images)[0], 1, 1, 1), seed, 0.0, 1.0)
+    return images + share * (blurred - images)
+
+
+def _lowres(images: tf.Tensor, smallest: float, seed: tf.Tensor) -> tf.Tensor:
+    """Half the batch resized down to ``s`` x the side (``s`` per batch in smallest..1) and up."""
+    shape = tf.shape(images)
+    n, h, w = shape[0], shape[1], shape[2]
+    s = tf.random.stateless_uniform((), seed, smallest, 1.0)
+    small = tf.maximum(1, tf.cast(tf.round(s * tf.cast(tf.stack([h, w]), tf.float32)), tf.int32))
+    down = tf.image.resize(images, small, method="bilinear", antialias=True)
+    up = tf.image.resize(down, tf.stack([h, w]), method="bilinear")
+    chosen = tf.random.stateless_uniform((n, 1, 1, 1), seed + 1, 0.0, 1.0) < 0.5
+    return tf.where(chosen, up, images)
+
+
+def _noise(images: tf.Tensor, most: float, seed: tf.Tensor) -> tf.Tensor:
+    """Gaussian noise, each image's sigma drawn in 0..most grey levels."""
+    sigma = tf.random.stateless_uniform((tf.shape(images)[0], 1, 1, 1), seed, 0.0, most)
+    return images + sigma * tf.random.stateless_normal(tf.shape(images), seed + 1)
+
+
 def _erase(images: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
     """Random erasing: with probability ``aug.erase`` a rectangle is replaced by uniform noise."""
     shape = tf.shape(images)
@@ -97,6 +129,13 @@ def augment_batch(x, y, w, aug: Augment, seed: tf.Tensor):
         x = _affine(x, aug, seed)
     if aug.brightness or aug.contrast:
         x = _photometric(x, aug, seed + 11)
+    # A camera's order: the lens blurs, the face is small in the frame, the sensor adds noise.
+    if aug.blur:
+        x = _blur(x, aug.blur, seed + 41)
+    if aug.lowres:
+        x = _lowres(tf.clip_by_value(x, 0.0, 255.0), aug.lowres, seed + 43)
+    if aug.noise:
+        x = _noise(x, aug.noise, seed + 47)
     x = tf.clip_by_value(x, 0.0, 255.0)
     if aug.erase:
         x = _erase(x, aug, seed + 23)
