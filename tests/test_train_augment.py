@@ -69,3 +69,11 @@ def test_camera_degradations_do_what_they_are_named_for_and_repeat_with_the_seed
     sigmas = inside.std(axis=(1, 2, 3))
     assert sigmas.max() > 12 and sigmas.min() < 8  # each image its own sigma in 0..20
     assert abs(inside.mean()) < 1
+
+
+def test_camera_share_leaves_the_other_images_as_they_were():
+    clean, every = _camera(), _camera(blur=1.5, noise=20.0)
+    half = _camera(blur=1.5, noise=20.0, camera_share=0.5)
+    untouched = np.all(half == clean, axis=(1, 2, 3))
+    assert 16 < untouched.sum() < 48
+    np.testing.assert_array_equal(half[~untouched], every[~untouched])

@@ -24,6 +24,8 @@ class Augment:
         lowres: a small face enlarged: half of each batch is resized down to a side
             ``s`` times the input's (``s`` drawn per batch in lowres..1) and back up.
         noise: sensor noise: Gaussian, each image's sigma drawn in 0..noise grey levels.
+        camera_share: the share of images that get the camera degradations (blur, lowres,
+            noise) at all; the others stay as the augmentation above left them.
     """
 
     flip: bool = True
@@ -37,6 +39,7 @@ class Augment:
     blur: float = 0.0
     lowres: float = 0.0
     noise: float = 0.0
+    camera_share: float = 1.0
 
 
 PRESETS = {

@@ -86,6 +86,22 @@ def _noise(images: tf.Tensor, most: float, seed: tf.Tensor) -> tf.Tensor:
     return images + sigma * tf.random.stateless_normal(tf.shape(images), seed + 1)
 
 
+def _camera(images: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
+    """In a camera's order: the lens blurs, the face is small in the frame, the sensor adds
+    noise; on a share ``aug.camera_share`` of the images."""
+    x = images
+    if aug.blur:
+        x = _blur(x, aug.blur, seed)
+    if aug.lowres:
+        x = _lowres(tf.clip_by_value(x, 0.0, 255.0), aug.lowres, seed + 2)
+    if aug.noise:
+        x = _noise(x, aug.noise, seed + 6)
+    if aug.camera_share >= 1:
+        return x
+    chosen = tf.random.stateless_uniform((tf.shape(x)[0], 1, 1, 1), seed + 8, 0.0, 1.0)
+    return tf.where(chosen < aug.camera_share, x, images)
+
+
 def _erase(images: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
     """Random erasing: with probability ``aug.erase`` a rectangle is replaced by uniform noise."""
     shape = tf.shape(images)
@@ -129,13 +145,8 @@ def augment_batch(x, y, w, aug: Augment, seed: tf.Tensor):
         x = _affine(x, aug, seed)
     if aug.brightness or aug.contrast:
         x = _photometric(x, aug, seed + 11)
-    # A camera's order: the lens blurs, the face is small in the frame, the sensor adds noise.
-    if aug.blur:
-        x = _blur(x, aug.blur, seed + 41)
-    if aug.lowres:
-        x = _lowres(tf.clip_by_value(x, 0.0, 255.0), aug.lowres, seed + 43)
-    if aug.noise:
-        x = _noise(x, aug.noise, seed + 47)
+    if aug.blur or aug.lowres or aug.noise:
+        x = _camera(x, aug, seed + 41)
     x = tf.clip_by_value(x, 0.0, 255.0)
     if aug.erase:
         x = _erase(x, aug, seed + 23)
