@@ -41,6 +41,14 @@ class Augment:
     noise: float = 0.0
     camera_share: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.blur < 0 or self.noise < 0:
+            raise ValueError(f"blur and noise must be >= 0, not {self.blur} and {self.noise}")
+        if not 0 <= self.lowres < 1:
+            raise ValueError(f"lowres must be in [0, 1) (0: off), not {self.lowres}")
+        if not 0 < self.camera_share <= 1:
+            raise ValueError(f"camera_share must be in (0, 1], not {self.camera_share}")
+
 
 PRESETS = {
     "none": Augment(flip=False, rotate=0.0, zoom=0.0),

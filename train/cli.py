@@ -76,7 +76,7 @@ def _augment(preset: str, args: str):
         raise _fail(f"--augment must be one of {', '.join(PRESETS)}, not {preset!r}")
     try:
         return replace(PRESETS[preset], **_json(args, "--augment-args"))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise _fail(f"--augment-args: {exc}") from None
 
 
