@@ -95,17 +95,21 @@ def _decode(blob: np.ndarray, channels: int) -> np.ndarray:
     return x[..., 0] if channels == 1 else x
 
 
+def _meta(z) -> dict:
+    return json.loads(str(z["meta"]))
+
+
 def pack_meta(path: Path) -> dict:
     """A ``pack`` file's description (labels, sizes, provenance), without decoding its images."""
     with np.load(path) as z:
-        return json.loads(str(z["meta"]))
+        return _meta(z)
 
 
 def load_pack(path: Path) -> dict:
     """The arrays of a ``pack`` file, images decoded to uint8 (n, h, w) (or (n, h, w, c))."""
     with np.load(path) as z:
         d = {k: z[k] for k in z.files if k != "meta"}
-        d["meta"] = json.loads(str(z["meta"]))
+        d["meta"] = _meta(z)
     for k in ("x_train", "x_val"):
         d[k] = _decode(d[k], d["meta"]["channels"])
     return d
