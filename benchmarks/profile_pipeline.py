@@ -32,8 +32,9 @@ from harness import interleave, paired_ratio
 from PIL import Image, ImageOps
 
 import edgefer.pipeline as pipeline
-from edgefer.classifier import Classifier, ClassifierOptions, default_model_path
+from edgefer.classifier import Classifier, ClassifierOptions
 from edgefer.preprocess import _convert_mode, load_image
+from edgefer.shipped import model_path
 
 
 def serial(classifier: Classifier, paths: list[str]) -> Iterator[pipeline.Result]:
@@ -199,7 +200,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=4000)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    model = (args.model or default_model_path()).resolve()
+    model = model_path(args.model).resolve()
     clf = Classifier(ClassifierOptions(model=model))
     with tempfile.TemporaryDirectory(prefix="edgefer-profile-") as tmp:
         folder = inputs.copy_folder(inputs.dataset_images(args.data), Path(tmp) / "pngs", args.n)

@@ -29,7 +29,7 @@ import sections  # noqa: E402
 from harness import load_average, machine_description, usable_cores  # noqa: E402
 from report import Section, kept_notes, markdown_report, print_section  # noqa: E402
 
-from edgefer.classifier import default_model_path  # noqa: E402
+from edgefer.shipped import model_path  # noqa: E402
 from edgefer.spec import read_spec  # noqa: E402
 
 DEFAULT_DATA = os.environ.get("EDGEFER_BENCH_DATA", "/work/shared/data/fer2013")
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--repeats", type=int, help="timed repeats per comparison (default 3-5; quick 2)"
     )
-    p.add_argument("--sections", default="1,2,3,4,5,6,7,8,9", help="which sections, e.g. 1,4")
+    p.add_argument("--sections", default="1,2,3,4,5,6,7,8,9,10", help="which sections, e.g. 1,4")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="Markdown to write")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--workdir", type=Path, help="where to generate inputs (default: a temp dir)")
@@ -79,7 +79,7 @@ def edgefer_command() -> list[str]:
 
 
 def build_context(args: argparse.Namespace, work: Path) -> sections.Context:
-    shipped = (args.model or default_model_path()).resolve()
+    shipped = model_path(args.model).resolve()
     if not shipped.is_file():
         raise SystemExit(f"no model at {shipped}: pass --model PATH")
     spec = read_spec(shipped.read_bytes())

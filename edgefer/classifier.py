@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 import numpy as np
@@ -17,29 +16,12 @@ import numpy as np
 from edgefer._quiet import quiet_fd
 from edgefer.preprocess import normalize
 from edgefer.runtime import Runtime, default_threads, load_runtime
+from edgefer.shipped import SHIPPED_MODELS, model_path
 from edgefer.spec import ModelSpec, SpecError, flatbuffer, read_spec
-
-DEFAULT_MODEL_NAME = "edgefer-fer2013-int8.tflite"
 
 
 class ModelError(Exception):
     """A model that cannot be loaded or used; the message is one line for the user."""
-
-
-def default_model_path() -> Path:
-    """The shipped model: ``$EDGEFER_MODEL``, else the one installed with the package, else the
-    repository's ``models/`` (an editable install)."""
-    env = os.environ.get("EDGEFER_MODEL")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    for candidate in (
-        here / "models" / DEFAULT_MODEL_NAME,
-        here.parent / "models" / DEFAULT_MODEL_NAME,
-    ):
-        if candidate.is_file():
-            return candidate
-    return here / "models" / DEFAULT_MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -47,7 +29,8 @@ class ClassifierOptions:
     """How to build a :class:`Classifier`.
 
     Attributes:
-        model: path to a ``.tflite`` file, or its bytes; None means the shipped default model.
+        model: path to a ``.tflite`` file, a shipped model's name (``SHIPPED_MODELS``), or the
+            model's bytes; None means ``$EDGEFER_MODEL``, else the shipped default model.
         labels: labels for a model without an embedded spec (overrides nothing otherwise).
         normalization: input range for a model without an embedded spec (see ``NORMALIZATIONS``).
         num_threads: interpreter threads; None means all cores available to this process.
@@ -67,11 +50,12 @@ class ClassifierOptions:
 def _read_model(model: str | os.PathLike | bytes | None) -> bytes:
     if isinstance(model, bytes | bytearray):
         return bytes(model)
-    path = Path(model) if model is not None else default_model_path()
+    path = model_path(model)
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
-        raise ModelError(f"model not found: {path}") from exc
+        names = ", ".join(SHIPPED_MODELS)
+        raise ModelError(f"model not found: {path} (a .tflite file, or one of: {names})") from exc
     except IsADirectoryError as exc:
         raise ModelError(f"model path is a directory: {path}") from exc
     except OSError as exc:
@@ -170,7 +154,7 @@ class Classifier:
             # Which file: the default model, $EDGEFER_MODEL and --model all end up here.
             if isinstance(options.model, bytes | bytearray):
                 raise
-            path = options.model if options.model is not None else default_model_path()
+            path = model_path(options.model)
             raise ModelError(f"{path}: {exc}") from exc.__cause__
 
     def _load(self, options: ClassifierOptions) -> None:

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgefer import __version__
-from edgefer.classifier import Classifier, ClassifierOptions, ModelError, default_model_path
+from edgefer.classifier import Classifier, ClassifierOptions, ModelError
 from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, as_utf8
 from edgefer.discovery import discover
 from edgefer.faceopts import (
@@ -30,10 +30,12 @@ from edgefer.faceopts import (
     face_options,
 )
 from edgefer.faces import FaceDetectorMissingError
+from edgefer.modelopts import ModelOption, ThreadsOption
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 from edgefer.runtime import RuntimeMissingError
+from edgefer.shipped import model_path
 from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file, read_spec
 from edgefer.summary import Summary
 from edgefer.watchcmd import watch
@@ -106,12 +108,6 @@ def main_callback(
     """Facial-expression classification on the edge with quantized TFLite models."""
 
 
-ModelOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--model", "-m", help="A .tflite model (default: the shipped model, or $EDGEFER_MODEL)."
-    ),
-]
 LabelsOption = Annotated[
     Path | None,
     typer.Option(
@@ -123,10 +119,6 @@ LabelsOption = Annotated[
 NormOption = Annotated[
     str,
     typer.Option(help=f"Input range for a model without a spec: {', '.join(NORMALIZATIONS)}."),
-]
-ThreadsOption = Annotated[
-    int | None,
-    typer.Option("--threads", "-t", min=1, help="Interpreter threads (default: all cores)."),
 ]
 
 
@@ -332,7 +324,8 @@ def _sha256(data: bytes) -> str:
 @app.command()
 def info(
     model: Annotated[
-        Path | None, typer.Argument(help="A .tflite model (default: the shipped model).")
+        Path | None,
+        typer.Argument(help="A .tflite model or a shipped model's name (default: the default)."),
     ] = None,
     model_option: ModelOption = None,
     labels: LabelsOption = None,
@@ -348,7 +341,7 @@ def info(
     table = Table(show_header=False, title="edgefer model", title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")  # a sha256 or path cut with "…" could not be compared
-    path = model or default_model_path()
+    path = model_path(model)
     _plain_row(table, "file", str(path))
     _plain_row(table, "size", f"{len(classifier.model_bytes):,} bytes")
     _plain_row(table, "sha256", _sha256(classifier.model_bytes))

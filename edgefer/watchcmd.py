@@ -15,6 +15,7 @@ from edgefer.faceopts import (
     MinFaceOption,
     face_options,
 )
+from edgefer.modelopts import ModelOption, ThreadsOption
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 
 
@@ -33,12 +34,7 @@ def watch(
             dir_okay=False,
         ),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", "-m", help="A .tflite model (default: the shipped model, or $EDGEFER_MODEL)."
-        ),
-    ] = None,
+    model: ModelOption = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Also watch subfolders.")
     ] = False,
@@ -67,10 +63,7 @@ def watch(
             help="Move classified files here (same filesystem; created if missing).",
         ),
     ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", "-t", min=1, help="Interpreter threads (default: all cores)."),
-    ] = None,
+    threads: ThreadsOption = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,

@@ -9,6 +9,7 @@ import threading
 import time
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgefer.cli import EXIT_FAILURES, EXIT_OK, EXIT_PIPE, EXIT_USAGE, app
+from edgefer.shipped import SHIPPED_MODELS, default_model_path, model_path, shipped_models_dir
 
 runner = CliRunner()
 
@@ -403,3 +405,29 @@ def test_info_takes_the_model_as_classify_does(int8_model):
     assert by_option.exit_code == EXIT_OK and str(int8_model.name) in by_option.output
     both = run("info", int8_model, "-m", int8_model)
     assert both.exit_code == EXIT_USAGE and "give the model once" in both.output
+
+
+def test_shipped_models_are_chosen_by_name(tmp_path, monkeypatch):
+    models = shipped_models_dir()
+    robust = models / SHIPPED_MODELS["robust"]
+    assert model_path("robust") == robust and model_path("default") == default_model_path()
+    monkeypatch.setenv("EDGEFER_MODEL", "robust")
+    assert default_model_path() == robust
+    result = run("info")  # no --model: $EDGEFER_MODEL, itself a name
+    assert result.exit_code == EXIT_OK and robust.name in result.output.replace("\n", "")
+    monkeypatch.delenv("EDGEFER_MODEL")
+    faces = write_dataset(tmp_path / "d", 2, seed=3)
+    out = tmp_path / "out.csv"
+    assert run("classify", faces, "-r", "-m", "robust", "-o", out).exit_code == EXIT_OK
+    assert len(read_rows(out)) == 6 and "fear" in out.read_text().splitlines()[0]
+    # A file of that name in the working directory is a path first, as any argument is.
+    monkeypatch.chdir(tmp_path)
+    Path("robust").write_bytes(b"")
+    assert model_path("robust") == Path("robust")
+    assert "the file is empty" in run("info", "robust").output
+
+
+def test_an_unknown_model_name_lists_the_shipped_ones():
+    result = run("info", "-m", "robustt")
+    assert result.exit_code == EXIT_USAGE
+    assert "model not found: robustt (a .tflite file, or one of: default, robust)" in result.output

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edgefer.classifier import default_model_path
 from edgefer.cli import EXIT_OK, app
+from edgefer.shipped import default_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -343,7 +343,7 @@ def robustness(
     ],
     model: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help=".tflite model (default: the shipped one)"),
+        typer.Option(help=".tflite model, or a shipped one by name (default: the default model)"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="also write the rows as JSON here")] = None,
     seed: Annotated[int, typer.Option(help="seed of the noise and the shift directions")] = 0,
@@ -354,10 +354,11 @@ def robustness(
 ) -> None:
     """Accuracy of a converted model under camera conditions (blur, noise, JPEG, exposure,
     mirroring, framing, low resolution), each applied to every image of labelled folders."""
-    from edgefer.classifier import ModelError, default_model_path
+    from edgefer.classifier import ModelError
+    from edgefer.shipped import model_path
     from train.robustness import format_rows, measure
 
-    model = model or default_model_path()
+    model = model_path(model)
     try:
         rows = measure(model, data_dir, threads=threads, seed=seed, limit=limit)
     except (ModelError, ValueError) as exc:
