@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from edgefer.cli import app as edgefer_app
 from train.cli import app
 from train.csveval import evaluate_rows, read_results
+from train.metrics import mcnemar_p
 from train.robustness import CONDITIONS, measure, perturb
 
 
@@ -81,3 +82,49 @@ def test_cli_refuses_folders_without_the_models_labels(int8_model, tmp_path):
     result = CliRunner().invoke(app, ["robustness", str(tmp_path), "--model", str(int8_model)])
     assert result.exit_code == 2
     assert "no images" in result.output and ", ".join(LABELS) in result.output
+
+
+def test_against_runs_the_other_model_on_the_same_perturbed_images(tiny_models, tiny_data):
+    int8, float32 = tiny_models["int8"], tiny_models["none"]
+    rows = measure(int8, tiny_data, limit=60, against=float32)
+    alone = measure(float32, tiny_data, limit=60)
+    for row, other in zip(rows, alone, strict=True):
+        versus = row["against"]
+        assert versus["accuracy"] == pytest.approx(other["accuracy"]), row["condition"]
+        # The discordant counts are the difference of the two accuracies, image for image.
+        difference = versus["only_this_right"] - versus["only_other_right"]
+        assert difference == round(row["n"] * (row["accuracy"] - versus["accuracy"]))
+        assert versus["mcnemar_p"] == mcnemar_p(
+            versus["only_this_right"], versus["only_other_right"]
+        )
+    itself = measure(int8, tiny_data, limit=60, against=int8)
+    for r in itself:
+        assert r["against"]["only_this_right"] == r["against"]["only_other_right"] == 0
+        assert r["against"]["mcnemar_p"] == 1.0
+
+
+def test_against_a_model_of_other_labels_is_refused(int8_model, tiny_data):
+    result = CliRunner().invoke(
+        app, ["robustness", str(tiny_data), "--model", str(int8_model), "--against", "default"]
+    )
+    assert result.exit_code == 2 and "not the labels and input of" in result.output
+
+
+def test_cli_against_adds_the_columns_and_the_json(tiny_models, tiny_data, tmp_path):
+    out = tmp_path / "r.json"
+    args = ["robustness", str(tiny_data), "--model", str(tiny_models["int8"]), "--limit", "30"]
+    result = CliRunner().invoke(app, [*args, "--against", str(tiny_models["none"]), "--out", out])
+    assert result.exit_code == 0, result.output
+    assert "only other" in result.output and "McNemar" in result.output
+    saved = json.loads(out.read_text())
+    assert saved["against"] == str(tiny_models["none"])
+    assert {"accuracy", "only_this_right", "only_other_right", "mcnemar_p"} == set(
+        saved["rows"][0]["against"]
+    )
+
+
+def test_mcnemar_p_is_the_exact_two_sided_binomial():
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(10, 0) == mcnemar_p(0, 10) == pytest.approx(2 / 2**10)
+    assert mcnemar_p(5, 5) == 1.0  # capped: the two tails overlap at the middle
+    assert mcnemar_p(212, 217) == pytest.approx(0.847, abs=0.001)  # edge-p1 vs edge-kd6 on val

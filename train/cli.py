@@ -345,6 +345,13 @@ def robustness(
         Path | None,
         typer.Option(help=".tflite model, or a shipped one by name (default: the default model)"),
     ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            help="also run this model (a path or a shipped name) on the same images: its "
+            "accuracy, the images right only for one, McNemar's p"
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="also write the rows as JSON here")] = None,
     seed: Annotated[int, typer.Option(help="seed of the noise and the shift directions")] = 0,
     limit: Annotated[
@@ -359,15 +366,17 @@ def robustness(
     from train.robustness import format_rows, measure
 
     model = model_path(model)
+    other = model_path(against) if against is not None else None
     try:
-        rows = measure(model, data_dir, threads=threads, seed=seed, limit=limit)
+        rows = measure(model, data_dir, threads=threads, seed=seed, limit=limit, against=other)
     except (ModelError, ValueError) as exc:
         raise _fail(exc) from exc
-    _log(f"model {model}, images under {data_dir}")
+    _log(f"model {model}" + (f" against {other}" if other else "") + f", images under {data_dir}")
     _log(format_rows(rows))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model": str(model), "rows": rows}, indent=2) + "\n")
+        payload = {"model": str(model), "against": str(other) if other else None, "rows": rows}
+        out.write_text(json.dumps(payload, indent=2) + "\n")
         _log(f"wrote {out}")
 
 

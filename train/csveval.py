@@ -7,7 +7,6 @@ numpy (no TensorFlow), so it runs where the CSV was made.
 from __future__ import annotations
 
 import csv
-import math
 import os
 from pathlib import Path, PurePath
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.csvout import unneutralize
-from train.metrics import summarize
+from train.metrics import mcnemar_p, summarize
 
 
 class CsvFormatError(Exception):
@@ -113,8 +112,6 @@ def compare_rows(
         raise CsvFormatError("the CSVs share no classified image under a label folder")
     only_a = sum(ra[p][1] and not rb[p][1] for p in shared)
     only_b = sum(rb[p][1] and not ra[p][1] for p in shared)
-    n, k = only_a + only_b, min(only_a, only_b)
-    p_value = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
     return {
         "images": len(shared),
         "only_in_a": len(ra) - len(shared),  # scored in one CSV only: left out of the test
@@ -123,6 +120,6 @@ def compare_rows(
         "accuracy_b": sum(rb[p][1] for p in shared) / len(shared),
         "only_a_right": only_a,
         "only_b_right": only_b,
-        "mcnemar_p": p_value,
+        "mcnemar_p": mcnemar_p(only_a, only_b),
         "top1_agreement": sum(ra[p][0] == rb[p][0] for p in shared) / len(shared),
     }

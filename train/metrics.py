@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,14 @@ def summarize(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...]) -
         "labels": list(labels),
         "confusion_matrix": cm.tolist(),
     }
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value of two models on the same images, from the discordant
+    counts (images right only for A, only for B): a binomial test of ``only_a`` in
+    ``only_a + only_b`` at 1/2."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
 
 
 def log_loss(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:

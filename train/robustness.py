@@ -10,6 +10,7 @@ TensorFlow here.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from edgefer.classifier import Classifier
 from train.data import decode_all, list_images
-from train.metrics import summarize
+from train.metrics import mcnemar_p, summarize
 
 Perturb = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -158,71 +159,130 @@ def measure(
     threads: int = 2,
     seed: int = 0,
     limit: int | None = None,
+    against: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One row per condition: accuracy, macro-F1, the lowest class recall, and the share of
     images whose top-1 label is the one they get clean. The labels are ``data_dir``'s
-    sub-folders named like the model's labels.
+    sub-folders named like the model's labels. With ``against`` (another model of the same
+    labels and input), each row also has that model on the very same perturbed images:
+    its accuracy, the images right for only one of the two and the McNemar p-value.
 
     Raises:
-        ValueError: no images under ``data_dir/<label>/`` for the model's labels, or some
-            that cannot be decoded.
+        ValueError: no images under ``data_dir/<label>/`` for the model's labels, some that
+            cannot be decoded, or an ``against`` model of other labels or input.
     """
-    with Classifier.create_from_model_path(model, num_threads=threads, batch_size=64) as classifier:
-        spec = classifier.spec
-        paths, y = list_images(Path(data_dir), classifier.labels)
-        if not paths:
-            raise ValueError(
-                f"no images in {data_dir}/<label>/ for the model's labels "
-                f"({', '.join(classifier.labels)})"
+    with contextlib.ExitStack() as stack:
+        classifier = stack.enter_context(
+            Classifier.create_from_model_path(model, num_threads=threads, batch_size=64)
+        )
+        other = None
+        if against is not None:
+            other = stack.enter_context(
+                Classifier.create_from_model_path(against, num_threads=threads, batch_size=64)
             )
-        if limit is not None and limit < len(paths):
-            keep = np.sort(np.random.default_rng(seed).permutation(len(paths))[:limit])
-            paths, y = [paths[i] for i in keep], y[keep]
-        x, failed = decode_all(paths, spec.input_size, spec.channels)
-        if failed:
-            first = min(failed)
-            raise ValueError(
-                f"{len(failed)} images cannot be decoded: {paths[first]}: {failed[first]}"
-            )
+            mine, theirs = classifier.spec, other.spec
+            if (mine.labels, mine.input_size, mine.channels) != (
+                theirs.labels,
+                theirs.input_size,
+                theirs.channels,
+            ):
+                raise ValueError(f"{against}: not the labels and input of {model}")
+        x, y = _images(classifier, Path(data_dir), seed, limit)
         clean_top1 = classifier.predict(x).argmax(axis=1)
         clean_accuracy = summarize(y, clean_top1, classifier.labels)["accuracy"]
         rows = []
         for condition in conditions:
-            if condition.name == "clean":
-                top1 = clean_top1
-            else:
-                top1 = classifier.predict(perturb(x, condition, seed)).argmax(axis=1)
-            metrics = summarize(y, top1, classifier.labels)
-            recalls = {k: v["recall"] for k, v in metrics["per_class"].items() if v["support"]}
-            lowest = min(recalls, key=recalls.__getitem__)
-            rows.append(
-                {
-                    "condition": condition.name,
-                    "what": condition.what,
-                    "n": metrics["n"],
-                    "accuracy": metrics["accuracy"],
-                    "change_points": 100 * (metrics["accuracy"] - clean_accuracy),
-                    "macro_f1": metrics["macro_f1"],
-                    "lowest_recall": recalls[lowest],
-                    "lowest_recall_label": lowest,
-                    "recall": recalls,
-                    "same_as_clean": float(np.mean(top1 == clean_top1)),
+            xc = x if condition.name == "clean" else perturb(x, condition, seed)
+            top1 = clean_top1 if condition.name == "clean" else classifier.predict(xc).argmax(1)
+            row = _row(condition, y, top1, clean_top1, clean_accuracy, classifier.labels)
+            if other is not None:
+                right, other_right = top1 == y, other.predict(xc).argmax(axis=1) == y
+                only_this = int(np.sum(right & ~other_right))
+                only_other = int(np.sum(other_right & ~right))
+                row["against"] = {
+                    "accuracy": float(np.mean(other_right)),
+                    "only_this_right": only_this,
+                    "only_other_right": only_other,
+                    "mcnemar_p": mcnemar_p(only_this, only_other),
                 }
-            )
+            rows.append(row)
         return rows
 
 
+def _images(
+    classifier: Classifier, data_dir: Path, seed: int, limit: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled images under ``data_dir``, decoded for the classifier, and their labels."""
+    spec = classifier.spec
+    paths, y = list_images(data_dir, classifier.labels)
+    if not paths:
+        raise ValueError(
+            f"no images in {data_dir}/<label>/ for the model's labels "
+            f"({', '.join(classifier.labels)})"
+        )
+    if limit is not None and limit < len(paths):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(paths))[:limit])
+        paths, y = [paths[i] for i in keep], y[keep]
+    x, failed = decode_all(paths, spec.input_size, spec.channels)
+    if failed:
+        first = min(failed)
+        raise ValueError(f"{len(failed)} images cannot be decoded: {paths[first]}: {failed[first]}")
+    return x, y
+
+
+def _row(
+    condition: Condition,
+    y: np.ndarray,
+    top1: np.ndarray,
+    clean_top1: np.ndarray,
+    clean_accuracy: float,
+    labels: tuple[str, ...],
+) -> dict[str, Any]:
+    metrics = summarize(y, top1, labels)
+    recalls = {k: v["recall"] for k, v in metrics["per_class"].items() if v["support"]}
+    lowest = min(recalls, key=recalls.__getitem__)
+    return {
+        "condition": condition.name,
+        "what": condition.what,
+        "n": metrics["n"],
+        "accuracy": metrics["accuracy"],
+        "change_points": 100 * (metrics["accuracy"] - clean_accuracy),
+        "macro_f1": metrics["macro_f1"],
+        "lowest_recall": recalls[lowest],
+        "lowest_recall_label": lowest,
+        "recall": recalls,
+        "same_as_clean": float(np.mean(top1 == clean_top1)),
+    }
+
+
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    """The rows as a plain table (change: accuracy points against the clean images)."""
-    lines = [
+    """The rows as a plain table (change: accuracy points against the clean images); with an
+    ``against`` model, its accuracy, the images right only for each and McNemar's p."""
+    versus = "against" in rows[0]
+    head = (
         f"{'condition':<13} {'accuracy':>8} {'change':>7} {'macro-F1':>8} "
         f"{'lowest recall':>22} {'same top-1':>10}"
-    ]
+    )
+    if versus:
+        head += f" {'other':>8} {'only this':>9} {'only other':>10} {'p':>8}"
+    lines = [head]
     for r in rows:
         lowest = f"{r['lowest_recall_label']} {r['lowest_recall']:.3f}"
-        lines.append(
+        line = (
             f"{r['condition']:<13} {r['accuracy']:>8.4f} {r['change_points']:>+7.2f} "
             f"{r['macro_f1']:>8.4f} {lowest:>22} {r['same_as_clean']:>10.3f}"
         )
+        if versus:
+            o = r["against"]
+            line += (
+                f" {o['accuracy']:>8.4f} {o['only_this_right']:>9} {o['only_other_right']:>10}"
+                f" {o['mcnemar_p']:>8.2g}"
+            )
+        lines.append(line)
     lines.append(f"n={rows[0]['n']}; change: accuracy points against the clean images")
+    if versus:
+        lines.append(
+            "other: the --against model on the same images; only this / only other: images "
+            "right for one model only; p: exact McNemar"
+        )
     return "\n".join(lines)
