@@ -1,5 +1,5 @@
-"""The seven measurements of issue #6, the Raspberry Pi estimate and face detection (#7), one
-function each."""
+"""The seven measurements of issue #6, the Raspberry Pi estimate, face detection (#7) and the
+shipped models side by side, one function each."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from report import Check, Section
 
 from edgefer._quiet import quiet_fd
 from edgefer.preprocess import normalize
+from edgefer.shipped import SHIPPED_MODELS, shipped_models_dir
 from edgefer.spec import ModelSpec, read_spec
 
 VARIANT_NAMES = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
@@ -521,6 +522,74 @@ def raspberry_pi(ctx: Context) -> Section:
     return sec
 
 
+# 10 --------------------------------------------------------------------------------------------
+
+
+def shipped_models(ctx: Context) -> Section:
+    """Every model shipped in ``models/`` by its ``--model`` name, against the default."""
+    cores = ctx.cores
+    sec = Section(
+        10,
+        f"The shipped models side by side (batch 16; val images pre-decoded for predict, "
+        f"{ctx.sizes.folder:,} PNGs for classify)",
+        [
+            "--model",
+            "size KiB",
+            "MFLOPs",
+            f"predict images/s, {cores} threads",
+            "× default",
+            "predict images/s, 1 thread",
+            "× default",
+            f"classify images/s, {cores} threads",
+            "× default",
+            "val accuracy",
+            "same top-1 as default",
+        ],
+    )
+    models = {
+        name: shipped_models_dir() / file
+        for name, file in SHIPPED_MODELS.items()
+        if (shipped_models_dir() / file).is_file()
+    }
+    if "default" not in models:
+        sec.skipped = f"no shipped models in {shipped_models_dir()}"
+        return sec
+    spec = read_spec(models["default"].read_bytes())
+    items = inputs.labelled_sample(ctx.val_dir, spec.labels, ctx.sizes.per_label)
+    if items:
+        pixels = inputs.decode_all([p for p, _ in items], spec)
+        y = np.array([i for _, i in items])
+    else:  # --data holds other labels (the test suite's tiny set): speed only
+        pixels, y = inputs.decode_all(ctx.files(ctx.sizes.grid), spec), None
+        sec.notes.append(f"{ctx.val_dir} has none of the shipped models' labels: no accuracy.")
+    many = {n: wl.classifier(path, 16, cores) for n, path in models.items()}
+    one = {n: wl.classifier(path, 16, 1) for n, path in models.items()}
+    runs = {f"{n} many": wl.predict(c, pixels) for n, c in many.items()}
+    runs |= {f"{n} one": wl.predict(c, pixels) for n, c in one.items()}
+    runs |= {
+        f"{n} classify": wl.cli_classify(path, ctx.folder, ctx.work / "s10.csv", 16, cores)
+        for n, path in models.items()
+    }
+    rates = interleave(runs, ctx.sizes.repeats)
+    top1 = {n: c.predict(pixels).argmax(1) for n, c in many.items()}
+    for name, path in models.items():
+        row = [name, f"{path.stat().st_size / 1024:,.0f}"]
+        row.append(f"{model_cost(path.read_bytes()).flops / 1e6:,.1f}")
+        for what in ("many", "one", "classify"):
+            r = rates[f"{name} {what}"]
+            row += [_rate(r), _ratio(paired_ratio(r, rates[f"default {what}"]))]
+        row.append("-" if y is None else f"{np.mean(top1[name] == y):.4f}")
+        row.append(f"{np.mean(top1[name] == top1['default']):.4f}")
+        sec.rows.append(row)
+    for c in (*many.values(), *one.values()):
+        c.close()
+    sec.notes.append(
+        f"{len(pixels):,} images from {ctx.val_dir}; models from {shipped_models_dir()}; "
+        "× default is the median of per-repeat ratios, interleaved."
+    )
+    return sec
+
+
 SECTIONS = {
     1: pipeline_efficiency,
     2: against_keras,
@@ -531,8 +600,9 @@ SECTIONS = {
     7: quantization_variants,
     8: raspberry_pi,
     9: face_detection,
+    10: shipped_models,
 }
 
 #: Run order: TensorFlow (section 2) is imported in this process last, after every
 #: measurement that it could disturb except 7, which takes Keras' row from 2.
-RUN_ORDER = (4, 1, 3, 5, 6, 9, 2, 7, 8)
+RUN_ORDER = (4, 1, 3, 5, 6, 9, 10, 2, 7, 8)

@@ -91,7 +91,7 @@ def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_mo
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(data.read_text())
     sections = {s["number"]: s for s in payload["sections"]}
-    assert sorted(sections) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert sorted(sections) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     for s in sections.values():
         assert s["skipped"] is None, s
         assert s["rows"] and all(len(row) == len(s["columns"]) for row in s["rows"]), s["title"]
@@ -107,6 +107,11 @@ def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_mo
     # Face detection: each detector on both photo sets (the synthetic "faces" are not faces).
     assert [row[0] for row in sections[9]["rows"]][:1] == ["blazeface"]
     assert any("photos/s" in note for note in sections[9]["notes"])
+    # The shipped models by name, against the default; the tiny data has none of their labels.
+    shipped = {row[0]: row for row in sections[10]["rows"]}
+    assert list(shipped) == ["default", "robust"]
+    assert shipped["default"][4] == "1.00×" and shipped["default"][-1] == "1.0000"
+    assert shipped["robust"][-2] == "-" and any("no accuracy" in n for n in sections[10]["notes"])
     text = results.read_text()
     for heading in ("## Targets", "## 1. ", "## 4. ", "## 8. ", report.NOTES_MARKER):
         assert heading in text
