@@ -59,11 +59,4 @@ fit_run edge-kd6 --epochs 160 "${BF16[@]}" "${KD[@]}" --seed 5 --teacher-online 
   --teacher "$T/edge-kd3-int8.tflite" --teacher "$T/edge-kd4-int8.tflite" \
   --teacher "$T/edge-kd5-int8.tflite"
 
-RUN="$RUNS/edge-kd6"
-python -m train calibrate "$RUN/model.keras" "$DATA/val" --out "$RUN/calibrated"
-edgefer convert "$RUN/calibrated/model.keras" -o "$MODEL" --quantize int8 \
-  --calibration "$DATA/train" --validate "$DATA/val" --force
-status=0
-edgefer classify "$DATA/val" -r -o "$RUN/val-int8.csv" --model "$MODEL" -q || status=$?
-[ "$status" -le 1 ] || exit "$status"  # 1: some files failed, and have error rows
-python -m train evaluate-csv "$RUN/val-int8.csv" --labels-from-parent-dir
+bash train/ship-model.sh "$RUNS/edge-kd6" "$MODEL" "$DATA"
