@@ -89,6 +89,8 @@ class WatchOptions:
         output: the CSV rows are appended to (its state file goes beside it).
         recursive: also watch subfolders (hidden ones and ``done_dir`` excepted).
         poll: poll instead of inotify (network mounts: inotify misses remote changes).
+        poll_interval: seconds between two scans of the folder when polling (None: half of
+            ``settle``, within 0.25-2 s). Each scan stats every file in it.
         settle: seconds a file's size and mtime must stay unchanged when no close/move event
             says it is complete.
         batch_size: images per batch (and per interpreter invoke).
@@ -103,6 +105,7 @@ class WatchOptions:
     output: str
     recursive: bool = False
     poll: bool = False
+    poll_interval: float | None = None
     settle: float = 1.0
     batch_size: int = 16
     max_latency: float = 0.5
@@ -630,13 +633,20 @@ class Watcher:
         )
         return text if self._caught_up else text + "; catching up"
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between two scans of the folder with ``poll``."""
+        if self.options.poll_interval is not None:
+            return self.options.poll_interval
+        return max(0.25, min(self.options.settle / 2, 2.0))
+
     def _start_observer(self):
         from watchdog import events as ev
 
         if self.options.poll:
             from watchdog.observers.polling import PollingObserver
 
-            observer = PollingObserver(timeout=max(0.25, min(self.options.settle / 2, 2.0)))
+            observer = PollingObserver(timeout=self.poll_interval)
         else:
             try:
                 from watchdog.observers.inotify import InotifyObserver
@@ -692,7 +702,7 @@ class Watcher:
             "watching %s%s (%s) into %s",
             self.root,
             " and subfolders" if self.options.recursive else "",
-            "polling" if self.options.poll else "inotify",
+            f"polling every {self.poll_interval:g} s" if self.options.poll else "inotify",
             self.ledger.csv_path,
         )
         worker = threading.Thread(target=self.work, name="edgefer-worker", daemon=True)

@@ -41,6 +41,15 @@ def watch(
     poll: Annotated[
         bool, typer.Option(help="Poll instead of inotify: for CIFS/NFS mounts, which miss events.")
     ] = False,
+    poll_interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="With --poll: seconds between scans (default: half of --settle, 0.25-2 s). "
+            "Each scan stats every file in the folder: longer costs less CPU on a full inbox "
+            "and adds up to that much delay.",
+        ),
+    ] = None,
     settle: Annotated[
         float,
         typer.Option(
@@ -111,6 +120,8 @@ def watch(
         stop_on_signals,
     )
 
+    if poll_interval is not None and not poll:
+        raise fail("--poll-interval is for --poll (inotify has no interval)")
     try:
         face_opts = face_options(faces, detector, min_face, max_faces)
         if face_opts is not None:
@@ -127,6 +138,7 @@ def watch(
         output=str(out),
         recursive=recursive,
         poll=poll,
+        poll_interval=poll_interval,
         settle=settle,
         batch_size=batch_size,
         max_latency=max_latency,

@@ -431,3 +431,8 @@ def test_an_unknown_model_name_lists_the_shipped_ones():
     result = run("info", "-m", "robustt")
     assert result.exit_code == EXIT_USAGE
     assert "model not found: robustt (a .tflite file, or one of: default, robust)" in result.output
+
+
+def test_watch_poll_interval_needs_poll(tmp_path):
+    result = run("watch", tmp_path, "-o", tmp_path / "out.csv", "--poll-interval", "5")
+    assert result.exit_code == EXIT_USAGE and "--poll-interval is for --poll" in result.output

@@ -361,15 +361,18 @@ def test_sigterm_finishes_the_batch_and_exits_0(tmp_path, int8_model, inbox, png
     assert sorted(paths_in(out).values()) == [1] * 60
 
 
-def test_poll_mode_settles(tmp_path, int8_model, inbox, pngs):
+@pytest.mark.parametrize("interval", [(), ("--poll-interval", "0.8")], ids=["default", "0.8s"])
+def test_poll_mode_settles(tmp_path, int8_model, inbox, pngs, interval):
+    # With scans further apart than --settle, the write below spans several of them: the
+    # settling is done by stat-ing the file itself, so a slow poll only delays it.
     out = tmp_path / "labels.csv"
-    with Daemon(tmp_path, int8_model, inbox, out, "--poll").start() as daemon:
+    with Daemon(tmp_path, int8_model, inbox, out, "--poll", *interval).start() as daemon:
         daemon.wait_ready()
         with open(inbox / "slow.png", "wb") as f:
-            for i in range(0, len(pngs[0]), 100):
-                f.write(pngs[0][i : i + 100])
+            for i in range(0, len(pngs[0]), 40):
+                f.write(pngs[0][i : i + 40])
                 f.flush()
-                time.sleep(0.1)  # less than --settle: still being written
+                time.sleep(0.2)  # less than --settle: still being written
         with open(inbox / "gone.png", "wb") as f:
             f.write(pngs[1][:60])
         os.unlink(inbox / "gone.png")  # deleted before it settled
@@ -377,6 +380,7 @@ def test_poll_mode_settles(tmp_path, int8_model, inbox, pngs):
         assert daemon.stop() == 0
     rows = check_csv(out)
     assert [(row[0], row[-1]) for row in rows] == [(str(inbox / "slow.png"), "")]
+    assert f"(polling every {interval[1] if interval else '0.25'} s)" in daemon.log
 
 
 def test_usage_errors_exit_2(tmp_path, int8_model, inbox):
