@@ -65,6 +65,11 @@ def test_mirroring_breaks_a_model_that_tells_left_from_the_rest(int8_model, tiny
     assert mirrored["recall"]["top"] > 0.9 and mirrored["recall"]["center"] > 0.9
     assert mirrored["lowest_recall_label"] == "left"
     assert mirrored["same_as_clean"] == pytest.approx(2 / 3, abs=0.1)
+    # Its answers: a third each when clean; mirrored, "left" is almost never said.
+    for row in (clean, mirrored):
+        assert sum(row["predicted"].values()) == pytest.approx(1.0)
+    assert all(share == pytest.approx(1 / 3, abs=0.1) for share in clean["predicted"].values())
+    assert mirrored["predicted"]["left"] < 0.1 and mirrored["most_predicted_label"] != "left"
 
 
 def test_cli_prints_the_table_and_writes_json(int8_model, tiny_data, tmp_path):

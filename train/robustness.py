@@ -241,6 +241,8 @@ def _row(
     metrics = summarize(y, top1, labels)
     recalls = {k: v["recall"] for k, v in metrics["per_class"].items() if v["support"]}
     lowest = min(recalls, key=recalls.__getitem__)
+    # What a failing model says instead: a condition that pulls answers toward one label.
+    shares = np.bincount(top1, minlength=len(labels)) / len(top1)
     return {
         "condition": condition.name,
         "what": condition.what,
@@ -252,6 +254,8 @@ def _row(
         "lowest_recall_label": lowest,
         "recall": recalls,
         "same_as_clean": float(np.mean(top1 == clean_top1)),
+        "predicted": {label: float(share) for label, share in zip(labels, shares, strict=True)},
+        "most_predicted_label": labels[int(np.argmax(shares))],
     }
 
 
@@ -261,16 +265,17 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     versus = "against" in rows[0]
     head = (
         f"{'condition':<13} {'accuracy':>8} {'change':>7} {'macro-F1':>8} "
-        f"{'lowest recall':>22} {'same top-1':>10}"
+        f"{'lowest recall':>22} {'same top-1':>10} {'most said':>19}"
     )
     if versus:
         head += f" {'other':>8} {'only this':>9} {'only other':>10} {'p':>8}"
     lines = [head]
     for r in rows:
         lowest = f"{r['lowest_recall_label']} {r['lowest_recall']:.3f}"
+        most = f"{r['most_predicted_label']} {r['predicted'][r['most_predicted_label']]:.2f}"
         line = (
             f"{r['condition']:<13} {r['accuracy']:>8.4f} {r['change_points']:>+7.2f} "
-            f"{r['macro_f1']:>8.4f} {lowest:>22} {r['same_as_clean']:>10.3f}"
+            f"{r['macro_f1']:>8.4f} {lowest:>22} {r['same_as_clean']:>10.3f} {most:>19}"
         )
         if versus:
             o = r["against"]
@@ -279,7 +284,10 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
                 f" {o['mcnemar_p']:>8.2g}"
             )
         lines.append(line)
-    lines.append(f"n={rows[0]['n']}; change: accuracy points against the clean images")
+    lines.append(
+        f"n={rows[0]['n']}; change: accuracy points against the clean images; most said: the "
+        "label given most often, and its share of the answers"
+    )
     if versus:
         lines.append(
             "other: the --against model on the same images; only this / only other: images "
