@@ -161,11 +161,12 @@ def measure(
     limit: int | None = None,
     against: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per condition: accuracy, macro-F1, the lowest class recall, and the share of
-    images whose top-1 label is the one they get clean. The labels are ``data_dir``'s
-    sub-folders named like the model's labels. With ``against`` (another model of the same
-    labels and input), each row also has that model on the very same perturbed images:
-    its accuracy, the images right for only one of the two and the McNemar p-value.
+    """One row per condition: accuracy, macro-F1, the lowest class recall, the share of images
+    whose top-1 label is the one they get clean, and the share of the answers that each label
+    gets (``predicted``; a condition can pull most answers toward one label). The labels are
+    ``data_dir``'s sub-folders named like the model's labels. With ``against`` (another model
+    of the same labels and input), each row also has that model on the very same perturbed
+    images: its accuracy, the images right for only one of the two and the McNemar p-value.
 
     Raises:
         ValueError: no images under ``data_dir/<label>/`` for the model's labels, some that
