@@ -226,6 +226,7 @@ def classify(
         skipped=len(paths) - len(todo),
         faces=faces,
         unlisted=len(unlistable),
+        model=model_path(model).name,
     )
     if not paths:
         warn(f"no images found in {', '.join(map(str, inputs))}")

@@ -36,6 +36,8 @@ class Summary:
     n_no_face: int = 0
     #: Subfolders that could not be listed (their files have no rows).
     unlisted: int = 0
+    #: The model's file name, shown under the totals: two shipped models give the same labels.
+    model: str | None = None
 
     def add(self, result: Result) -> None:
         if self.faces:
@@ -106,6 +108,8 @@ class Summary:
         if self.unlisted:
             total += f", {self.unlisted} folder{'s' if self.unlisted > 1 else ''} not listed"
         parts.append(f"{total}; {self.seconds:.2f} s, {rate:.1f} images/s")
+        if self.model:
+            parts.append(Text(f"model {self.model}"))
         return Group(*parts)
 
     def print(self, console: Console) -> None:

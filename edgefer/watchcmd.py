@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -110,6 +111,7 @@ def watch(
     from edgefer.ledger import Ledger
     from edgefer.notify import Notifier, setup_logging
     from edgefer.runtime import RuntimeMissingError
+    from edgefer.shipped import model_path
     from edgefer.spec import SpecError
     from edgefer.watch import (
         Watcher,
@@ -155,6 +157,9 @@ def watch(
             check_folders(options)
         classifier = Classifier(
             ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
+        )
+        logging.getLogger("edgefer.watch").info(
+            "model %s (interpreter threads: %d)", model_path(model), classifier.num_threads
         )
         if waiting:
             if not folder_appears(str(folder), stop, notifier):

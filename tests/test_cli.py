@@ -418,7 +418,8 @@ def test_shipped_models_are_chosen_by_name(tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEFER_MODEL")
     faces = write_dataset(tmp_path / "d", 2, seed=3)
     out = tmp_path / "out.csv"
-    assert run("classify", faces, "-r", "-m", "robust", "-o", out).exit_code == EXIT_OK
+    result = run("classify", faces, "-r", "-m", "robust", "-o", out)
+    assert result.exit_code == EXIT_OK and f"model {robust.name}" in result.output
     assert len(read_rows(out)) == 6 and "fear" in out.read_text().splitlines()[0]
     # A file of that name in the working directory is a path first, as any argument is.
     monkeypatch.chdir(tmp_path)

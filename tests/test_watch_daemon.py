@@ -381,6 +381,7 @@ def test_poll_mode_settles(tmp_path, int8_model, inbox, pngs, interval):
     rows = check_csv(out)
     assert [(row[0], row[-1]) for row in rows] == [(str(inbox / "slow.png"), "")]
     assert f"(polling every {interval[1] if interval else '0.25'} s)" in daemon.log
+    assert f"model {int8_model} (interpreter threads: 1)" in daemon.log
 
 
 def test_usage_errors_exit_2(tmp_path, int8_model, inbox):
