@@ -546,13 +546,10 @@ def shipped_models(ctx: Context) -> Section:
             "same top-1 as default",
         ],
     )
-    models = {
-        name: shipped_models_dir() / file
-        for name, file in SHIPPED_MODELS.items()
-        if (shipped_models_dir() / file).is_file()
-    }
+    folder = shipped_models_dir()
+    models = {n: folder / f for n, f in SHIPPED_MODELS.items() if (folder / f).is_file()}
     if "default" not in models:
-        sec.skipped = f"no shipped models in {shipped_models_dir()}"
+        sec.skipped = f"no shipped models in {folder}"
         return sec
     spec = read_spec(models["default"].read_bytes())
     items = inputs.labelled_sample(ctx.val_dir, spec.labels, ctx.sizes.per_label)
@@ -584,7 +581,7 @@ def shipped_models(ctx: Context) -> Section:
     for c in (*many.values(), *one.values()):
         c.close()
     sec.notes.append(
-        f"{len(pixels):,} images from {ctx.val_dir}; models from {shipped_models_dir()}; "
+        f"{len(pixels):,} images from {ctx.val_dir}; models from {folder}; "
         "× default is the median of per-repeat ratios, interleaved."
     )
     return sec
