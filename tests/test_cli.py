@@ -413,8 +413,9 @@ def test_shipped_models_are_chosen_by_name(tmp_path, monkeypatch):
     assert model_path("robust") == robust and model_path("default") == default_model_path()
     monkeypatch.setenv("EDGEFER_MODEL", "robust")
     assert default_model_path() == robust
-    result = run("info")  # no --model: $EDGEFER_MODEL, itself a name
-    assert result.exit_code == EXIT_OK and robust.name in result.output.replace("\n", "")
+    # No --model: $EDGEFER_MODEL, itself a name. Wide, so that a deep checkout's path is one line.
+    result = runner.invoke(app, ["info"], env={"COLUMNS": "400"})
+    assert result.exit_code == EXIT_OK and str(robust) in result.output
     monkeypatch.delenv("EDGEFER_MODEL")
     faces = write_dataset(tmp_path / "d", 2, seed=3)
     out = tmp_path / "out.csv"
