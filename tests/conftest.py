@@ -47,6 +47,13 @@ def write_dataset(root: Path, n_per_label: int, seed: int) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch):
+    """Rich wraps at $COLUMNS (80 without a terminal): a long checkout or temp path would break
+    across table lines and a test looking for it would fail. Narrow-output tests set their own."""
+    monkeypatch.setenv("COLUMNS", "400")
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A labelled folder of 3 x 20 synthetic PNGs."""

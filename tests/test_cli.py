@@ -261,7 +261,7 @@ def test_paths_that_look_like_rich_markup_are_printed_as_they_are(tmp_path, int8
     bad.mkdir()
     (bad / "x.jpg").write_text("not a JPEG")
     args = ["classify", str(bad), "-m", str(int8_model), "-o", str(tmp_path / "b.csv")]
-    result = runner.invoke(app, args, env={"COLUMNS": "400"})  # the path on one table line
+    result = runner.invoke(app, args)
     assert result.exit_code == EXIT_FAILURES, result.output
     assert f"{bad}/x.jpg" in result.output
     result = run("classify", bad, "-m", int8_model, "-o", tmp_path / "no[/dir]" / "c.csv")
@@ -413,8 +413,7 @@ def test_shipped_models_are_chosen_by_name(tmp_path, monkeypatch):
     assert model_path("robust") == robust and model_path("default") == default_model_path()
     monkeypatch.setenv("EDGEFER_MODEL", "robust")
     assert default_model_path() == robust
-    # No --model: $EDGEFER_MODEL, itself a name. Wide, so that a deep checkout's path is one line.
-    result = runner.invoke(app, ["info"], env={"COLUMNS": "400"})
+    result = run("info")  # no --model: $EDGEFER_MODEL, itself a name
     assert result.exit_code == EXIT_OK and str(robust) in result.output
     monkeypatch.delenv("EDGEFER_MODEL")
     faces = write_dataset(tmp_path / "d", 2, seed=3)
