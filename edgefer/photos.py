@@ -21,8 +21,8 @@ from edgefer.faces import (
     load_photo,
     open_detector,
 )
-from edgefer.pipeline import Result, decode_ahead
-from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError
+from edgefer.pipeline import Result, decode_ahead, decode_or_error
+from edgefer.preprocess import DEFAULT_MAX_PIXELS
 
 #: The error cell of an image in which no face was found.
 NO_FACE = "no face"
@@ -47,38 +47,33 @@ class FaceOptions:
     align: bool = True
 
 
-#: Per image: (crop, box in full-size pixels, detector score) per face, or an error.
-Found = list[tuple[np.ndarray, tuple[int, int, int, int], float]] | str
+#: One face: its crop, its box in full-size pixels, the detector's score.
+Face = tuple[np.ndarray, tuple[int, int, int, int], float]
+#: Per image: its faces, or the text of its error.
+Found = list[Face] | str
 
 
-def _detect(
+def _find_faces(
     path: str,
     detector_for_thread: Callable[[], object],
     options: FaceOptions,
     size: tuple[int, int],
     channels: int,
     max_pixels: int,
-) -> Found:
-    try:
-        image, factor, full = load_photo(path, max_pixels)
-        # The detector sees the working copy; min_face is in full-size pixels (rounded down:
-        # a face of min_face full-size pixels must not be missed by rounding).
-        min_face = max(MIN_WORK_FACE, math.floor(options.min_face / factor))
-        faces = detector_for_thread().detect(image, min_face)
-        faces = [f for f in faces if round(f.w * factor) >= options.min_face]  # exact, full size
-        if options.max_faces:
-            faces = faces[: options.max_faces]
-        found = []
-        for face in faces:
-            crop = crop_face(image, face, size, channels, options.margin, options.align)
-            found.append((crop, face.scaled(factor).box(*full), face.score))
-        return found
-    except ImageError as exc:
-        return str(exc)
-    except MemoryError:
-        return "out of memory while decoding"
-    except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
-        return f"{type(exc).__name__}: {exc}"[:120]
+) -> list[Face]:
+    image, factor, full = load_photo(path, max_pixels)
+    # The detector sees the working copy; min_face is in full-size pixels (rounded down:
+    # a face of min_face full-size pixels must not be missed by rounding).
+    min_face = max(MIN_WORK_FACE, math.floor(options.min_face / factor))
+    faces = detector_for_thread().detect(image, min_face)
+    faces = [f for f in faces if round(f.w * factor) >= options.min_face]  # exact, full size
+    if options.max_faces:
+        faces = faces[: options.max_faces]
+    found = []
+    for face in faces:
+        crop = crop_face(image, face, size, channels, options.margin, options.align)
+        found.append((crop, face.scaled(factor).box(*full), face.score))
+    return found
 
 
 def classify_photos(
@@ -107,10 +102,13 @@ def classify_photos(
             detectors.append(local.detector)
         return local.detector
 
-    def decode(path: str) -> Found:
-        return _detect(
+    def find(path: str) -> list[Face]:
+        return _find_faces(
             path, detector_for_thread, options, spec.input_size, spec.channels, max_pixels
         )
+
+    def decode(path: str) -> Found:
+        return decode_or_error(find, path)
 
     batch: list[tuple[str, Found]] = []
     n_crops = 0

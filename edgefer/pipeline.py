@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from typing import TypeVar
 
 import numpy as np
 
@@ -41,14 +42,17 @@ class Result:
 
 
 Loader = Callable[[str], np.ndarray]
+T = TypeVar("T")
 
 #: Paths per decoding task in :func:`classify_paths` (see :func:`decode_ahead`).
 CHUNK = 8
 
 
-def _decode(loader: Loader, path: str) -> np.ndarray | str:
+def decode_or_error(decode: Callable[[str], T], path: str) -> T | str:
+    """``decode(path)``, or the text of that file's error cell if it raises: a file that cannot
+    be read, is not an image, or is too large ends its own row, never the run."""
     try:
-        return loader(path)
+        return decode(path)
     except ImageError as exc:
         return str(exc)
     except MemoryError:
@@ -149,7 +153,7 @@ def classify_paths(
         batch_items.clear()
 
     n_images = 0
-    decoded = decode_ahead(paths, lambda p: _decode(loader, p), workers, window, chunk)
+    decoded = decode_ahead(paths, lambda p: decode_or_error(loader, p), workers, window, chunk)
     for path, item in decoded:
         batch_paths.append(path)
         batch_items.append(item)
