@@ -395,13 +395,9 @@ def load_photo(
     Raises:
         ImageError: as :func:`edgefer.preprocess.load_image`.
     """
-    im = _open(source)
+    im = _open(source, max_pixels)
     try:
         with im:
-            if im.width * im.height > max_pixels:
-                raise ImageError(
-                    f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
-                )
             full_size = im.size
             full = max(im.size)
             if im.format == "JPEG":

@@ -31,12 +31,13 @@ class ImageError(Exception):
     """An input that cannot be turned into a model input; the message is short, for a CSV cell."""
 
 
-def _open(source: str | os.PathLike) -> Image.Image:
+def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
+    """The image, opened lazily (header only), refused if it has more than ``max_pixels``."""
     # No stat() calls up front: on a folder of small PNGs they cost ~10% of decoding. Failures
     # are told apart after the fact, which only costs time on the bad files.
     path = Path(source)
     try:
-        return Image.open(path)
+        im = Image.open(path)
     except IsADirectoryError as exc:
         raise ImageError("is a directory") from exc
     except FileNotFoundError as exc:
@@ -48,6 +49,12 @@ def _open(source: str | os.PathLike) -> Image.Image:
         raise ImageError("empty file" if empty else "not an image or unsupported format") from exc
     except OSError as exc:
         raise ImageError(_describe(exc)) from exc
+    if im.width * im.height > max_pixels:
+        im.close()
+        raise ImageError(
+            f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
+        )
+    return im
 
 
 def _may_have_exif(im: Image.Image) -> bool:
@@ -114,13 +121,9 @@ def load_image(
     height, width = size
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
-    im = _open(source)
+    im = _open(source, max_pixels)
     try:
         with im:
-            if im.width * im.height > max_pixels:
-                raise ImageError(
-                    f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
-                )
             if im.format == "JPEG":
                 # Decode at the smallest 1/2^k scale still >= the target in both orientations
                 # (EXIF may swap the axes): a 12 MP photo decodes 8x smaller, 10-20x faster.

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from edgefer import preprocess
+from edgefer.faces import load_photo
 from edgefer.preprocess import ImageError, load_image, normalize
 
 
@@ -126,6 +127,8 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     path = save(Image.new("L", (4000, 4000)), tmp_path / "bomb.png", optimize=True)
     with pytest.raises(ImageError, match="too large"):
         load_image(path, (8, 8), 1, max_pixels=1_000_000)
+    with pytest.raises(ImageError, match="too large: 4000x4000 px"):  # whole photos, --faces
+        load_photo(path, max_pixels=1_000_000)
 
 
 def test_permission_denied(tmp_path, gradient, monkeypatch):
