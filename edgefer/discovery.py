@@ -77,3 +77,18 @@ def discover(
         else:
             add(path)
     return sorted(found.values())
+
+
+def images_below(directory: str | os.PathLike) -> bool:
+    """Whether a subfolder of ``directory`` (at any depth, as ``recursive`` would search) holds an
+    image; stops at the first. Unlistable subfolders count as empty."""
+    directory = os.fspath(directory)
+    try:
+        subfolders = [
+            e.path
+            for e in os.scandir(directory)
+            if not _is_hidden(e.name) and e.is_dir(follow_symlinks=False)
+        ]
+    except OSError:
+        return False
+    return any(next(_scan(sub, True, []), None) is not None for sub in subfolders)

@@ -257,6 +257,7 @@ def test_paths_that_look_like_rich_markup_are_printed_as_they_are(tmp_path, int8
     result = run("classify", empty, "-m", int8_model, "-o", tmp_path / "a.csv")
     assert result.exit_code == EXIT_OK, result.output
     assert f"no images found in {empty}" in " ".join(result.output.split())
+    assert "add -r" not in result.output
     bad = tmp_path / "shots[red]"
     bad.mkdir()
     (bad / "x.jpg").write_text("not a JPEG")
@@ -266,6 +267,12 @@ def test_paths_that_look_like_rich_markup_are_printed_as_they_are(tmp_path, int8
     assert f"{bad}/x.jpg" in result.output
     result = run("classify", bad, "-m", int8_model, "-o", tmp_path / "no[/dir]" / "c.csv")
     assert result.exit_code == EXIT_USAGE and "no[/dir]" in result.output
+
+
+def test_a_dataset_of_class_folders_without_r_says_add_r(tiny_data, int8_model, tmp_path):
+    result = run("classify", tiny_data, "-m", int8_model, "-o", tmp_path / "a.csv")
+    assert result.exit_code == EXIT_OK
+    assert f"images are in subfolders of {tiny_data}: add -r to classify them" in result.output
 
 
 def test_an_output_directory_is_a_usage_error_before_any_work(tmp_path, tiny_data, int8_model):

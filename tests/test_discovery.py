@@ -1,6 +1,6 @@
 import os
 
-from edgefer.discovery import discover
+from edgefer.discovery import discover, images_below
 
 
 def touch(path):
@@ -72,3 +72,14 @@ def test_jpeg_spellings_are_images(tmp_path):
     for name in ("a.jfif", "b.jpe", "c.JPEG"):
         touch(tmp_path / name)
     assert [os.path.basename(p) for p in discover([tmp_path])] == ["a.jfif", "b.jpe", "c.JPEG"]
+
+
+def test_images_below_looks_only_in_subfolders_and_as_recursive_would(tmp_path):
+    touch(tmp_path / "top.jpg")
+    touch(tmp_path / "a" / "notes.txt")
+    touch(tmp_path / ".hidden" / "x.jpg")
+    assert not images_below(tmp_path)  # its own image, a text file, a hidden folder: no
+    os.symlink(tmp_path / ".hidden", tmp_path / "linked")
+    assert not images_below(tmp_path)  # symlinked folders are not followed
+    touch(tmp_path / "a" / "b" / "y.png")
+    assert images_below(tmp_path) and not images_below(tmp_path / "top.jpg")
