@@ -369,9 +369,27 @@ def info(
     _plain_row(table, "runtime", f"{classifier.runtime.name} {classifier.runtime.version}")
     _plain_row(table, "threads", str(classifier.num_threads))
     for key, value in sorted(spec.metadata.items()):
-        _plain_row(table, key, str(value))
+        _plain_row(table, key, _readable(value))
     StdoutConsole().print(table)
     classifier.close()
+
+
+def _readable(value: object, nested: bool = False) -> str:
+    """A provenance value as a person reads it: 0.6946 for 0.6946224575090555, 137,800,320,
+    ``key value`` pairs for a dict, a list comma-separated (bracketed inside another)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1 else f"{value:.4g}"
+    if isinstance(value, dict):
+        text = ", ".join(f"{k} {_readable(v, True)}" for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        text = ", ".join(_readable(v, True) for v in value)
+    else:
+        return str(value)
+    return f"[{text}]" if nested else text
 
 
 @app.command()

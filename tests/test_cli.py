@@ -172,6 +172,15 @@ def test_info(int8_model):
         assert text in result.output
 
 
+def test_info_shows_provenance_as_a_person_reads_it():
+    from edgefer.cli import _readable
+
+    assert _readable(0.6946224575090555) == "0.6946" and _readable(137800320) == "137,800,320"
+    assert _readable(0.696) == "0.6960" and _readable(2.0) == "2" and _readable(1.5e-5) == "1.5e-05"
+    assert _readable({"dropped": 313, "widths": [48, 96]}) == "dropped 313, widths [48, 96]"
+    assert _readable(True) == "True" and _readable("../data/train") == "../data/train"
+
+
 def test_cli_never_imports_tensorflow(tmp_path, tiny_data, int8_model):
     code = (
         "import sys, runpy\n"
