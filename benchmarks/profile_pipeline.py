@@ -196,7 +196,9 @@ def part_c(paths: list[str], spec, repeats: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, default=None)
-    p.add_argument("--data", type=Path, default=Path("/work/shared/data/fer2013"))
+    p.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/fer2013"
+    )
     p.add_argument("--n", type=int, default=4000)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()

@@ -32,7 +32,10 @@ from report import Section, kept_notes, markdown_report, print_section  # noqa: 
 from edgefer.shipped import model_path  # noqa: E402
 from edgefer.spec import read_spec  # noqa: E402
 
-DEFAULT_DATA = os.environ.get("EDGEFER_BENCH_DATA", "/work/shared/data/fer2013")
+#: The project's data folder beside the checkout (``../shared/data``), wherever it is.
+DEFAULT_DATA = os.environ.get(
+    "EDGEFER_BENCH_DATA", str(HERE.parent.parent / "shared" / "data" / "fer2013")
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
