@@ -20,7 +20,7 @@ from rich.text import Text
 from edgefer import __version__
 from edgefer.classifier import Classifier, ClassifierOptions, ModelError
 from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, as_utf8
-from edgefer.discovery import discover, images_below
+from edgefer.discovery import discover, empty_folders, images_below
 from edgefer.faceopts import (
     AnnotateOption,
     DetectorOption,
@@ -228,12 +228,10 @@ def classify(
         unlisted=len(unlistable),
         model=model_path(model).name,
     )
-    if not paths:
-        warn(f"no images found in {', '.join(map(str, inputs))}")
-        # A dataset of class folders given without -r (the FER2013 val split, say): say why.
-        nested = [str(i) for i in inputs if not recursive and i.is_dir() and images_below(i)]
-        if nested:
-            warn(f"images are in subfolders of {', '.join(nested)}: add -r to classify them")
+    for folder in empty_folders(inputs, paths, recursive):
+        # A dataset of class folders given without -r (FER2013's val/, say): say why.
+        hint = ": they are in subfolders, add -r" if not recursive and images_below(folder) else ""
+        warn(f"no images found in {folder}{hint}")
     # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
     out = err if output == "-" else StdoutConsole()
     progress = Progress(

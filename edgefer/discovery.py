@@ -92,3 +92,18 @@ def images_below(directory: str | os.PathLike) -> bool:
     except OSError:
         return False
     return any(next(_scan(sub, True, []), None) is not None for sub in subfolders)
+
+
+def empty_folders(
+    inputs: Iterable[str | os.PathLike], paths: Iterable[str], recursive: bool = False
+) -> list[str]:
+    """The named folders among ``inputs`` that gave none of ``paths`` (:func:`discover`'s
+    answer for the same ``recursive``), however either was spelled."""
+    folders = {os.path.abspath(i): os.fspath(i) for i in inputs if os.path.isdir(i)}
+    gave = {os.path.dirname(os.path.abspath(p)) for p in paths}
+    if recursive:  # a file also came from every folder above its own
+        for folder in list(gave):
+            while (parent := os.path.dirname(folder)) != folder and parent not in gave:
+                gave.add(parent)
+                folder = parent
+    return [name for path, name in folders.items() if path not in gave]

@@ -278,10 +278,20 @@ def test_paths_that_look_like_rich_markup_are_printed_as_they_are(tmp_path, int8
     assert result.exit_code == EXIT_USAGE and "no[/dir]" in result.output
 
 
-def test_a_dataset_of_class_folders_without_r_says_add_r(tiny_data, int8_model, tmp_path):
-    result = run("classify", tiny_data, "-m", int8_model, "-o", tmp_path / "a.csv")
-    assert result.exit_code == EXIT_OK
-    assert f"images are in subfolders of {tiny_data}: add -r to classify them" in result.output
+def test_a_folder_that_gives_no_images_is_named_and_class_folders_need_r(
+    tiny_data, int8_model, tmp_path
+):
+    image = next((tiny_data / "top").iterdir())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["classify", image, tiny_data, empty, "-m", int8_model, "-o", tmp_path / "a.csv"]
+    result = run(*args)
+    assert result.exit_code == EXIT_OK and len(read_rows(tmp_path / "a.csv")) == 1
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    assert f"warning: no images found in {tiny_data}: they are in subfolders, add -r" in lines
+    assert f"warning: no images found in {empty}" in lines
+    result = run(*args, "-r")
+    assert "no images found" in result.output and str(tiny_data) not in result.output
 
 
 def test_an_output_directory_is_a_usage_error_before_any_work(tmp_path, tiny_data, int8_model):

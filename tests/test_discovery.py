@@ -1,6 +1,6 @@
 import os
 
-from edgefer.discovery import discover, images_below
+from edgefer.discovery import discover, empty_folders, images_below
 
 
 def touch(path):
@@ -83,3 +83,14 @@ def test_images_below_looks_only_in_subfolders_and_as_recursive_would(tmp_path):
     assert not images_below(tmp_path)  # symlinked folders are not followed
     touch(tmp_path / "a" / "b" / "y.png")
     assert images_below(tmp_path) and not images_below(tmp_path / "top.jpg")
+
+
+def test_empty_folders_are_those_that_gave_no_file_however_spelled(tmp_path, monkeypatch):
+    touch(tmp_path / "a" / "x.jpg")
+    touch(tmp_path / "b" / "c" / "y.jpg")
+    touch(tmp_path / "d" / "z.txt")
+    monkeypatch.chdir(tmp_path)
+    inputs = ["a", str(tmp_path / "a"), "b", "d", "a/x.jpg"]
+    assert empty_folders(inputs, discover(inputs)) == ["b", "d"]
+    assert empty_folders(inputs, discover(inputs, recursive=True), recursive=True) == ["d"]
+    assert empty_folders(["./b/"], discover(["./b/"], recursive=True), recursive=True) == []
