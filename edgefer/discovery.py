@@ -79,19 +79,40 @@ def discover(
     return sorted(found.values())
 
 
-def images_below(directory: str | os.PathLike) -> bool:
-    """Whether a subfolder of ``directory`` (at any depth, as ``recursive`` would search) holds an
-    image; stops at the first. Unlistable subfolders count as empty."""
-    directory = os.fspath(directory)
+def _holds_image(directory: str, skip: set[str]) -> bool:
+    """Whether ``directory`` or a folder below it (as ``recursive`` searches, ``skip`` apart)
+    holds an image; stops at the first."""
     try:
-        subfolders = [
-            e.path
-            for e in os.scandir(directory)
-            if not _is_hidden(e.name) and e.is_dir(follow_symlinks=False)
-        ]
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _is_hidden(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if os.path.abspath(entry.path) not in skip and _holds_image(entry.path, skip):
+                        return True
+                elif _looks_like_image(entry.name) and not _is_special(entry):
+                    return True
     except OSError:
-        return False
-    return any(next(_scan(sub, True, []), None) is not None for sub in subfolders)
+        pass  # unlistable: counts as empty
+    return False
+
+
+def images_below(directory: str | os.PathLike, exclude: Iterable[str] = ()) -> str | None:
+    """The first subfolder of ``directory`` that holds an image at any depth, as ``recursive``
+    would search it, the folders ``exclude`` and all below them apart; None if there is none."""
+    skip = {os.path.abspath(x) for x in exclude}
+    try:
+        with os.scandir(directory) as entries:
+            subfolders = sorted(
+                e.path
+                for e in entries
+                if not _is_hidden(e.name) and e.is_dir(follow_symlinks=False)
+            )
+    except OSError:
+        return None
+    return next(
+        (s for s in subfolders if os.path.abspath(s) not in skip and _holds_image(s, skip)), None
+    )
 
 
 def empty_folders(

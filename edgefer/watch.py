@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from edgefer.discovery import images_below
 from edgefer.ledger import Identity, Ledger
 from edgefer.notify import Notifier, watchdog_interval
 from edgefer.photos import NO_FACE, FaceOptions, classify_photos
@@ -137,6 +138,15 @@ def check_folders(options: WatchOptions) -> None:
     if not same_fs:
         raise WatchError(f"--done-dir {done} must be on the same filesystem as {folder}")
     _probe_move(folder, done)
+
+
+def unwatched_images(options: WatchOptions) -> str | None:
+    """Without --recursive: a subfolder (``done_dir`` apart) that holds images, which will not be
+    classified (a camera that files its shots by date, say); None if there is none."""
+    if options.recursive:
+        return None
+    exclude = [options.done_dir] if options.done_dir else []
+    return images_below(options.folder, exclude)
 
 
 def folder_appears(

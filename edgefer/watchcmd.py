@@ -120,7 +120,10 @@ def watch(
         check_folders,
         folder_appears,
         stop_on_signals,
+        unwatched_images,
     )
+
+    log = logging.getLogger("edgefer.watch")
 
     if poll_interval is not None and not poll:
         raise fail("--poll-interval is for --poll (inotify has no interval)")
@@ -158,9 +161,7 @@ def watch(
         classifier = Classifier(
             ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
         )
-        logging.getLogger("edgefer.watch").info(
-            "model %s (interpreter threads: %d)", model_path(model), classifier.num_threads
-        )
+        log.info("model %s (interpreter threads: %d)", model_path(model), classifier.num_threads)
         if waiting:
             if not folder_appears(str(folder), stop, notifier):
                 raise typer.Exit(0)
@@ -168,6 +169,9 @@ def watch(
         ledger = Ledger(out, classifier.labels, faces=faces)
     except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
         raise fail(str(exc)) from None
+    unwatched = unwatched_images(options)
+    if unwatched:
+        log.warning("images in %s are not watched: add --recursive to classify them", unwatched)
     try:
         code = Watcher(options, classifier, ledger, stop).serve(notifier)
     except OSError as exc:

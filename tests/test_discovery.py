@@ -82,7 +82,8 @@ def test_images_below_looks_only_in_subfolders_and_as_recursive_would(tmp_path):
     os.symlink(tmp_path / ".hidden", tmp_path / "linked")
     assert not images_below(tmp_path)  # symlinked folders are not followed
     touch(tmp_path / "a" / "b" / "y.png")
-    assert images_below(tmp_path) and not images_below(tmp_path / "top.jpg")
+    assert images_below(tmp_path) == str(tmp_path / "a") and not images_below(tmp_path / "top.jpg")
+    assert images_below(tmp_path, exclude=[tmp_path / "a" / "b"]) is None  # --done-dir, say
 
 
 def test_empty_folders_are_those_that_gave_no_file_however_spelled(tmp_path, monkeypatch):

@@ -355,10 +355,14 @@ def test_sigterm_finishes_the_batch_and_exits_0(tmp_path, int8_model, inbox, png
         assert daemon.stop() == 0
     assert "SIGTERM" in daemon.log
     assert len(check_csv(out)) <= 60  # whole rows only, the state file in step
+    dated = inbox / "2026-12-01"  # a camera that files its shots by date: not watched
+    dated.mkdir()
+    (dated / "shot.png").write_bytes(pngs[0])
     with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
         wait_for(lambda: len(paths_in(out)) == 60, 30, "catch-up", daemon)
         daemon.stop()
     assert sorted(paths_in(out).values()) == [1] * 60
+    assert f"images in {dated} are not watched: add --recursive" in daemon.log
 
 
 @pytest.mark.parametrize("interval", [(), ("--poll-interval", "0.8")], ids=["default", "0.8s"])

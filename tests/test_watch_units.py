@@ -14,7 +14,14 @@ from edgefer.csvout import CsvError, CsvSink, csv_header
 from edgefer.ledger import Ledger, LedgerError
 from edgefer.notify import _JournalFormatter, _stderr_is_journal
 from edgefer.pipeline import Result
-from edgefer.watch import Settler, WatchError, WatchOptions, check_folders, is_candidate
+from edgefer.watch import (
+    Settler,
+    WatchError,
+    WatchOptions,
+    check_folders,
+    is_candidate,
+    unwatched_images,
+)
 
 LABELS = ("happy", "sad")
 HEADER = ",".join(csv_header(LABELS)) + "\n"
@@ -295,3 +302,16 @@ def test_units_wait_for_a_missing_inbox_rather_than_stay_down(unit):
     exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     assert "--wait-for-folder" in exec_start.split()
     assert "RestartPreventExitStatus=2" in text.splitlines()
+
+
+def test_images_in_subfolders_are_named_unless_recursive_or_done(tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "done").mkdir(parents=True)
+    (inbox / "done" / "old.png").write_bytes(b"x")  # --done-dir inside the inbox: not a miss
+    (inbox / "top.png").write_bytes(b"x")
+    options = WatchOptions(folder=str(inbox), output="x.csv", done_dir=str(inbox / "done"))
+    assert unwatched_images(options) is None
+    (inbox / "cam" / "2026-12-01").mkdir(parents=True)
+    (inbox / "cam" / "2026-12-01" / "shot.jpg").write_bytes(b"x")
+    assert unwatched_images(options) == str(inbox / "cam")
+    assert unwatched_images(WatchOptions(str(inbox), "x.csv", recursive=True)) is None
