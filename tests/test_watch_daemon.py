@@ -359,6 +359,7 @@ def test_sigterm_finishes_the_batch_and_exits_0(tmp_path, int8_model, inbox, png
     dated.mkdir()
     (dated / "shot.png").write_bytes(pngs[0])
     with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
+        daemon.wait_ready()  # the first run may have done all 60: a stop now would beat the log
         wait_for(lambda: len(paths_in(out)) == 60, 30, "catch-up", daemon)
         daemon.stop()
     assert sorted(paths_in(out).values()) == [1] * 60
