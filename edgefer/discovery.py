@@ -26,8 +26,11 @@ def _is_special(entry: os.DirEntry) -> bool:
     )
 
 
-def _scan(directory: str, recursive: bool, unlistable: list[str]) -> Iterator[str]:
-    # Lazily: a list of DirEntry objects for 50,000 files costs ~11 MB at the peak.
+def _scan(
+    directory: str, recursive: bool, unlistable: list[str], skip: frozenset[str] = frozenset()
+) -> Iterator[str]:
+    """Image paths in ``directory`` (and below it with ``recursive``, the absolute folder paths
+    in ``skip`` apart), lazily: a list of DirEntry objects for 50,000 files costs ~11 MB."""
     try:
         entries = os.scandir(directory)
     except OSError as exc:
@@ -39,7 +42,8 @@ def _scan(directory: str, recursive: bool, unlistable: list[str]) -> Iterator[st
                 continue
             # Symlinked directories are not followed: loops and duplicate rows would follow them.
             if recursive and entry.is_dir(follow_symlinks=False):
-                yield from _scan(entry.path, recursive, unlistable)
+                if not skip or os.path.abspath(entry.path) not in skip:
+                    yield from _scan(entry.path, recursive, unlistable, skip)
             elif _looks_like_image(entry.name) and not _is_special(entry):
                 # Includes broken symlinks and directories named like images: each gets a row.
                 yield entry.path
@@ -79,28 +83,10 @@ def discover(
     return sorted(found.values())
 
 
-def _holds_image(directory: str, skip: set[str]) -> bool:
-    """Whether ``directory`` or a folder below it (as ``recursive`` searches, ``skip`` apart)
-    holds an image; stops at the first."""
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if _is_hidden(entry.name):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    if os.path.abspath(entry.path) not in skip and _holds_image(entry.path, skip):
-                        return True
-                elif _looks_like_image(entry.name) and not _is_special(entry):
-                    return True
-    except OSError:
-        pass  # unlistable: counts as empty
-    return False
-
-
 def images_below(directory: str | os.PathLike, exclude: Iterable[str] = ()) -> str | None:
     """The first subfolder of ``directory`` that holds an image at any depth, as ``recursive``
     would search it, the folders ``exclude`` and all below them apart; None if there is none."""
-    skip = {os.path.abspath(x) for x in exclude}
+    skip = frozenset(os.path.abspath(x) for x in exclude)
     try:
         with os.scandir(directory) as entries:
             subfolders = sorted(
@@ -110,9 +96,10 @@ def images_below(directory: str | os.PathLike, exclude: Iterable[str] = ()) -> s
             )
     except OSError:
         return None
-    return next(
-        (s for s in subfolders if os.path.abspath(s) not in skip and _holds_image(s, skip)), None
-    )
+    for sub in subfolders:
+        if os.path.abspath(sub) not in skip and next(_scan(sub, True, [], skip), None):
+            return sub
+    return None
 
 
 def empty_folders(
