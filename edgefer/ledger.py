@@ -6,9 +6,12 @@ Two append-only files, written by one daemon at a time (an exclusive ``flock`` o
     The ``classify`` contract's columns, ``path,label,confidence,<probs>,error``, one row per
     classification.
 ``labels.csv.state``
-    JSON lines: first ``{"edgefer_state": 1, "csv_bytes": N}``, then one line per row,
-    ``[end, size, mtime_ns, path]``: ``path`` was classified while it had that size and mtime,
-    and its row ends at byte ``end`` of the CSV.
+    JSON lines: first ``{"edgefer_state": 1, "csv_bytes": N, "started": T}`` (``T``: when this
+    CSV was started, in seconds since the epoch; after a rotation ``"previous"`` names the CSV
+    before it), then one line per row, ``[end, size, mtime_ns, path]``: ``path`` was classified
+    while it had that size and mtime, and its row ends at byte ``end`` of the CSV or before
+    (a compacted state records the CSV's size for every entry; the entries a rotation carries
+    over have their rows in the previous CSV).
 
 Each batch is written in this order: CSV rows, fsync; state lines, fsync; only then are files
 moved to ``--done-dir``.
@@ -25,7 +28,9 @@ Recovery on open follows from it:
   get their row again: once, not twice, and not zero times;
 - a CSV shorter than ``E`` was truncated or replaced behind the daemon's back: refused;
 - a CSV without a state file (``edgefer classify`` output, or a crash between creating the two)
-  is adopted: each of its paths whose file exists counts as classified in its current version.
+  is adopted: each of its paths whose file exists counts as classified in its current version;
+- a rotation journal (``.labels.csv.rotate``, see :meth:`Ledger.rotate`) is a rotation a crash
+  interrupted: it is rolled back if the old CSV is still in place, else completed.
 
 A file is *done* when the state holds its current ``(size, mtime_ns)``; a new version under the
 same name differs in one of them and gets a new row. Entries for files that left the folder are
@@ -35,10 +40,12 @@ compacted on start when such entries dominate it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from edgefer.csvout import (
@@ -51,6 +58,7 @@ from edgefer.csvout import (
     read_existing,
 )
 from edgefer.pipeline import Result
+from edgefer.rotation import Rotation
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +94,15 @@ class Ledger:
     """
 
     def __init__(
-        self, csv_path: str | os.PathLike, labels: tuple[str, ...], faces: bool = False
+        self,
+        csv_path: str | os.PathLike,
+        labels: tuple[str, ...],
+        faces: bool = False,
+        rotation: Rotation | None = None,
     ) -> None:
         """Open, lock and recover the ledger, creating the CSV (with its header) if missing.
+
+        ``rotation``: when :meth:`append` starts a new CSV first (None: never).
 
         Raises:
             CsvError: the directory is missing, a file is not writable, the CSV is locked by
@@ -96,8 +110,13 @@ class Ledger:
         """
         self.csv_path = Path(csv_path)
         self.state_path = self.csv_path.with_name(self.csv_path.name + STATE_SUFFIX)
+        self.journal_path = self.csv_path.with_name(f".{self.csv_path.name}.rotate")
         self.labels = labels
         self.faces = faces
+        self.rotation = rotation
+        self._header = csv_line(csv_header(labels, faces)).encode("utf-8")
+        #: When the current CSV was started (seconds since the epoch).
+        self.started = time.time()
         self._done: dict[str, Identity] = {}
         self._state_lines = 0
         self._csv_fd = self._open_csv()
@@ -143,6 +162,8 @@ class Ledger:
             raise CsvError(f"{self.csv_path} is not a CSV written by edgefer") from None
 
     def _recover(self) -> None:
+        if self.journal_path.exists():
+            self._resume_rotation()
         if not self.state_path.exists():
             self._adopt()
             return
@@ -178,6 +199,8 @@ class Ledger:
                         if item.get("edgefer_state") != STATE_VERSION:
                             raise ValueError("not a state header")
                         end = int(item["csv_bytes"])
+                        # A state from before rotation has no start: count from now.
+                        self.started = float(item.get("started", self.started))
                     else:
                         row_end, size, mtime_ns, path = item
                         self._done[str(path)] = (int(size), int(mtime_ns))
@@ -208,7 +231,7 @@ class Ledger:
     def _adopt(self) -> None:
         """No state yet: start one for a new CSV, or from the rows of an existing CSV."""
         if self._csv_size() == 0:
-            _write_all(self._csv_fd, csv_line(csv_header(self.labels, self.faces)).encode("utf-8"))
+            _write_all(self._csv_fd, self._header)
             os.fsync(self._csv_fd)
         else:
             try:  # also repairs a torn last line
@@ -233,21 +256,25 @@ class Ledger:
                 )
         self._write_state()
 
-    def _write_state(self) -> None:
-        """Replace the state file atomically by one recording the in-memory entries."""
-        size = self._csv_size()
-        lines = [json.dumps({"edgefer_state": STATE_VERSION, "csv_bytes": size}) + "\n"]
+    def _write_state(self, target: Path | None = None, **header: object) -> None:
+        """Replace the state file (or ``target``) atomically by one recording the in-memory
+        entries; ``header`` overrides the header's items (``csv_bytes``, ``started``)."""
+        target = target or self.state_path
+        size = int(header.get("csv_bytes", self._csv_size()))
+        head = {"edgefer_state": STATE_VERSION, "csv_bytes": size, "started": self.started}
+        head.update(header)
+        lines = [json.dumps(head) + "\n"]
         lines.extend(json.dumps([size, *ident, path]) + "\n" for path, ident in self._done.items())
-        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
+        tmp = target.with_name(f".{self.state_path.name}.tmp")
         try:
             with open(tmp, "w", encoding="ascii") as f:
                 f.writelines(lines)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.state_path)
-            _fsync_dir(self.state_path.parent)
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
         except OSError as exc:
-            raise CsvError(f"cannot write {self.state_path}: {exc.strerror}") from exc
+            raise CsvError(f"cannot write {target}: {exc.strerror}") from exc
         self._state_lines = len(self._done)
 
     # -- use ------------------------------------------------------------------------------
@@ -268,6 +295,10 @@ class Ledger:
         if not rows:
             return
         self._check_in_place()
+        now = time.time()
+        size = self._csv_size()
+        if self.rotation and self.rotation.due(self.started, now, size, len(self._header)):
+            self.rotate(now)
         end = self._csv_size()
         data: list[bytes] = []
         lines: list[str] = []
@@ -300,6 +331,100 @@ class Ledger:
                     f"CSV, stop the daemon and move both {self.csv_path.name} and "
                     f"{self.state_path.name} away"
                 )
+
+    # -- rotation -------------------------------------------------------------------------
+
+    def rotate(self, now: float | None = None) -> Path:
+        """Put the CSV aside under a dated name and go on in a new one; returns the old one's
+        path. Files still in the folder keep their entries (their rows are in the old CSV), so
+        they are not classified again.
+
+        Four steps, each durable (fsynced, with its directory) before the next:
+
+        1. the new state, complete, is written as the journal, naming the old CSV's new name;
+        2. the CSV is renamed to that name;
+        3. a new CSV holding the header is made under a temp name and renamed into place;
+        4. the journal replaces the state file.
+
+        No row goes into the new CSV before step 4. A crash before step 2 leaves the old CSV
+        and state in place, and the open drops the journal; after it, the open completes steps
+        3 and 4 (:meth:`_resume_rotation`).
+
+        Raises:
+            OSError, CsvError: the disk is full or failing; the open after a restart completes
+                or undoes the rotation.
+        """
+        now = time.time() if now is None else now
+        self.prune()
+        archive = (self.rotation or Rotation()).archive_path(self.csv_path, self.started)
+        mode = os.fstat(self._csv_fd).st_mode & 0o7777
+        header = {"csv_bytes": len(self._header), "started": now, "previous": archive.name}
+        self._write_state(self.journal_path, **header)
+        os.rename(self.csv_path, archive)
+        _fsync_dir(self.csv_path.parent)
+        tmp = self._new_csv_path()
+        fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
+            os.fchmod(fd, mode)  # the old CSV's, whatever the umask
+            _write_all(fd, self._header)
+            os.fsync(fd)
+            os.rename(tmp, self.csv_path)
+            _fsync_dir(self.csv_path.parent)
+            os.replace(self.journal_path, self.state_path)
+            _fsync_dir(self.state_path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.close()
+        self._csv_fd = fd
+        self._state_fd = self._open_state()
+        self.started = now
+        log.info(
+            "%s: started a new CSV; the rows so far are in %s (%d files still here keep them)",
+            self.csv_path,
+            archive.name,
+            len(self._done),
+        )
+        return archive
+
+    def _new_csv_path(self) -> Path:
+        return self.csv_path.with_name(f".{self.csv_path.name}.new")
+
+    def _resume_rotation(self) -> None:
+        """Complete or undo a rotation that a crash interrupted (see :meth:`rotate`)."""
+        try:
+            with open(self.journal_path, "rb") as f:
+                archive = self.csv_path.with_name(str(json.loads(f.readline())["previous"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise LedgerError(
+                f"{self.journal_path} is not a rotation journal written by edgefer watch; move "
+                "it away"
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._new_csv_path())
+        if not archive.exists():  # step 2 never happened: the old CSV and state still hold
+            os.unlink(self.journal_path)
+            log.warning("%s: undid a rotation that was interrupted", self.csv_path)
+            return
+        # The old CSV is under its new name, and this is the new one: opening it made it if the
+        # crash came before step 3. It holds at most the header: rows come after step 4.
+        size = self._csv_size()
+        if size == 0:
+            _write_all(self._csv_fd, self._header)
+            os.fsync(self._csv_fd)
+        elif size != len(self._header):
+            raise LedgerError(
+                f"{self.journal_path}: a rotation was interrupted, and {self.csv_path} is not "
+                f"the new CSV it was making ({size} bytes); move it away"
+            )
+        os.replace(self.journal_path, self.state_path)
+        _fsync_dir(self.state_path.parent)
+        log.warning(
+            "%s: completed a rotation that was interrupted; the rows before it are in %s",
+            self.csv_path,
+            archive.name,
+        )
 
     def forget(self, path: str) -> None:
         """Drop a file that left the folder (deleted, moved away, or moved to --done-dir)."""

@@ -18,6 +18,8 @@ from edgefer.faceopts import (
 )
 from edgefer.modelopts import ModelOption, ThreadsOption
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
+from edgefer.rotation import HELP as ROTATE_HELP
+from edgefer.rotation import Rotation
 
 
 def watch(
@@ -73,6 +75,7 @@ def watch(
             help="Move classified files here (same filesystem; created if missing).",
         ),
     ] = None,
+    rotate: Annotated[str | None, typer.Option(metavar="PERIOD|SIZE", help=ROTATE_HELP)] = None,
     threads: ThreadsOption = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
@@ -128,6 +131,7 @@ def watch(
     if poll_interval is not None and not poll:
         raise fail("--poll-interval is for --poll (inotify has no interval)")
     try:
+        rotation = Rotation.parse(rotate) if rotate is not None else None
         face_opts = face_options(faces, detector, min_face, max_faces)
         if face_opts is not None:
             from edgefer.faces import open_detector
@@ -166,7 +170,7 @@ def watch(
             if not folder_appears(str(folder), stop, notifier):
                 raise typer.Exit(0)
             check_folders(options)
-        ledger = Ledger(out, classifier.labels, faces=faces)
+        ledger = Ledger(out, classifier.labels, faces=faces, rotation=rotation)
     except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
         raise fail(str(exc)) from None
     unwatched = unwatched_images(options)

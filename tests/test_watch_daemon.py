@@ -324,6 +324,43 @@ def test_sigkill_inside_the_ledger_write(tmp_path, int8_model, inbox, pngs, when
 
 
 @pytest.mark.skipif(not strace_works(), reason="needs strace and ptrace")
+@pytest.mark.parametrize("when", [1, 2, 3, 4])
+def test_sigkill_inside_a_rotation(tmp_path, int8_model, inbox, pngs, when):
+    """``--rotate 1`` starts a new CSV before every batch but the first; strace kills the
+    daemon at the ``when``-th rename of the rotation before the second batch (1: the journal
+    into place, 2: the CSV aside, 3: the new CSV into place, 4: the journal over the state).
+    The restart undoes or completes it, and every file has one row over all the CSVs."""
+    out = tmp_path / "labels.csv"
+    Ledger(out, LABELS).close()  # so that only the worker thread renames (strace counts per thread)
+    for i in range(10):
+        (inbox / f"{i}.png").write_bytes(pngs[i])
+    args = ("--batch-size", "4", "--rotate", "1")
+    crashing = Daemon(tmp_path, int8_model, inbox, out, *args)
+    inject = f"inject=rename,renameat,renameat2:signal=SIGKILL:when={when}"
+    strace = [shutil.which("strace"), "-f", "-qq", "-o", os.devnull]
+    crashing.cmd = [*strace, "-e", "trace=rename,renameat,renameat2", "-e", inject, *crashing.cmd]
+    with crashing.start():
+        assert crashing.proc.wait(60) != 0
+
+    def rows() -> Counter:
+        counts = Counter()
+        for csv_file in tmp_path.glob("labels*.csv"):
+            counts.update(row[0] for row in complete_rows(csv_file))
+        return counts
+
+    assert sum(rows().values()) == 4  # the first batch; the second never got its rows
+    with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
+        wait_for(lambda: len(rows()) == 10, 30, "every file", daemon)
+        assert daemon.stop() == 0
+    check_csv(out)
+    assert rows() == {str(inbox / f"{i}.png"): 1 for i in range(10)}
+    # Batches of up to 4 after the first: each rotated CSV holds one batch.
+    assert len(list(tmp_path.glob("labels.*.csv"))) >= 2
+    said = ("undid a rotation" in daemon.log, "completed a rotation" in daemon.log)
+    assert said == {1: (False, False), 2: (True, False)}.get(when, (False, True))
+
+
+@pytest.mark.skipif(not strace_works(), reason="needs strace and ptrace")
 def test_disk_error_exits_1_and_the_restart_redoes_the_batch(tmp_path, int8_model, inbox, pngs):
     """The first fsync of the rows fails with EIO (a failing SD card): the worker dies, the
     daemon says why and exits 1 for systemd to restart it; the restart redoes that batch."""

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -110,12 +111,12 @@ def test_classify_csv_is_adopted(tmp_path, images):
     with CsvSink(str(out), LABELS) as sink:
         sink.write(ok(images[0]))
         sink.write(ok(str(tmp_path / "gone.png")))
+    before = time.time()
     ledger = Ledger(out, LABELS)
     assert ledger.is_done(images[0], identity(images[0])) and len(ledger) == 1
-    assert json.loads(out.with_name("labels.csv.state").read_text().splitlines()[0]) == {
-        "edgefer_state": 1,
-        "csv_bytes": out.stat().st_size,
-    }
+    head = json.loads(out.with_name("labels.csv.state").read_text().splitlines()[0])
+    assert head == {"edgefer_state": 1, "csv_bytes": out.stat().st_size, "started": head["started"]}
+    assert before <= head["started"] <= time.time()  # adopted: --rotate counts from now
 
 
 def test_other_labels_and_second_daemon_are_refused(tmp_path):
@@ -315,3 +316,22 @@ def test_images_in_subfolders_are_named_unless_recursive_or_done(tmp_path):
     (inbox / "cam" / "2026-12-01" / "shot.jpg").write_bytes(b"x")
     assert unwatched_images(options) == str(inbox / "cam")
     assert unwatched_images(WatchOptions(str(inbox), "x.csv", recursive=True)) is None
+
+
+def test_the_example_environment_file_gives_options_watch_accepts(tmp_path):
+    """The unit passes $EDGEFER_WATCH_ARGS to `edgefer watch`: with the example's, a missing
+    folder is the only complaint (not an unknown option or a bad value)."""
+    from typer.testing import CliRunner
+
+    from edgefer.cli import app
+
+    example = Path(__file__).parent.parent / "systemd" / "edgefer-watch.env.example"
+    line = next(
+        line for line in example.read_text().splitlines() if line.startswith("EDGEFER_WATCH_ARGS=")
+    )
+    args = line.split("=", 1)[1].split()
+    assert "--rotate" in args
+    missing = tmp_path / "inbox"
+    result = CliRunner().invoke(app, ["watch", str(missing), "--out", "x.csv", *args])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output, result.output

@@ -1,0 +1,81 @@
+"""``edgefer watch --rotate``: when the daemon starts a new CSV, and what the old one is called.
+
+A daemon left running for months should not grow one CSV without end. With ``--rotate monthly``
+(or ``daily``, ``weekly``, or a size such as ``50M``) the ledger starts a new CSV before the first
+batch that falls into a new calendar period (local time), or once the CSV has reached the size;
+the old one keeps its rows under a dated name beside it (``labels.2026-11.csv``). How that is done
+without losing or repeating a row across a crash is :meth:`edgefer.ledger.Ledger.rotate`'s part.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: strftime formats of the calendar periods. Their strings sort as their periods do, so a clock
+#: set back (a Pi without a real-time clock, before NTP) never starts a new CSV.
+PERIODS = {"daily": "%Y-%m-%d", "weekly": "%G-W%V", "monthly": "%Y-%m"}
+#: A CSV rotated by size is named after the moment it was started.
+STARTED = "%Y-%m-%dT%H%M%S"
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:I?B)?", re.IGNORECASE)
+
+HELP = (
+    "Start a new CSV each day, week or month (daily, weekly, monthly: local time) or once it "
+    "reaches a size (50M; K, M, G: powers of 1024). The old one stays beside it, its period "
+    "or start date added to its name."
+)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A rotation policy: exactly one of ``period`` (a key of :data:`PERIODS`) or ``max_bytes``."""
+
+    period: str | None = None
+    max_bytes: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Rotation:
+        """``daily``, ``weekly``, ``monthly`` or a size (``1048576``, ``500K``, ``50M``, ``1G``).
+
+        Raises:
+            ValueError: anything else, or a size of 0.
+        """
+        word = text.strip().lower()
+        if word in PERIODS:
+            return cls(period=word)
+        match = _SIZE.fullmatch(word)
+        if match is None:
+            raise ValueError(
+                f"--rotate {text!r}: expected daily, weekly, monthly or a size such as 50M"
+            )
+        size = int(match.group(1)) * _UNITS[match.group(2).upper()]
+        if size <= 0:
+            raise ValueError(f"--rotate {text!r}: the size must be more than 0")
+        return cls(max_bytes=size)
+
+    def due(self, started: float, now: float, csv_bytes: int, header_bytes: int) -> bool:
+        """Whether a CSV started at ``started`` (seconds since the epoch) that holds
+        ``csv_bytes`` should be put aside before rows written at ``now`` go in. A CSV holding only
+        its header is never rotated."""
+        if csv_bytes <= header_bytes:
+            return False
+        if self.max_bytes is not None:
+            return csv_bytes >= self.max_bytes
+        fmt = PERIODS[self.period]
+        return time.strftime(fmt, time.localtime(now)) > time.strftime(fmt, time.localtime(started))
+
+    def archive_path(self, csv_path: Path, started: float) -> Path:
+        """Where the CSV started at ``started`` goes: ``labels.<period>.csv`` beside it, with
+        ``.1``, ``.2``, ... before the suffix if that name is taken."""
+        fmt = PERIODS[self.period] if self.period else STARTED
+        tag = time.strftime(fmt, time.localtime(started))
+        stem, suffix = csv_path.stem, csv_path.suffix
+        candidate = csv_path.with_name(f"{stem}.{tag}{suffix}")
+        n = 0
+        while candidate.exists() or candidate.is_symlink():
+            n += 1
+            candidate = csv_path.with_name(f"{stem}.{tag}.{n}{suffix}")
+        return candidate
