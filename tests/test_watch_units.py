@@ -4,6 +4,8 @@ import errno
 import json
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import time
 import types
@@ -335,3 +337,29 @@ def test_the_example_environment_file_gives_options_watch_accepts(tmp_path):
     result = CliRunner().invoke(app, ["watch", str(missing), "--out", "x.csv", *args])
     assert result.exit_code == 2
     assert "does not exist" in result.output, result.output
+
+
+@pytest.mark.skipif(shutil.which("systemd-tmpfiles") is None, reason="needs systemd-tmpfiles")
+def test_the_tmpfiles_example_ages_out_done_and_rotated_csvs_only(tmp_path):
+    """The example's paths and exclusions, run by systemd-tmpfiles itself on a copy of the
+    /srv/faces layout (its ages cut to a second): it must never take the live CSV, its state,
+    a rotation in progress or an image still in an inbox."""
+    example = Path(__file__).parent.parent / "systemd" / "edgefer-watch.tmpfiles.example"
+    conf = example.read_text().replace("/srv/faces", str(tmp_path))
+    conf = conf.replace("365d", "1s").replace("30d", "1s")
+    (tmp_path / "edgefer.conf").write_text(conf)
+    kept, gone = [], []
+    for root in (tmp_path, tmp_path / "door"):  # edgefer-watch.service, edgefer-watch@door
+        kept += [root / "inbox" / "new.png", root / "out" / "labels.csv"]
+        kept += [root / "out" / "labels.csv.state", root / "out" / ".labels.csv.rotate"]
+        gone += [root / "done" / "a.png", root / "done" / "sub" / "b.png"]
+        gone += [root / "out" / "labels.2026-11.csv", root / "out" / "labels.2026-11.1.csv"]
+    for path in kept + gone:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    time.sleep(1.5)
+    cmd = ["systemd-tmpfiles", "--clean", str(tmp_path / "edgefer.conf")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert [p for p in kept if not p.exists()] == []
+    assert [p for p in gone if p.exists()] == []
+    assert (tmp_path / "done").is_dir() and (tmp_path / "door" / "out").is_dir()
