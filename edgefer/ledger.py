@@ -411,6 +411,7 @@ class Ledger:
         # crash came before step 3. It holds at most the header: rows come after step 4.
         size = self._csv_size()
         if size == 0:
+            os.fchmod(self._csv_fd, archive.stat().st_mode & 0o7777)  # as step 3 would have
             _write_all(self._csv_fd, self._header)
             os.fsync(self._csv_fd)
         elif size != len(self._header):

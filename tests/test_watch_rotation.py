@@ -203,6 +203,8 @@ def test_a_crash_at_each_step_of_a_rotation_loses_and_repeats_no_row(
     nothing after. The next open completes or undoes the rotation; the files of the batch that
     triggered it have no row yet and are classified then."""
     out = tmp_path / "labels.csv"
+    out.touch()
+    os.chmod(out, 0o640)
     ledger = Ledger(out, LABELS, rotation=Rotation(max_bytes=1))
     ledger.append(rows_of(files[:4]))
 
@@ -240,6 +242,8 @@ def test_a_crash_at_each_step_of_a_rotation_loses_and_repeats_no_row(
     assert rotated == [files[:4], files[4:8]] and csv_rows(out) == files[8:]
     said = ("undid a rotation" in caplog.text, "completed a rotation" in caplog.text)
     assert said == {1: (False, False), 2: (True, False)}.get(crash_at, (False, True))
+    modes = {os.stat(p).st_mode & 0o777 for p in [out, *tmp_path.glob("labels.*.csv")]}
+    assert modes == {0o640}
 
 
 def test_a_damaged_journal_is_refused(tmp_path):
