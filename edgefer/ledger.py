@@ -381,7 +381,8 @@ class Ledger:
         self._state_fd = self._open_state()
         self.started = now
         log.info(
-            "%s: started a new CSV; the rows so far are in %s (%d files still here keep them)",
+            "%s: started a new CSV; the rows so far are in %s (files still here with a row "
+            "there: %d)",
             self.csv_path,
             archive.name,
             len(self._done),
