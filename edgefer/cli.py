@@ -30,7 +30,7 @@ from edgefer.faceopts import (
     face_options,
 )
 from edgefer.faces import FaceDetectorMissingError
-from edgefer.modelopts import ModelOption, ThreadsOption
+from edgefer.modelopts import ModelOption, ThreadsOption, TimeOption
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
@@ -180,6 +180,7 @@ def classify(
     ] = DEFAULT_MAX_PIXELS,
     labels: LabelsOption = None,
     normalization: NormOption = "0..1",
+    time_column: TimeOption = False,
     faces: FacesOption = False,
     detector: DetectorOption = None,
     min_face: MinFaceOption = None,
@@ -214,7 +215,9 @@ def classify(
     for folder in unlistable:  # no row to carry it: a warning, and exit 1
         warn(f"cannot list {folder}")
     try:
-        sink = CsvSink(output, classifier.labels, append=append, faces=faces)
+        sink = CsvSink(
+            output, classifier.labels, append=append, faces=faces, time_column=time_column
+        )
     except ReaderGoneError:
         raise _reader_gone() from None
     except CsvError as exc:

@@ -1,8 +1,11 @@
 """The results CSV: ``path,label,confidence,<one column per label>,error``.
 
-With face detection (``faces=True``) each row is one face, and ``face,x,y,w,h,det_score``
-follow ``path``: the face's number in its image, its box in pixels of the EXIF-corrected image,
-and the detector's score. An image without a face has one row with ``error`` = ``no face``.
+With ``time_column=True`` (``--time``), a ``time`` column follows ``path``: the image file's
+modification time (for a camera, when the shot was saved) in local time with its UTC offset,
+``2026-11-30T08:05:09+01:00``. With face detection (``faces=True``) each row is one face, and
+``face,x,y,w,h,det_score`` come next: the face's number in its image, its box in pixels of the
+EXIF-corrected image, and the detector's score. An image without a face has one row with
+``error`` = ``no face``.
 
 Written atomically (temp file in the same directory, fsync, rename), or appended to an existing
 file whose header must match, skipping paths it already holds.
@@ -18,6 +21,7 @@ import os
 import stat
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -77,15 +81,42 @@ def as_utf8(text: str) -> str:
 FACE_COLUMNS = ("face", "x", "y", "w", "h", "det_score")
 
 
-def csv_header(labels: tuple[str, ...], faces: bool = False) -> list[str]:
+def csv_header(
+    labels: tuple[str, ...], faces: bool = False, time_column: bool = False
+) -> list[str]:
     """The header row; label columns are neutralised like cells (a model's labels are data)."""
     columns = (neutralize(label) for label in labels)
-    return ["path", *(FACE_COLUMNS if faces else ()), "label", "confidence", *columns, "error"]
+    first = ["path", *(["time"] if time_column else []), *(FACE_COLUMNS if faces else ())]
+    return [*first, "label", "confidence", *columns, "error"]
 
 
-def csv_row(result: Result, n_labels: int, faces: bool = False) -> list[str]:
-    """One CSV row; probabilities with 6 decimals, empty cells for a failed file."""
+def file_time(mtime_ns: int) -> str:
+    """A file's modification time as the ``time`` column gives it: ISO 8601, whole seconds,
+    local time with its UTC offset (``2026-11-30T08:05:09+01:00``); empty for a time no
+    calendar date takes (a corrupt mtime)."""
+    try:
+        return datetime.fromtimestamp(mtime_ns // 10**9).astimezone().isoformat()
+    except (OverflowError, OSError, ValueError):
+        return ""
+
+
+def time_of(path: str) -> str:
+    """The ``time`` cell of a file: :func:`file_time` of its mtime, empty if it cannot be read."""
+    try:
+        mtime_ns = os.stat(path).st_mtime_ns
+    except (OSError, ValueError):  # gone, unreadable, or not a name the OS takes
+        return ""
+    return file_time(mtime_ns)
+
+
+def csv_row(
+    result: Result, n_labels: int, faces: bool = False, time: str | None = None
+) -> list[str]:
+    """One CSV row; probabilities with 6 decimals, empty cells for a failed file. ``time``: the
+    ``time`` cell (None: the CSV has no such column)."""
     cells = [neutralize(as_utf8(result.path))]
+    if time is not None:
+        cells.append(time)
     if faces:
         if result.face is None or result.box is None:
             cells += [""] * len(FACE_COLUMNS)
@@ -138,7 +169,9 @@ def _open_text(path: Path):
     return open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
 
 
-def read_existing(path: Path, labels: tuple[str, ...], faces: bool = False) -> set[str]:
+def read_existing(
+    path: Path, labels: tuple[str, ...], faces: bool = False, time_column: bool = False
+) -> set[str]:
     """Paths (as written in the CSV) already present in ``path``; repairs a torn last line.
 
     The header is checked before anything is changed: a file that is not this model's CSV is
@@ -148,7 +181,7 @@ def read_existing(path: Path, labels: tuple[str, ...], faces: bool = False) -> s
         CsvError: the file's header differs from this model's columns.
         UnicodeDecodeError: the file is not UTF-8 text.
     """
-    if not check_header(path, labels, faces):
+    if not check_header(path, labels, faces, time_column):
         return set()
     _repair_torn_tail(path)
     with _open_text(path) as f:
@@ -158,15 +191,28 @@ def read_existing(path: Path, labels: tuple[str, ...], faces: bool = False) -> s
 
 
 def _check_header(
-    header: list[str] | None, path: Path, labels: tuple[str, ...], faces: bool = False
+    header: list[str] | None,
+    path: Path,
+    labels: tuple[str, ...],
+    faces: bool = False,
+    time_column: bool = False,
 ) -> bool:
-    if header is None or header == csv_header(labels, faces):
+    if header is None or header == csv_header(labels, faces, time_column):
         return header is not None
-    if header == csv_header(labels, not faces):
-        with_faces = "with" if not faces else "without"
+    for other_faces, other_time in (
+        (not faces, time_column),
+        (faces, not time_column),
+        (not faces, not time_column),
+    ):
+        if header != csv_header(labels, other_faces, other_time):
+            continue
+        modes = []
+        if other_faces != faces:
+            modes.append(f"{'with' if other_faces else 'without'} face detection (--faces)")
+        if other_time != time_column:
+            modes.append(f"{'with' if other_time else 'without'} a time column (--time)")
         raise CsvError(
-            f"{path} was written {with_faces} face detection (--faces); "
-            "use a new output file or the same mode"
+            f"{path} was written {' and '.join(modes)}; use a new output file or the same options"
         )
     first = header.index("confidence") + 1 if "confidence" in header else 1
     raise CsvError(
@@ -175,7 +221,9 @@ def _check_header(
     )
 
 
-def check_header(path: Path, labels: tuple[str, ...], faces: bool = False) -> bool:
+def check_header(
+    path: Path, labels: tuple[str, ...], faces: bool = False, time_column: bool = False
+) -> bool:
     """Whether ``path`` starts with a header row (False: empty file); reads only that row.
 
     Raises:
@@ -183,7 +231,7 @@ def check_header(path: Path, labels: tuple[str, ...], faces: bool = False) -> bo
         UnicodeDecodeError: the file is not UTF-8 text.
     """
     with _open_text(path) as f:
-        return _check_header(next(csv.reader(f), None), path, labels, faces)
+        return _check_header(next(csv.reader(f), None), path, labels, faces, time_column)
 
 
 class CsvSink:
@@ -196,12 +244,22 @@ class CsvSink:
     """
 
     def __init__(
-        self, output: str, labels: tuple[str, ...], append: bool = False, faces: bool = False
+        self,
+        output: str,
+        labels: tuple[str, ...],
+        append: bool = False,
+        faces: bool = False,
+        time_column: bool = False,
     ) -> None:
-        """Raises CsvError: the output is a directory or not writable, or an appended file is
-        not this model's CSV (other labels, the other ``faces`` mode, not UTF-8 text)."""
+        """``time_column``: write the ``time`` column (each file's mtime, read as its row is
+        written).
+
+        Raises CsvError: the output is a directory or not writable, or an appended file is not
+        this model's CSV (other labels, the other ``faces`` or ``time_column`` mode, not UTF-8
+        text)."""
         self.labels = labels
         self.faces = faces
+        self.time_column = time_column
         self.existing: set[str] = set()
         self._seen_keys: set[str] | None = None
         self._output = output
@@ -226,7 +284,7 @@ class CsvSink:
         self._writer = csv.writer(self._stream, lineterminator="\n")
         if needs_header:
             try:
-                self._writer.writerow(csv_header(labels, faces))
+                self._writer.writerow(csv_header(labels, faces, time_column))
             except OSError as exc:  # a stream whose reader has gone, a full disk
                 self.close(commit=False)
                 raise _write_error(output, exc) from exc
@@ -248,7 +306,7 @@ class CsvSink:
             raise CsvError(f"output directory does not exist: {target.parent}")
         self._durable = True
         if append and st is not None:
-            self.existing = read_existing(real, self.labels, self.faces)
+            self.existing = read_existing(real, self.labels, self.faces, self.time_column)
             self._stream = open(real, "a", newline="", encoding="utf-8")  # noqa: SIM115
             return real.stat().st_size == 0
         if not os.access(real.parent, os.W_OK | os.X_OK):
@@ -274,7 +332,7 @@ class CsvSink:
     def write(self, result: Result) -> None:
         """Raises CsvError: the output cannot be written (disk full, I/O error)."""
         try:
-            self._writer.writerow(csv_row(result, len(self.labels), self.faces))
+            self._writer.writerow(self._row(result, self._time(result.path)))
             if not self._durable:
                 self._stream.flush()  # a pipe reader sees rows as they come
         except OSError as exc:
@@ -287,13 +345,20 @@ class CsvSink:
 
         Raises CsvError: as :meth:`write`."""
         # One write of all the image's rows (then one write(2) to the file when flushed).
-        text = "".join(csv_line(csv_row(r, len(self.labels), self.faces)) for r in results)
+        when = self._time(results[0].path) if results else None
+        text = "".join(csv_line(self._row(r, when)) for r in results)
         try:
             self._stream.write(text)
             if self._tmp is None:  # a new file appears whole at the end anyway
                 self._stream.flush()
         except OSError as exc:
             raise _write_error(self._output, exc) from exc
+
+    def _time(self, path: str) -> str | None:
+        return time_of(path) if self.time_column else None
+
+    def _row(self, result: Result, when: str | None) -> list[str]:
+        return csv_row(result, len(self.labels), self.faces, when)
 
     def close(self, commit: bool = True) -> None:
         """Finish the output: fsync and rename into place, or discard the temp file.

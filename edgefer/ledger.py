@@ -54,6 +54,7 @@ from edgefer.csvout import (
     csv_header,
     csv_line,
     csv_row,
+    file_time,
     path_key,
     read_existing,
 )
@@ -99,10 +100,12 @@ class Ledger:
         labels: tuple[str, ...],
         faces: bool = False,
         rotation: Rotation | None = None,
+        time_column: bool = False,
     ) -> None:
         """Open, lock and recover the ledger, creating the CSV (with its header) if missing.
 
-        ``rotation``: when :meth:`append` starts a new CSV first (None: never).
+        ``rotation``: when :meth:`append` starts a new CSV first (None: never). ``time_column``: the
+        CSV has the ``time`` column (each file's mtime as its identity records it).
 
         Raises:
             CsvError: the directory is missing, a file is not writable, the CSV is locked by
@@ -113,8 +116,9 @@ class Ledger:
         self.journal_path = self.csv_path.with_name(f".{self.csv_path.name}.rotate")
         self.labels = labels
         self.faces = faces
+        self.time_column = time_column
         self.rotation = rotation
-        self._header = csv_line(csv_header(labels, faces)).encode("utf-8")
+        self._header = csv_line(csv_header(labels, faces, time_column)).encode("utf-8")
         #: When the current CSV was started (seconds since the epoch).
         self.started = time.time()
         self._done: dict[str, Identity] = {}
@@ -157,7 +161,7 @@ class Ledger:
 
     def _check_header(self) -> bool:
         try:
-            return check_header(self.csv_path, self.labels, self.faces)
+            return check_header(self.csv_path, self.labels, self.faces, self.time_column)
         except UnicodeDecodeError:
             raise CsvError(f"{self.csv_path} is not a CSV written by edgefer") from None
 
@@ -235,7 +239,7 @@ class Ledger:
             os.fsync(self._csv_fd)
         else:
             try:  # also repairs a torn last line
-                paths = read_existing(self.csv_path, self.labels, self.faces)
+                paths = read_existing(self.csv_path, self.labels, self.faces, self.time_column)
             except UnicodeDecodeError:
                 raise CsvError(f"{self.csv_path} is not a CSV written by edgefer") from None
             for cell in paths:
@@ -304,7 +308,8 @@ class Ledger:
         lines: list[str] = []
         for result, identity in rows:
             # csv_row shows a non-UTF-8 file name's bytes as \xNN, so this always encodes.
-            row = csv_line(csv_row(result, len(self.labels), self.faces)).encode("utf-8")
+            when = file_time(identity[1]) if self.time_column else None
+            row = csv_line(csv_row(result, len(self.labels), self.faces, when)).encode("utf-8")
             end += len(row)
             data.append(row)
             lines.append(json.dumps([end, *identity, result.path]) + "\n")

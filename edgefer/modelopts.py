@@ -1,5 +1,5 @@
 """Command-line options for the model and its interpreter, shared by ``classify``, ``info`` and
-``watch`` (Typer only)."""
+``watch``, and for the CSV they share (Typer only)."""
 
 from __future__ import annotations
 
@@ -22,4 +22,12 @@ ModelOption = Annotated[
 ThreadsOption = Annotated[
     int | None,
     typer.Option("--threads", "-t", min=1, help="Interpreter threads (default: all cores)."),
+]
+TimeOption = Annotated[
+    bool,
+    typer.Option(
+        "--time",
+        help="Add a time column after path: the image file's modification time (for a camera, "
+        "when the shot was saved), ISO 8601 in local time with its UTC offset.",
+    ),
 ]

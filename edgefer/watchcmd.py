@@ -16,7 +16,7 @@ from edgefer.faceopts import (
     MinFaceOption,
     face_options,
 )
-from edgefer.modelopts import ModelOption, ThreadsOption
+from edgefer.modelopts import ModelOption, ThreadsOption, TimeOption
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 from edgefer.rotation import HELP as ROTATE_HELP
 from edgefer.rotation import Rotation
@@ -76,6 +76,7 @@ def watch(
         ),
     ] = None,
     rotate: Annotated[str | None, typer.Option(metavar="PERIOD|SIZE", help=ROTATE_HELP)] = None,
+    time_column: TimeOption = False,
     threads: ThreadsOption = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
@@ -170,7 +171,9 @@ def watch(
             if not folder_appears(str(folder), stop, notifier):
                 raise typer.Exit(0)
             check_folders(options)
-        ledger = Ledger(out, classifier.labels, faces=faces, rotation=rotation)
+        ledger = Ledger(
+            out, classifier.labels, faces=faces, rotation=rotation, time_column=time_column
+        )
     except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
         raise fail(str(exc)) from None
     unwatched = unwatched_images(options)

@@ -463,3 +463,23 @@ def test_an_unknown_model_name_lists_the_shipped_ones():
 def test_watch_poll_interval_needs_poll(tmp_path):
     result = run("watch", tmp_path, "-o", tmp_path / "out.csv", "--poll-interval", "5")
     assert result.exit_code == EXIT_USAGE and "--poll-interval is for --poll" in result.output
+
+
+def test_classify_time_gives_each_files_mtime_and_append_keeps_the_mode(tmp_path, int8_model):
+    from edgefer.csvout import file_time
+
+    folder = write_dataset(tmp_path / "data", 2, seed=3) / LABELS[0]
+    images = sorted(folder.iterdir())
+    for i, image in enumerate(images):
+        os.utime(image, ns=(0, 1_796_025_909_000_000_000 + i * 86_400 * 10**9))
+    out = tmp_path / "labels.csv"
+    result = run("classify", images[0], "--time", "-m", int8_model, "-o", out)
+    assert result.exit_code == EXIT_OK, result.output
+    result = run("classify", folder, "--time", "--append", "-m", int8_model, "-o", out)
+    assert result.exit_code == EXIT_OK, result.output
+    rows = read_rows(out)
+    assert list(rows[0])[:3] == ["path", "time", "label"]
+    assert [r["time"] for r in rows] == [file_time(os.stat(p).st_mtime_ns) for p in images]
+    assert rows[0]["time"] != rows[1]["time"]
+    result = run("classify", folder, "--append", "-m", int8_model, "-o", out)
+    assert result.exit_code == EXIT_USAGE and "with a time column (--time)" in result.output

@@ -1,6 +1,7 @@
 import csv
 import io
 import os
+import re
 
 import pytest
 
@@ -9,6 +10,7 @@ from edgefer.csvout import (
     CsvSink,
     as_utf8,
     csv_header,
+    file_time,
     neutralize,
     read_existing,
     unneutralize,
@@ -260,3 +262,60 @@ def test_append_writes_each_image_whole(tmp_path):
     sink.write_image(faces)
     assert len(rows(out)) == 60  # on disk before the next image or the close: not buffered
     sink.close()
+
+
+@pytest.fixture
+def plus2(monkeypatch):
+    """Local time is UTC+2 for the test (POSIX TZ: the sign is the other way round)."""
+    import time
+
+    monkeypatch.setenv("TZ", "XYZ-2")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_time_column_is_each_files_mtime_in_local_time(tmp_path, plus2):
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(b"x")
+    b.write_bytes(b"x")
+    os.utime(a, ns=(0, 1_796_025_909_999_999_999))  # 2026-11-30T08:05:09.99Z
+    os.utime(b, ns=(0, 0))
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS, time_column=True) as sink:
+        sink.write(Result(str(a), "happy", 0.75, (0.75, 0.25)))
+        sink.write_image([Result(str(b), error="empty file")])
+        sink.write(Result(str(tmp_path / "gone.jpg"), error="cannot read"))
+    assert rows(out) == [
+        ["path", "time", "label", "confidence", "happy", "sad", "error"],
+        [str(a), "2026-11-30T10:05:09+02:00", "happy", "0.750000", "0.750000", "0.250000", ""],
+        [str(b), "1970-01-01T02:00:00+02:00", "", "", "", "", "empty file"],
+        [str(tmp_path / "gone.jpg"), "", "", "", "", "", "cannot read"],
+    ]
+
+
+def test_a_time_no_calendar_takes_is_an_empty_cell():
+    assert file_time(10**30) == ""
+
+
+@pytest.mark.parametrize(
+    ("written", "asked", "message"),
+    [
+        ({"time_column": True}, {}, "with a time column"),
+        ({}, {"time_column": True}, "without a time column"),
+        ({"faces": True}, {"time_column": True}, "with face detection (--faces) and without a"),
+        ({"faces": True, "time_column": True}, {"faces": True}, "with a time column (--time)"),
+    ],
+)
+def test_append_refuses_the_other_time_mode_and_says_so(tmp_path, written, asked, message):
+    out = tmp_path / "out.csv"
+    with CsvSink(str(out), LABELS, **written):
+        pass
+    before = out.read_bytes()
+    with pytest.raises(CsvError, match=re.escape(message)):
+        CsvSink(str(out), LABELS, append=True, **asked)
+    assert out.read_bytes() == before
+    with CsvSink(str(out), LABELS, append=True, **written) as sink:
+        sink.write(OK)
+    assert rows(out)[0] == csv_header(LABELS, **written)

@@ -160,3 +160,19 @@ def test_a_predicted_label_outside_the_columns_is_named(tmp_path):
         evaluate_rows(*read_results(path))
     result = CliRunner().invoke(app, ["archs", "--channels", "2"])
     assert result.exit_code == 2 and "--channels must be 1 or 3" in result.output
+
+
+def test_a_time_column_is_read_past(tmp_path):
+    lines = CSV.splitlines()
+    stamp = ",2026-11-30T08:05:09+01:00,"
+    timed = [lines[0].replace("path,", "path,time,")]
+    timed += [line.replace(",", stamp, 1) for line in lines[1:]]
+    path = tmp_path / "timed.csv"
+    path.write_text("\n".join(timed) + "\n")
+    labels, rows = read_results(path)
+    assert labels == ("happy", "sad")
+    assert evaluate_rows(labels, rows)["accuracy"] == pytest.approx(2 / 3)
+    faces = tmp_path / "faces.csv"
+    faces.write_text("path,time,face,x,y,w,h,det_score,label,confidence,happy,sad,error\n")
+    with pytest.raises(CsvFormatError, match="written with --faces"):
+        read_results(faces)

@@ -25,6 +25,7 @@ import pytest
 from conftest import LABELS, synth_images
 from PIL import Image
 
+from edgefer.csvout import file_time
 from edgefer.ledger import Ledger
 
 SETTLE = "0.3"
@@ -358,6 +359,24 @@ def test_sigkill_inside_a_rotation(tmp_path, int8_model, inbox, pngs, when):
     assert len(list(tmp_path.glob("labels.*.csv"))) >= 2
     said = ("undid a rotation" in daemon.log, "completed a rotation" in daemon.log)
     assert said == {1: (False, False), 2: (True, False)}.get(when, (False, True))
+
+
+def test_time_gives_each_row_its_files_mtime(tmp_path, int8_model, inbox, pngs):
+    out = tmp_path / "labels.csv"
+    mtimes = {}
+    with Daemon(tmp_path, int8_model, inbox, out, "--time").start() as daemon:
+        daemon.wait_ready()
+        for i in range(3):  # shots saved a day apart, renamed in as a camera's uploader does
+            part = tmp_path / f"{i}.part"
+            part.write_bytes(pngs[i])
+            mtimes[str(inbox / f"{i}.png")] = 1_796_025_909_000_000_000 + i * 86_400 * 10**9
+            os.utime(part, ns=(0, mtimes[str(inbox / f"{i}.png")]))
+            os.rename(part, inbox / f"{i}.png")
+        wait_for(lambda: len(paths_in(out)) == 3, 30, "every file", daemon)
+        assert daemon.stop() == 0
+    header, *rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert header[:3] == ["path", "time", "label"]
+    assert {row[0]: row[1] for row in rows} == {p: file_time(t) for p, t in mtimes.items()}
 
 
 @pytest.mark.skipif(not strace_works(), reason="needs strace and ptrace")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefer.csvout import CsvError, CsvSink, csv_header
+from edgefer.csvout import CsvError, CsvSink, csv_header, file_time, time_of
 from edgefer.ledger import Ledger, LedgerError
 from edgefer.notify import _JournalFormatter, _stderr_is_journal
 from edgefer.pipeline import Result
@@ -363,3 +363,17 @@ def test_the_tmpfiles_example_ages_out_done_and_rotated_csvs_only(tmp_path):
     assert [p for p in kept if not p.exists()] == []
     assert [p for p in gone if p.exists()] == []
     assert (tmp_path / "done").is_dir() and (tmp_path / "door" / "out").is_dir()
+
+
+def test_the_time_column_comes_from_the_identity_and_a_timed_csv_is_adopted(tmp_path, images):
+    out = tmp_path / "labels.csv"
+    with CsvSink(str(out), LABELS, time_column=True) as sink:  # edgefer classify --time
+        sink.write(ok(images[0]))
+    ledger = Ledger(out, LABELS, time_column=True)
+    assert ledger.is_done(images[0], identity(images[0]))
+    ledger.append([(ok(images[1]), (1, 1_796_025_909_000_000_000))])  # the version classified
+    ledger.close()
+    cells = [line.split(",")[1] for line in out.read_text().splitlines()]
+    assert cells == ["time", time_of(images[0]), file_time(1_796_025_909_000_000_000)]
+    with pytest.raises(CsvError, match="with a time column"):
+        Ledger(out, LABELS)

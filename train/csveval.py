@@ -1,7 +1,8 @@
 """Metrics for an ``edgefer classify`` CSV, the true label being each path's parent folder.
 
-The CSV is ``path,label,confidence,<one probability column per label>,error``. Pure Python and
-numpy (no TensorFlow), so it runs where the CSV was made.
+The CSV is ``path,label,confidence,<one probability column per label>,error`` (with ``--time``,
+a ``time`` column after ``path``). Pure Python and numpy (no TensorFlow), so it runs where the
+CSV was made.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
         header = next(reader, None)
         if header:  # label columns like "-ve" are written as "'-ve", as cells are
             header = [unneutralize(cell) for cell in header]
-        if header and header[:7] == ["path", "face", "x", "y", "w", "h", "det_score"]:
+        # --time's column after path plays no part in the scores.
+        columns = header[:1] + header[2:] if header and header[1:2] == ["time"] else header
+        if columns and columns[:7] == ["path", "face", "x", "y", "w", "h", "det_score"]:
             raise CsvFormatError(
                 f"{path} was written with --faces (one row per face): evaluate-csv scores one "
                 "row per image; classify the face crops without --faces"
             )
-        if not header or header[:3] != ["path", "label", "confidence"] or header[-1] != "error":
+        if not columns or columns[:3] != ["path", "label", "confidence"] or columns[-1] != "error":
             raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
-        labels = tuple(header[3:-1])
+        labels = tuple(columns[3:-1])
         rows = [dict(zip(header, r, strict=False)) for r in reader if r]
     return labels, rows
 
