@@ -8,6 +8,7 @@ something, not on random weights.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,24 @@ def _wide_terminal(monkeypatch):
     """Rich wraps at $COLUMNS (80 without a terminal): a long checkout or temp path would break
     across table lines and a test looking for it would fail. Narrow-output tests set their own."""
     monkeypatch.setenv("COLUMNS", "400")
+
+
+@pytest.fixture
+def local_zone():
+    """Call it with a POSIX TZ ("UTC"; "XYZ-2" is UTC+2) to make that the test's local time
+    zone; the one before comes back after the test."""
+    before = os.environ.get("TZ")
+
+    def use(zone: str) -> None:
+        os.environ["TZ"] = zone
+        time.tzset()
+
+    yield use
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
 
 
 @pytest.fixture(scope="session")

@@ -264,19 +264,8 @@ def test_append_writes_each_image_whole(tmp_path):
     sink.close()
 
 
-@pytest.fixture
-def plus2(monkeypatch):
-    """Local time is UTC+2 for the test (POSIX TZ: the sign is the other way round)."""
-    import time
-
-    monkeypatch.setenv("TZ", "XYZ-2")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def test_the_time_column_is_each_files_mtime_in_local_time(tmp_path, plus2):
+def test_the_time_column_is_each_files_mtime_in_local_time(tmp_path, local_zone):
+    local_zone("XYZ-2")  # UTC+2
     a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
     a.write_bytes(b"x")
     b.write_bytes(b"x")

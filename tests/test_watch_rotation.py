@@ -22,13 +22,9 @@ HEADER = ",".join(csv_header(LABELS)) + "\n"
 
 
 @pytest.fixture
-def utc(monkeypatch):
+def utc(local_zone):
     """Local time is UTC for the test (the periods are in local time)."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    local_zone("UTC")
 
 
 def at(text: str) -> float:
