@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import signal
@@ -373,6 +374,52 @@ def info(
         _plain_row(table, key, _readable(value))
     StdoutConsole().print(table)
     classifier.close()
+
+
+@app.command("summary")
+def summary_command(
+    csvs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSVs written by classify or watch (labels.csv and the ones --rotate put "
+            "aside: labels*.csv).",
+            dir_okay=False,
+            show_default=False,
+            metavar="CSV",
+        ),
+    ],
+    by: Annotated[
+        str | None,
+        typer.Option(
+            metavar="hour|day|week|month",
+            help="Also count per period (needs the time column: classify or watch --time).",
+        ),
+    ] = None,
+    low_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Count predictions below this confidence.")
+    ] = 0.5,
+) -> None:
+    """Print the summary of CSVs already written: per label, failures, and per period.
+
+    For a watch daemon's CSV (which may be being written to: a row not yet complete is left
+    out), or to look again at a classify run. All the CSVs must be for the same labels.
+    """
+    from edgefer.report import PERIODS, Report
+
+    if by is not None and by not in PERIODS:
+        raise fail(f"--by {by}: expected one of {', '.join(PERIODS)}")
+    report = Report(low_confidence, by)
+    for path in csvs:
+        try:
+            report.read(path)
+        except CsvError as exc:
+            raise fail(str(exc)) from None
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a CSV written by edgefer"
+            raise fail(f"cannot read {path}: {reason}") from None
+    if by is not None and not report.first:
+        raise fail(f"--by {by}: no row has a time (write the CSV with --time)")
+    StdoutConsole().print(report.render())
 
 
 def _readable(value: object, nested: bool = False) -> str:

@@ -29,7 +29,8 @@ class Summary:
     errors: Counter = field(default_factory=Counter)
     error_examples: dict = field(default_factory=dict)
     skipped: int = 0
-    seconds: float = 0.0
+    #: How long the run took (None: not a run, e.g. ``edgefer summary`` of CSVs: no rate shown).
+    seconds: float | None = None
     #: With face detection: rows are faces; images read, and those without a face.
     faces: bool = False
     n_images: int = 0
@@ -91,8 +92,6 @@ class Summary:
                 examples = ", ".join(self.error_examples[reason])
                 failed.add_row(Text(as_utf8(reason)), str(n), Text(as_utf8(examples)))
             parts.append(failed)
-        images = self.n_images if self.faces else self.n_ok
-        rate = images / self.seconds if self.seconds > 0 else 0.0
         total = (
             f"{self.n_ok} classified, {self.n_failed} failed, "
             f"{self.n_low} below {self.low_confidence:.2f} confidence"
@@ -107,7 +106,11 @@ class Summary:
             total += f", {self.skipped} already in the CSV"
         if self.unlisted:
             total += f", {self.unlisted} folder{'s' if self.unlisted > 1 else ''} not listed"
-        parts.append(f"{total}; {self.seconds:.2f} s, {rate:.1f} images/s")
+        if self.seconds is not None:
+            images = self.n_images if self.faces else self.n_ok
+            rate = images / self.seconds if self.seconds > 0 else 0.0
+            total += f"; {self.seconds:.2f} s, {rate:.1f} images/s"
+        parts.append(total)
         if self.model:
             parts.append(Text(f"model {self.model}"))
         return Group(*parts)

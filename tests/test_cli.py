@@ -237,7 +237,7 @@ def test_help_keeps_brackets_globs_and_placeholders_literally():
 def test_device_help_cuts_nothing_at_80_columns():
     # Rich cuts a cell's unbreakable token with an ellipsis: the --faces help lost its column
     # names ("(face,x,y,w,h,de…") and the haar hint its extra ("'edgefer[faces]'…").
-    for command in ("classify", "watch", "info"):
+    for command in ("classify", "watch", "info", "summary"):
         text = _help(command, columns=80)
         assert "…" not in text, (command, [line for line in text.splitlines() if "…" in line])
 

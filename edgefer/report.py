@@ -1,0 +1,179 @@
+"""``edgefer summary``: the totals of CSVs that ``classify`` or ``watch`` wrote, and, with a
+``time`` column, per hour, day, week or month.
+
+A watch daemon writes rows for months and says nothing in the terminal; this reads its CSV (and
+the ones ``--rotate`` put aside) back into the summary ``classify`` prints after a run. A CSV the
+daemon is appending to may end in a row still being written: rows without every column are
+left out and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from edgefer.csvout import FACE_COLUMNS, CsvError, csv_header, unneutralize
+from edgefer.photos import NO_FACE
+from edgefer.pipeline import Result
+from edgefer.summary import Summary
+
+PERIODS = ("hour", "day", "week", "month")
+#: The period of a row without a time (a CSV written without --time, or an unreadable file).
+NO_TIME = "no time"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What an edgefer CSV's header says: its labels, and which optional columns it has."""
+
+    labels: tuple[str, ...]
+    faces: bool
+    time_column: bool
+
+    @classmethod
+    def of(cls, header: list[str]) -> Layout | None:
+        """The layout of a header row as :func:`edgefer.csvout.csv_header` writes it, or None."""
+        cells = [unneutralize(cell) for cell in header]
+        if len(cells) < 5 or cells[0] != "path" or cells[-1] != "error":
+            return None
+        middle = cells[1:-1]
+        time_column = middle[:1] == ["time"]
+        middle = middle[time_column:]
+        faces = tuple(middle[: len(FACE_COLUMNS)]) == FACE_COLUMNS
+        middle = middle[len(FACE_COLUMNS) if faces else 0 :]
+        if middle[:2] != ["label", "confidence"] or len(middle) < 3:
+            return None
+        layout = cls(tuple(middle[2:]), faces, time_column)
+        return layout if csv_header(layout.labels, faces, time_column) == header else None
+
+
+def period_of(cell: str, by: str) -> str:
+    """The ``by`` period (a key of :data:`PERIODS`) of a ``time`` cell, in that cell's own local
+    time: ``2026-11-30T08`` (hour), ``2026-11-30``, ``2026-W49``, ``2026-11``."""
+    try:
+        day = date.fromisoformat(cell[:10])
+    except ValueError:
+        return NO_TIME
+    if by == "hour":
+        return cell[:13] if cell[10:11] == "T" and cell[11:13].isdigit() else NO_TIME
+    if by == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return cell[:7] if by == "month" else cell[:10]
+
+
+@dataclass
+class Report:
+    """Rows of one or more CSVs with the same labels and face mode, tallied; the first CSV
+    read sets them."""
+
+    low_confidence: float = 0.5
+    by: str | None = None
+    layout: Layout | None = None
+    summary: Summary | None = None
+    per_period: defaultdict = field(default_factory=lambda: defaultdict(Counter))
+    files: int = 0
+    incomplete: int = 0
+    first: str = ""
+    last: str = ""
+    _first_path: Path | None = None
+
+    def read(self, path: Path) -> None:
+        """Add the rows of one CSV.
+
+        Raises:
+            CsvError: not an edgefer CSV, or one of other labels or face mode than the first.
+            OSError, UnicodeDecodeError, csv.Error: the file cannot be read as CSV text.
+        """
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            layout = Layout.of(header) if header else None
+            if layout is None:
+                raise CsvError(f"{path} is not a CSV written by edgefer")
+            if self.layout is None:
+                self.layout, self._first_path = layout, path
+                self.summary = Summary(layout.labels, self.low_confidence, faces=layout.faces)
+            elif layout.labels != self.layout.labels:
+                raise CsvError(
+                    f"{path} is for other labels ({', '.join(layout.labels)}) than "
+                    f"{self._first_path}"
+                )
+            elif layout.faces != self.layout.faces:
+                mode = "with" if layout.faces else "without"
+                raise CsvError(
+                    f"{path} was written {mode} face detection (--faces), {self._first_path} "
+                    "was not"
+                )
+            self.files += 1
+            for row in reader:
+                if len(row) != len(header):
+                    self.incomplete += bool(row)  # a row still being written, or damaged
+                    continue
+                self._add(row, layout)
+
+    def _add(self, row: list[str], layout: Layout) -> None:
+        cells = iter(row)
+        path = unneutralize(next(cells))
+        when = next(cells) if layout.time_column else ""
+        face = None
+        if layout.faces:
+            face_cells = [next(cells) for _ in FACE_COLUMNS]
+            face = int(face_cells[0]) if face_cells[0].isdigit() else None
+        label, confidence, *_, error = cells
+        label, error = unneutralize(label), unneutralize(error)
+        if error:
+            result = Result(path, error=error, face=face)
+        else:
+            try:
+                result = Result(path, label, float(confidence), face=face)
+            except ValueError:
+                self.incomplete += 1
+                return
+        self.summary.add(result)
+        if when:
+            self.first = min(self.first, when) if self.first else when
+            self.last = max(self.last, when)
+        if self.by is not None and error != NO_FACE:
+            self.per_period[period_of(when, self.by)][label if not error else None] += 1
+
+    def render(self) -> Group:
+        parts: list = [self.summary.render()]
+        if self.by is not None:
+            parts.append(self._period_table())
+        line = f"{self.files} CSV{'s' if self.files != 1 else ''}"
+        if self.first:
+            line += f", images saved from {self.first} to {self.last}"
+        if self.incomplete:
+            plural = "s" if self.incomplete != 1 else ""
+            line += f"; {self.incomplete} incomplete row{plural} left out"
+        parts.append(Text(line))
+        return Group(*parts)
+
+    def _period_table(self) -> Table:
+        # No vertical rules or edge: a day, seven labels and "failed" fit in 80 columns.
+        table = Table(
+            title=f"per {self.by}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            collapse_padding=True,
+            pad_edge=False,
+        )
+        table.add_column(self.by, no_wrap=True)
+        for label in self.layout.labels:
+            table.add_column(Text(label), justify="right")
+        table.add_column("failed", justify="right")
+        for period in sorted(self.per_period, key=lambda p: (p == NO_TIME, p)):
+            counts = self.per_period[period]
+            cells = [str(counts[label]) for label in self.layout.labels]
+            table.add_row(period, *cells, str(counts[None]))
+        return table

@@ -1,0 +1,150 @@
+"""``edgefer summary``: CSVs read back into the classify summary, per period with a time column."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from edgefer.cli import EXIT_OK, EXIT_USAGE, app
+from edgefer.csvout import csv_header, csv_line
+from edgefer.report import NO_TIME, Layout, period_of
+
+LABELS = ("happy", "sad", "-ve")  # "-ve" is written "'-ve", as a cell would be
+runner = CliRunner()
+
+
+def write_csv(path, rows, faces=False, time_column=False, torn=""):
+    lines = [csv_line(csv_header(LABELS, faces, time_column))]
+    lines += [csv_line(row) for row in rows]
+    path.write_text("".join(lines) + torn)
+    return path
+
+
+def ok(label, p, when=None):
+    probs = {"happy": [p, 1 - p, 0.0], "sad": [1 - p, p, 0.0], "-ve": [0.0, 1 - p, p]}[label]
+    label_cell = "'-ve" if label == "-ve" else label
+    time_cells = [] if when is None else [when]
+    return ["x.jpg", *time_cells, label_cell, f"{p:.6f}", *(f"{q:.6f}" for q in probs), ""]
+
+
+def failed(error, when=None):
+    return ["y.jpg", *([] if when is None else [when]), "", "", "", "", "", error]
+
+
+def table_lines(output):
+    """The words of each output line, the tables' vertical rules left out."""
+    return [[w for w in line.split() if w not in ("│", "┃")] for line in output.splitlines()]
+
+
+def summary(*args, columns=80):
+    return runner.invoke(app, ["summary", *map(str, args)], env={"COLUMNS": str(columns)})
+
+
+@pytest.mark.parametrize("faces", [False, True])
+@pytest.mark.parametrize("time_column", [False, True])
+def test_the_layout_is_read_from_the_header(faces, time_column):
+    layout = Layout.of(csv_header(LABELS, faces, time_column))
+    assert layout == Layout(LABELS, faces, time_column)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["path", "label", "confidence", "error"],  # no label column
+        ["path", "time", "label", "confidence", "happy"],  # no error column
+        ["name", "label", "confidence", "happy", "error"],
+        ["path", "face", "label", "confidence", "happy", "error"],  # part of the face columns
+        ["path", "label", "confidence", "-ve", "error"],  # a label cell not neutralised
+    ],
+)
+def test_other_headers_are_not_edgefer_csvs(header):
+    assert Layout.of(header) is None
+
+
+@pytest.mark.parametrize(
+    ("by", "key"),
+    [("hour", "2026-11-30T08"), ("day", "2026-11-30"), ("week", "2026-W49"), ("month", "2026-11")],
+)
+def test_periods_of_a_time_cell(by, key):
+    assert period_of("2026-11-30T08:05:09+01:00", by) == key  # a Monday: ISO week 49
+    assert period_of("", by) == NO_TIME
+    assert period_of("yesterday", by) == NO_TIME
+
+
+def test_iso_weeks_cross_the_year():
+    assert period_of("2027-01-01T12:00:00+00:00", "week") == "2026-W53"
+    assert period_of("2026-12-31T12:00:00+00:00", "month") == "2026-12"
+
+
+def test_summary_per_day_of_a_csv_being_written(tmp_path):
+    rows = [
+        ok("happy", 0.9, "2026-11-30T08:05:09+01:00"),
+        ok("sad", 0.4, "2026-11-30T23:59:59+01:00"),
+        failed("truncated or corrupt image", "2026-11-30T10:00:00+01:00"),
+        ok("-ve", 0.8, "2026-12-01T00:00:00+01:00"),
+        ok("happy", 0.7, ""),  # a file whose time could not be read
+    ]
+    path = write_csv(tmp_path / "labels.csv", rows, time_column=True, torn="x.jpg,2026-12-0")
+    result = summary(path, "--by", "day")
+    assert result.exit_code == EXIT_OK, result.output
+    lines = table_lines(result.output)
+    assert ["happy", "2", "50.0%", "0.800"] in lines
+    assert ["-ve", "1", "25.0%", "0.800"] in lines
+    assert ["truncated", "or", "corrupt", "image", "1", "y.jpg"] in lines
+    assert "4 classified, 1 failed, 1 below 0.50 confidence" in result.output
+    assert "images/s" not in result.output  # not a run: no rate
+    assert ["day", "happy", "sad", "-ve", "failed"] in lines
+    assert ["2026-11-30", "1", "1", "0", "1"] in lines
+    assert ["2026-12-01", "0", "0", "1", "0"] in lines
+    assert [NO_TIME.split()[0], NO_TIME.split()[1], "1", "0", "0", "0"] in lines
+    assert "1 CSV, images saved from 2026-11-30T08:05:09+01:00 to 2026-12-01T00:00:00+01:00" in (
+        result.output
+    )
+    assert "1 incomplete row left out" in result.output
+    assert "…" not in result.output  # 80 columns: nothing cut
+
+
+def test_rotated_csvs_are_read_together_and_hours_fit_80_columns(tmp_path):
+    old = write_csv(tmp_path / "labels.2026-11.csv", [ok("happy", 0.9)])  # before --time
+    new = write_csv(
+        tmp_path / "labels.csv", [ok("sad", 0.9, "2026-12-01T09:00:00+00:00")], time_column=True
+    )
+    result = summary(old, new, "--by", "hour")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "2 classified, 0 failed" in result.output and "2 CSVs" in result.output
+    lines = table_lines(result.output)
+    assert ["2026-12-01T09", "0", "1", "0", "0"] in lines
+    assert "…" not in result.output
+
+
+def test_faces_csvs_count_images_and_faces(tmp_path):
+    def face(n, label):
+        row = ok(label, 0.9)
+        return [row[0], str(n), "1", "2", "30", "30", "0.9000", *row[1:]]
+
+    no_face = ["z.jpg", "", "", "", "", "", "", "", "", "", "", "", "no face"]
+    path = write_csv(tmp_path / "faces.csv", [face(1, "happy"), face(2, "sad"), no_face], True)
+    result = summary(path)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "2 images, 2 faces, 1 images without a face, 0 failed" in result.output
+
+
+def test_refusals_exit_2(tmp_path):
+    plain = write_csv(tmp_path / "a.csv", [ok("happy", 0.9)])
+    faces = write_csv(tmp_path / "f.csv", [], faces=True)
+    other = tmp_path / "o.csv"
+    other.write_text(csv_line(csv_header(("x", "y"))))
+    text = tmp_path / "notes.csv"
+    text.write_text("hello,world\n")
+    cases = [
+        ((plain, faces), "f.csv was written with face detection (--faces), "),
+        ((plain, other), "o.csv is for other labels (x, y) than "),
+        ((text,), "notes.csv is not a CSV written by edgefer"),
+        ((tmp_path / "gone.csv",), "cannot read"),
+        ((plain, "--by", "day"), "no row has a time (write the CSV with --time)"),
+        ((plain, "--by", "year"), "expected one of hour, day, week, month"),
+    ]
+    for args, message in cases:
+        result = summary(*args, columns=400)
+        assert result.exit_code == EXIT_USAGE, (args, result.output)
+        assert message in result.output, (args, result.output)
