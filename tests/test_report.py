@@ -148,3 +148,14 @@ def test_refusals_exit_2(tmp_path):
         result = summary(*args, columns=400)
         assert result.exit_code == EXIT_USAGE, (args, result.output)
         assert message in result.output, (args, result.output)
+
+
+def test_seven_labels_per_hour_fit_80_columns(tmp_path):
+    fer = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+    row = ["x.jpg", "2026-12-01T09:00:00+00:00", "surprise", "0.900000", *["0.1"] * 7, ""]
+    path = tmp_path / "fer.csv"
+    path.write_text(csv_line(csv_header(fer, time_column=True)) + csv_line(row))
+    result = summary(path, "--by", "hour")
+    assert result.exit_code == EXIT_OK, result.output
+    assert ["hour", *fer, "failed"] in table_lines(result.output)
+    assert "…" not in result.output
