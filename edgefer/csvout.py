@@ -164,8 +164,9 @@ def _repair_torn_tail(path: Path) -> None:
 csv.field_size_limit(2**31 - 1)
 
 
-def _open_text(path: Path):
-    # utf-8-sig: a CSV saved by a spreadsheet as "CSV UTF-8" starts with a byte-order mark.
+def open_csv(path: Path):
+    """An edgefer CSV opened for reading. utf-8-sig: a CSV saved by a spreadsheet as "CSV UTF-8"
+    starts with a byte-order mark."""
     return open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
 
 
@@ -184,7 +185,7 @@ def read_existing(
     if not check_header(path, labels, faces, time_column):
         return set()
     _repair_torn_tail(path)
-    with _open_text(path) as f:
+    with open_csv(path) as f:
         reader = csv.reader(f)
         next(reader, None)
         return {row[0] for row in reader if row}
@@ -230,7 +231,7 @@ def check_header(
         CsvError: the header differs from this model's columns.
         UnicodeDecodeError: the file is not UTF-8 text.
     """
-    with _open_text(path) as f:
+    with open_csv(path) as f:
         return _check_header(next(csv.reader(f), None), path, labels, faces, time_column)
 
 

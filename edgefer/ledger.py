@@ -264,7 +264,7 @@ class Ledger:
         """Replace the state file (or ``target``) atomically by one recording the in-memory
         entries; ``header`` overrides the header's items (``csv_bytes``, ``started``)."""
         target = target or self.state_path
-        size = int(header.get("csv_bytes", self._csv_size()))
+        size = int(header["csv_bytes"]) if "csv_bytes" in header else self._csv_size()
         head = {"edgefer_state": STATE_VERSION, "csv_bytes": size, "started": self.started}
         head.update(header)
         lines = [json.dumps(head) + "\n"]
@@ -300,10 +300,10 @@ class Ledger:
             return
         self._check_in_place()
         now = time.time()
-        size = self._csv_size()
-        if self.rotation and self.rotation.due(self.started, now, size, len(self._header)):
-            self.rotate(now)
         end = self._csv_size()
+        if self.rotation and self.rotation.due(self.started, now, end, len(self._header)):
+            self.rotate(now)
+            end = self._csv_size()
         data: list[bytes] = []
         lines: list[str] = []
         for result, identity in rows:

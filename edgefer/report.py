@@ -20,7 +20,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import FACE_COLUMNS, CsvError, csv_header, unneutralize
+from edgefer.csvout import FACE_COLUMNS, CsvError, csv_header, open_csv, unneutralize
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.summary import Summary
@@ -93,7 +93,7 @@ class Report:
             CsvError: not an edgefer CSV, or one of other labels or face mode than the first.
             OSError, UnicodeDecodeError, csv.Error: the file cannot be read as CSV text.
         """
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with open_csv(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             layout = Layout.of(header) if header else None
