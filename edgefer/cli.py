@@ -34,7 +34,7 @@ from edgefer.faces import FaceDetectorMissingError
 from edgefer.modelopts import ModelOption, ThreadsOption, TimeOption
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
-from edgefer.preprocess import DEFAULT_MAX_PIXELS
+from edgefer.preprocess import DEFAULT_MAX_PIXELS, optional_formats
 from edgefer.runtime import RuntimeMissingError
 from edgefer.shipped import model_path
 from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file, read_spec
@@ -370,6 +370,7 @@ def info(
     _plain_row(table, "format", classifier.quantization())
     _plain_row(table, "runtime", f"{classifier.runtime.name} {classifier.runtime.version}")
     _plain_row(table, "threads", str(classifier.num_threads))
+    _plain_row(table, "phone photos", optional_formats())
     for key, value in sorted(spec.metadata.items()):
         _plain_row(table, key, _readable(value))
     StdoutConsole().print(table)

@@ -7,16 +7,45 @@ Every pixel that reaches a model, on the Pi or in training/calibration, goes thr
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+#: HEIF images (what phones save by default): read through pi-heif's (or pillow-heif's) Pillow
+#: plugin, when installed.
+HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+#: AVIF images: read by Pillow itself when it was built with libavif (its wheels since 11.3).
+AVIF_SUFFIXES = frozenset({".avif"})
+
 #: File suffixes picked up when a directory is scanned (explicitly named files are always tried).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+#: HEIF and AVIF files are picked up even where they cannot be decoded: their rows then say
+#: what to install, rather than the images being passed over without a word.
+IMAGE_SUFFIXES = (
+    frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
     | {".ppm", ".pgm", ".pbm"}
+    | HEIF_SUFFIXES
+    | AVIF_SUFFIXES
+)
+
+#: What to install for the formats above, and why an image of them cannot be read, when it cannot.
+_INSTALL = {"HEIF": "pip install 'edgefer[heif]'", "AVIF": "pip install -U 'pillow>=11.3'"}
+_NEEDS = {
+    "HEIF": f"HEIC/HEIF images need pi-heif: {_INSTALL['HEIF']}",
+    "AVIF": f"AVIF images need a Pillow with AVIF support: {_INSTALL['AVIF']}",
+}
+# The brands an ISO base media file names in its ftyp box, for the two formats above.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+# Pillow warns on stderr when a file is of a format it knows but was built without (AVIF):
+# the file's row already says so, and what to install, so the warning would only repeat it.
+warnings.filterwarnings(
+    "ignore", message="image file could not be identified because", category=UserWarning
 )
 
 #: Default limit on width*height; larger images are refused as decompression bombs.
@@ -31,13 +60,71 @@ class ImageError(Exception):
     """An input that cannot be turned into a model input; the message is short, for a CSV cell."""
 
 
+_HEIF_PLUGINS = ("pi_heif", "pillow_heif")
+
+
+@functools.cache
+def heif_plugin() -> str | None:
+    """The module that reads HEIF for Pillow: pi_heif (decode-only, a 1.5 MB wheel with no GPL
+    encoder, what the ``heif`` extra installs), else pillow_heif (the same decoder, with
+    encoders); None when neither is installed. Looked up, not imported (~70 ms)."""
+    return next((m for m in _HEIF_PLUGINS if importlib.util.find_spec(m) is not None), None)
+
+
+@functools.cache
+def avif_available() -> bool:
+    """Whether this Pillow decodes AVIF (imports its AVIF module, ~50 ms, once)."""
+    from PIL import features
+
+    return bool(features.check_module("avif"))
+
+
+def optional_formats() -> str:
+    """One line for ``edgefer info``: whether this install decodes HEIC and AVIF, and where it
+    does not, what to install."""
+    name = heif_plugin()
+    heif = f"{name} {importlib.import_module(name).__version__}" if name else None
+    avif = "Pillow" if avif_available() else None
+    return f"HEIC: {heif or 'no, ' + _INSTALL['HEIF']}; AVIF: {avif or 'no, ' + _INSTALL['AVIF']}"
+
+
+@functools.cache
+def _use_heif() -> bool:
+    """Registers the HEIF plugin's opener with Pillow, once; False if none is installed."""
+    name = heif_plugin()
+    if name is None:
+        return False
+    importlib.import_module(name).register_heif_opener()
+    return True
+
+
+def _sniff(path: Path) -> str | None:
+    """Which of "HEIF" and "AVIF" the file is by the brands of its ftyp box, whatever its
+    name; None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if head[4:8] != b"ftyp":
+        return None
+    # The major brand, then (after a 4-byte version) the compatible ones, to the box's end.
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+    if brands & _AVIF_BRANDS:  # before HEIF: AVIF files list mif1 too
+        return "AVIF"
+    return "HEIF" if brands & _HEIF_BRANDS else None
+
+
 def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
     """The image, opened lazily (header only), refused if it has more than ``max_pixels``."""
     # No stat() calls up front: on a folder of small PNGs they cost ~10% of decoding. Failures
     # are told apart after the fact, which only costs time on the bad files.
     path = Path(source)
+    if path.suffix.lower() in HEIF_SUFFIXES:
+        _use_heif()
     try:
-        im = Image.open(path)
+        im = _open_any(path)
     except IsADirectoryError as exc:
         raise ImageError("is a directory") from exc
     except FileNotFoundError as exc:
@@ -46,7 +133,12 @@ def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
         raise ImageError("permission denied") from exc
     except Image.UnidentifiedImageError as exc:
         empty = path.is_file() and path.stat().st_size == 0
-        raise ImageError("empty file" if empty else "not an image or unsupported format") from exc
+        if empty:
+            raise ImageError("empty file") from exc
+        kind = _sniff(path)
+        if (kind == "HEIF" and heif_plugin() is None) or (kind == "AVIF" and not avif_available()):
+            raise ImageError(_NEEDS[kind]) from exc
+        raise ImageError("not an image or unsupported format") from exc
     except OSError as exc:
         raise ImageError(_describe(exc)) from exc
     if im.width * im.height > max_pixels:
@@ -55,6 +147,18 @@ def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
             f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
         )
     return im
+
+
+def _open_any(path: Path) -> Image.Image:
+    """Image.open, again with the HEIF opener when the file is a HEIF image under another
+    name (``photo.jpg`` from an app that renames but does not convert)."""
+    try:
+        return Image.open(path)
+    except Image.UnidentifiedImageError:
+        # Once _use_heif has run, Pillow has had its chance with the HEIF opener: no retry.
+        if _use_heif.cache_info().currsize or _sniff(path) != "HEIF" or not _use_heif():
+            raise
+        return Image.open(path)
 
 
 def _may_have_exif(im: Image.Image) -> bool:
