@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import numpy as np
@@ -47,10 +48,9 @@ class ClassifierOptions:
     runtime: str | None = None
 
 
-def _read_model(model: str | os.PathLike | bytes | None) -> bytes:
-    if isinstance(model, bytes | bytearray):
+def _read_model(model: bytes | None, path: Path | None) -> bytes:
+    if path is None:
         return bytes(model)
-    path = model_path(model)
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
@@ -147,15 +147,19 @@ class Classifier:
         self.options = options
         self.runtime: Runtime = load_runtime(options.runtime)
         self.num_threads = options.num_threads or default_threads()
-        self.model_bytes = _read_model(options.model)
+        #: The model's file (None for a model given as bytes): the default model, one named by
+        #: $EDGEFER_MODEL or a shipped model's name, resolved once.
+        self.path: Path | None = (
+            None if isinstance(options.model, bytes | bytearray) else model_path(options.model)
+        )
+        self.model_bytes = _read_model(options.model, self.path)
         try:
             self._load(options)
         except ModelError as exc:
             # Which file: the default model, $EDGEFER_MODEL and --model all end up here.
-            if isinstance(options.model, bytes | bytearray):
+            if self.path is None:
                 raise
-            path = model_path(options.model)
-            raise ModelError(f"{path}: {exc}") from exc.__cause__
+            raise ModelError(f"{self.path}: {exc}") from exc.__cause__
 
     def _load(self, options: ClassifierOptions) -> None:
         body = flatbuffer(self.model_bytes)

@@ -36,7 +36,6 @@ from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, optional_formats
 from edgefer.runtime import RuntimeMissingError
-from edgefer.shipped import model_path
 from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file, read_spec
 from edgefer.summary import Summary
 from edgefer.watchcmd import watch
@@ -230,7 +229,7 @@ def classify(
         skipped=len(paths) - len(todo),
         faces=faces,
         unlisted=len(unlistable),
-        model=model_path(model).name,
+        model=classifier.path.name,
     )
     for folder in empty_folders(inputs, paths, recursive):
         # A dataset of class folders given without -r (FER2013's val/, say): say why.
@@ -348,8 +347,7 @@ def info(
     table = Table(show_header=False, title="edgefer model", title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")  # a sha256 or path cut with "…" could not be compared
-    path = model_path(model)
-    _plain_row(table, "file", str(path))
+    _plain_row(table, "file", str(classifier.path))
     _plain_row(table, "size", f"{len(classifier.model_bytes):,} bytes")
     _plain_row(table, "sha256", _sha256(classifier.model_bytes))
     _plain_row(table, "name", spec.name or "-")

@@ -115,7 +115,6 @@ def watch(
     from edgefer.ledger import Ledger
     from edgefer.notify import Notifier, setup_logging
     from edgefer.runtime import RuntimeMissingError
-    from edgefer.shipped import model_path
     from edgefer.spec import SpecError
     from edgefer.watch import (
         Watcher,
@@ -166,7 +165,7 @@ def watch(
         classifier = Classifier(
             ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
         )
-        log.info("model %s (interpreter threads: %d)", model_path(model), classifier.num_threads)
+        log.info("model %s (interpreter threads: %d)", classifier.path, classifier.num_threads)
         if waiting:
             if not folder_appears(str(folder), stop, notifier):
                 raise typer.Exit(0)

@@ -103,6 +103,9 @@ def test_bad_options():
 def test_model_given_as_bytes(int8_model, fixed_images):
     with Classifier(ClassifierOptions(model=int8_model.read_bytes())) as c:
         assert c.predict(fixed_images[0][:2]).shape == (2, 3)
+        assert c.path is None
+    with Classifier.create_from_model_path(str(int8_model)) as c:
+        assert c.path == int8_model
 
 
 def test_stock_interpreter_ignores_the_appended_spec(int8_model):
