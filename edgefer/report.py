@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from rich import box
@@ -55,6 +55,16 @@ class Layout:
         return layout if csv_header(layout.labels, faces, time_column) == header else None
 
 
+def _instant(cell: str) -> datetime | None:
+    """A ``time`` cell as an aware datetime (one without an offset, as edited by hand, is in
+    this machine's local time); None if it is not an ISO 8601 time."""
+    try:
+        at = datetime.fromisoformat(cell)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.astimezone()
+
+
 def period_of(cell: str, by: str) -> str:
     """The ``by`` period (a key of :data:`PERIODS`) of a ``time`` cell, in that cell's own local
     time: ``2026-11-30T08`` (hour), ``2026-11-30``, ``2026-W49``, ``2026-11``."""
@@ -82,8 +92,12 @@ class Report:
     per_period: defaultdict = field(default_factory=lambda: defaultdict(Counter))
     files: int = 0
     incomplete: int = 0
+    #: The earliest and latest ``time`` cells, as written (compared as instants, not strings:
+    #: after a clock change, or across CSVs from two time zones, the text order is wrong).
     first: str = ""
     last: str = ""
+    _first_at: datetime | None = None
+    _last_at: datetime | None = None
     _first_path: Path | None = None
 
     def read(self, path: Path) -> None:
@@ -139,9 +153,12 @@ class Report:
                 self.incomplete += 1
                 return
         self.summary.add(result)
-        if when:
-            self.first = min(self.first, when) if self.first else when
-            self.last = max(self.last, when)
+        at = _instant(when) if when else None
+        if at is not None:
+            if self._first_at is None or at < self._first_at:
+                self.first, self._first_at = when, at
+            if self._last_at is None or at > self._last_at:
+                self.last, self._last_at = when, at
         if self.by is not None and error != NO_FACE:
             self.per_period[period_of(when, self.by)][label if not error else None] += 1
 

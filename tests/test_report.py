@@ -104,6 +104,22 @@ def test_summary_per_day_of_a_csv_being_written(tmp_path):
     assert "…" not in result.output  # 80 columns: nothing cut
 
 
+def test_first_and_last_are_instants_not_strings(tmp_path):
+    # The night clocks go back in Berlin: 02:30 summer time comes before 02:10 winter time.
+    rows = [
+        ok("happy", 0.9, "2026-10-25T02:10:00+01:00"),
+        ok("sad", 0.9, "2026-10-25T02:30:00+02:00"),
+        ok("sad", 0.9, "yesterday"),  # not a time: neither first nor last
+    ]
+    path = write_csv(tmp_path / "labels.csv", rows, time_column=True)
+    result = summary(path, columns=120)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "from 2026-10-25T02:30:00+02:00 to 2026-10-25T02:10:00+01:00" in result.output
+    only_bad = write_csv(tmp_path / "bad.csv", rows[2:], time_column=True)
+    result = summary(only_bad, "--by", "day")
+    assert result.exit_code == EXIT_USAGE and "no row has a time" in result.output
+
+
 def test_rotated_csvs_are_read_together_and_hours_fit_80_columns(tmp_path):
     old = write_csv(tmp_path / "labels.2026-11.csv", [ok("happy", 0.9)])  # before --time
     new = write_csv(
