@@ -21,6 +21,7 @@ import os
 import stat
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -88,6 +89,31 @@ def csv_header(
     columns = (neutralize(label) for label in labels)
     first = ["path", *(["time"] if time_column else []), *(FACE_COLUMNS if faces else ())]
     return [*first, "label", "confidence", *columns, "error"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What an edgefer CSV's header says: its labels, and which optional columns it has."""
+
+    labels: tuple[str, ...]
+    faces: bool
+    time_column: bool
+
+    @classmethod
+    def of(cls, header: list[str]) -> Layout | None:
+        """The layout of a header row as :func:`csv_header` writes it, or None."""
+        cells = [unneutralize(cell) for cell in header]
+        if len(cells) < 5 or cells[0] != "path" or cells[-1] != "error":
+            return None
+        middle = cells[1:-1]
+        time_column = middle[:1] == ["time"]
+        middle = middle[time_column:]
+        faces = tuple(middle[: len(FACE_COLUMNS)]) == FACE_COLUMNS
+        middle = middle[len(FACE_COLUMNS) if faces else 0 :]
+        if middle[:2] != ["label", "confidence"] or len(middle) < 3:
+            return None
+        layout = cls(tuple(middle[2:]), faces, time_column)
+        return layout if csv_header(layout.labels, faces, time_column) == header else None
 
 
 def file_time(mtime_ns: int) -> str:
@@ -198,27 +224,25 @@ def _check_header(
     faces: bool = False,
     time_column: bool = False,
 ) -> bool:
-    if header is None or header == csv_header(labels, faces, time_column):
-        return header is not None
-    for other_faces, other_time in (
-        (not faces, time_column),
-        (faces, not time_column),
-        (not faces, not time_column),
-    ):
-        if header != csv_header(labels, other_faces, other_time):
-            continue
-        modes = []
-        if other_faces != faces:
-            modes.append(f"{'with' if other_faces else 'without'} face detection (--faces)")
-        if other_time != time_column:
-            modes.append(f"{'with' if other_time else 'without'} a time column (--time)")
+    if header is None:
+        return False
+    layout = Layout.of(header)
+    if layout == Layout(labels, faces, time_column):
+        return True
+    if layout is None:
+        raise CsvError(f"{path} is not a CSV written by edgefer; use a new output file")
+    if layout.labels != labels:
         raise CsvError(
-            f"{path} was written {' and '.join(modes)}; use a new output file or the same options"
+            f"{path} was written for other labels ({', '.join(layout.labels)}); "
+            "use a new output file for this model"
         )
-    first = header.index("confidence") + 1 if "confidence" in header else 1
+    modes = []
+    if layout.faces != faces:
+        modes.append(f"{'with' if layout.faces else 'without'} face detection (--faces)")
+    if layout.time_column != time_column:
+        modes.append(f"{'with' if layout.time_column else 'without'} a time column (--time)")
     raise CsvError(
-        f"{path} was written for other labels ({', '.join(header[first:-1])}); "
-        "use a new output file for this model"
+        f"{path} was written {' and '.join(modes)}; use a new output file or the same options"
     )
 
 

@@ -20,7 +20,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import FACE_COLUMNS, CsvError, csv_header, open_csv, unneutralize
+from edgefer.csvout import FACE_COLUMNS, CsvError, Layout, open_csv, unneutralize
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.summary import Summary
@@ -28,31 +28,6 @@ from edgefer.summary import Summary
 PERIODS = ("hour", "day", "week", "month")
 #: The period of a row without a time (a CSV written without --time, or an unreadable file).
 NO_TIME = "no time"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What an edgefer CSV's header says: its labels, and which optional columns it has."""
-
-    labels: tuple[str, ...]
-    faces: bool
-    time_column: bool
-
-    @classmethod
-    def of(cls, header: list[str]) -> Layout | None:
-        """The layout of a header row as :func:`edgefer.csvout.csv_header` writes it, or None."""
-        cells = [unneutralize(cell) for cell in header]
-        if len(cells) < 5 or cells[0] != "path" or cells[-1] != "error":
-            return None
-        middle = cells[1:-1]
-        time_column = middle[:1] == ["time"]
-        middle = middle[time_column:]
-        faces = tuple(middle[: len(FACE_COLUMNS)]) == FACE_COLUMNS
-        middle = middle[len(FACE_COLUMNS) if faces else 0 :]
-        if middle[:2] != ["label", "confidence"] or len(middle) < 3:
-            return None
-        layout = cls(tuple(middle[2:]), faces, time_column)
-        return layout if csv_header(layout.labels, faces, time_column) == header else None
 
 
 def _instant(cell: str) -> datetime | None:

@@ -108,6 +108,18 @@ def test_append_refuses_other_labels(tmp_path):
         sink.write(OK)
     with pytest.raises(CsvError, match="other labels"):
         CsvSink(str(out), ("angry", "calm"), append=True)
+    # A CSV of something else is left as it is, and said to be that, not "other labels".
+    other = tmp_path / "inventory.csv"
+    other.write_text("item,count\nbolts,12\n")
+    with pytest.raises(CsvError, match="inventory.csv is not a CSV written by edgefer"):
+        CsvSink(str(other), LABELS, append=True)
+    assert other.read_text() == "item,count\nbolts,12\n"
+    # The labels are named as the model has them, not as the header escapes them.
+    neg = tmp_path / "neg.csv"
+    with CsvSink(str(neg), ("-ve", "+ve")):
+        pass
+    with pytest.raises(CsvError, match=r"other labels \(-ve, \+ve\)"):
+        CsvSink(str(neg), LABELS, append=True)
 
 
 def test_torn_last_line_is_repaired(tmp_path):

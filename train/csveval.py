@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefer.csvout import unneutralize
+from edgefer.csvout import Layout, open_csv, unneutralize
 from train.metrics import mcnemar_p, summarize
 
 
@@ -28,23 +28,22 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
     Raises:
         CsvFormatError: the header is not ``path,label,confidence,...,error``.
     """
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
+    with open_csv(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header:  # label columns like "-ve" are written as "'-ve", as cells are
-            header = [unneutralize(cell) for cell in header]
-        # --time's column after path plays no part in the scores.
-        columns = header[:1] + header[2:] if header and header[1:2] == ["time"] else header
-        if columns and columns[:7] == ["path", "face", "x", "y", "w", "h", "det_score"]:
+        layout = Layout.of(header) if header else None
+        if layout is None:
+            raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
+        if layout.faces:
             raise CsvFormatError(
                 f"{path} was written with --faces (one row per face): evaluate-csv scores one "
                 "row per image; classify the face crops without --faces"
             )
-        if not columns or columns[:3] != ["path", "label", "confidence"] or columns[-1] != "error":
-            raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
-        labels = tuple(columns[3:-1])
-        rows = [dict(zip(header, r, strict=False)) for r in reader if r]
-    return labels, rows
+        # Label columns like "-ve" are written as "'-ve", as cells are; --time's column after
+        # path plays no part in the scores.
+        columns = [unneutralize(cell) for cell in header]
+        rows = [dict(zip(columns, r, strict=False)) for r in reader if r]
+    return layout.labels, rows
 
 
 def scored_rows(
