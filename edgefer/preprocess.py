@@ -81,21 +81,28 @@ def avif_available() -> bool:
 
 def optional_formats() -> str:
     """One line for ``edgefer info``: whether this install decodes HEIC and AVIF, and where it
-    does not, what to install."""
-    name = heif_plugin()
-    heif = f"{name} {importlib.import_module(name).__version__}" if name else None
-    avif = "Pillow" if avif_available() else None
-    return f"HEIC: {heif or 'no, ' + _INSTALL['HEIF']}; AVIF: {avif or 'no, ' + _INSTALL['AVIF']}"
+    does not, what to install (or why the installed plugin does not load)."""
+    name, why_not = heif_plugin(), _use_heif()
+    if why_not is None:
+        heif = f"{name} {importlib.import_module(name).__version__}"
+    else:
+        heif = "no, " + (_INSTALL["HEIF"] if name is None else why_not)
+    avif = "Pillow" if avif_available() else "no, " + _INSTALL["AVIF"]
+    return f"HEIC: {heif}; AVIF: {avif}"
 
 
 @functools.cache
-def _use_heif() -> bool:
-    """Registers the HEIF plugin's opener with Pillow, once; False if none is installed."""
+def _use_heif() -> str | None:
+    """Registers the HEIF plugin's opener with Pillow, once: None when it is, else why not (a
+    row's error). A plugin built from source can fail to load its libheif."""
     name = heif_plugin()
     if name is None:
-        return False
-    importlib.import_module(name).register_heif_opener()
-    return True
+        return _NEEDS["HEIF"]
+    try:
+        importlib.import_module(name).register_heif_opener()
+    except (ImportError, OSError) as exc:
+        return f"{name} cannot be loaded: {str(exc)[:160]}"
+    return None
 
 
 def _sniff(path: Path) -> str | None:
@@ -136,7 +143,9 @@ def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
         if empty:
             raise ImageError("empty file") from exc
         kind = _sniff(path)
-        if (kind == "HEIF" and heif_plugin() is None) or (kind == "AVIF" and not avif_available()):
+        if kind == "HEIF" and (why_not := _use_heif()) is not None:
+            raise ImageError(why_not) from exc
+        if kind == "AVIF" and not avif_available():
             raise ImageError(_NEEDS[kind]) from exc
         raise ImageError("not an image or unsupported format") from exc
     except OSError as exc:
@@ -156,7 +165,7 @@ def _open_any(path: Path) -> Image.Image:
         return Image.open(path)
     except Image.UnidentifiedImageError:
         # Once _use_heif has run, Pillow has had its chance with the HEIF opener: no retry.
-        if _use_heif.cache_info().currsize or _sniff(path) != "HEIF" or not _use_heif():
+        if _use_heif.cache_info().currsize or _sniff(path) != "HEIF" or _use_heif() is not None:
             raise
         return Image.open(path)
 

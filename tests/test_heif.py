@@ -178,3 +178,35 @@ def test_info_says_which_formats_this_install_reads(int8_model):
     pi_heif = pytest.importorskip("pi_heif")
     assert f"HEIC: pi_heif {pi_heif.__version__}; AVIF: " in full
     assert ("AVIF: Pillow" in full) == features.check_module("avif")
+
+
+def test_a_plugin_that_does_not_load_is_a_row_not_a_crash(tmp_path, gradient, int8_model):
+    # pi-heif built from source (no wheel: 32-bit Pi OS) whose libheif went away.
+    fake = tmp_path / "site" / "pi_heif"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ImportError('libheif.so.1: cannot open shared object file')\n"
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gradient.save(photos / "a.png")
+    gradient.save(photos / "b.heic")
+    out = tmp_path / "out.csv"
+    code = f"import sys; sys.path.insert(0, {str(fake.parent)!r})\n" + WITHOUT_SUPPORT.replace(
+        "sys.modules['pi_heif'] = None\n", ""
+    )
+    for args in (["classify", str(photos), "-o", str(out)], ["info"]):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args, "-m", str(int8_model)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in proc.stderr, proc.stderr[-800:]
+        said = " ".join(proc.stdout.replace("│", " ").split())
+        assert "pi_heif cannot be loaded: libheif.so.1: cannot open shared object file" in said
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
+    assert rows["a.png"]["label"]
+    assert rows["b.heic"]["error"] == (
+        "pi_heif cannot be loaded: libheif.so.1: cannot open shared object file"
+    )
