@@ -37,6 +37,14 @@ def synth_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype(np.uint8), y
 
 
+def gradient_image(width: int, height: int) -> Image.Image:
+    """RGB: red rises left to right, green top to bottom (smooth, so lossy codecs keep it)."""
+    x = np.zeros((height, width, 3), np.uint8)
+    x[..., 0] = np.linspace(0, 255, width)[None, :]
+    x[..., 1] = np.linspace(0, 255, height)[:, None]
+    return Image.fromarray(x, "RGB")
+
+
 def write_dataset(root: Path, n_per_label: int, seed: int) -> Path:
     """``root/<label>/<i>.png`` images from :func:`synth_images`."""
     x, y = synth_images(n_per_label * len(LABELS) * 3, seed)

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import gradient_image
 from PIL import Image, features
 
 from edgefer.faces import load_photo
@@ -33,11 +34,7 @@ WITHOUT_SUPPORT = (
 
 @pytest.fixture
 def gradient():
-    """80x48 RGB: red rises left to right, green top to bottom (smooth: survives HEVC)."""
-    x = np.zeros((48, 80, 3), np.uint8)
-    x[..., 0] = np.linspace(0, 255, 80)[None, :]
-    x[..., 1] = np.linspace(0, 255, 48)[:, None]
-    return Image.fromarray(x, "RGB")
+    return gradient_image(80, 48)
 
 
 def near(a: np.ndarray, b: np.ndarray) -> bool:

@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import gradient_image
 from PIL import Image
 
 from edgefer import preprocess
@@ -16,11 +17,7 @@ def save(im: Image.Image, path, **kwargs):
 
 @pytest.fixture
 def gradient():
-    """64x32 RGB: red rises left to right, green top to bottom."""
-    x = np.zeros((32, 64, 3), np.uint8)
-    x[..., 0] = np.linspace(0, 255, 64)[None, :]
-    x[..., 1] = np.linspace(0, 255, 32)[:, None]
-    return Image.fromarray(x, "RGB")
+    return gradient_image(64, 32)
 
 
 def test_shape_and_dtype(tmp_path, gradient):
