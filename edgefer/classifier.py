@@ -48,9 +48,7 @@ class ClassifierOptions:
     runtime: str | None = None
 
 
-def _read_model(model: bytes | None, path: Path | None) -> bytes:
-    if path is None:
-        return bytes(model)
+def _read_model(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
@@ -152,7 +150,7 @@ class Classifier:
         self.path: Path | None = (
             None if isinstance(options.model, bytes | bytearray) else model_path(options.model)
         )
-        self.model_bytes = _read_model(options.model, self.path)
+        self.model_bytes = bytes(options.model) if self.path is None else _read_model(self.path)
         try:
             self._load(options)
         except ModelError as exc:

@@ -100,9 +100,10 @@ class Layout:
     time_column: bool
 
     @classmethod
-    def of(cls, header: list[str]) -> Layout | None:
-        """The layout of a header row as :func:`csv_header` writes it, or None."""
-        cells = [unneutralize(cell) for cell in header]
+    def of(cls, header: list[str] | None) -> Layout | None:
+        """The layout of a header row as :func:`csv_header` writes it; None for any other row,
+        or none (an empty file)."""
+        cells = [unneutralize(cell) for cell in header or ()]
         if len(cells) < 5 or cells[0] != "path" or cells[-1] != "error":
             return None
         middle = cells[1:-1]

@@ -85,7 +85,7 @@ class Report:
         with open_csv(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            layout = Layout.of(header) if header else None
+            layout = Layout.of(header)
             if layout is None:
                 raise CsvError(f"{path} is not a CSV written by edgefer")
             if self.layout is None:

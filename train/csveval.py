@@ -31,7 +31,7 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
     with open_csv(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        layout = Layout.of(header) if header else None
+        layout = Layout.of(header)
         if layout is None:
             raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
         if layout.faces:
