@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -176,3 +177,28 @@ def test_a_time_column_is_read_past(tmp_path):
     faces.write_text("path,time,face,x,y,w,h,det_score,label,confidence,happy,sad,error\n")
     with pytest.raises(CsvFormatError, match="written with --faces"):
         read_results(faces)
+
+
+def test_labels_named_like_columns_and_rows_cut_short(tmp_path):
+    # Rows were dicts keyed by column name: a label "path" or "error" took that column's place.
+    path = tmp_path / "out.csv"
+    path.write_text(
+        "path,label,confidence,path,error,error\n"
+        "val/path/1.png,path,0.900000,0.900000,0.100000,\n"
+        "val/error/2.png,error,0.800000,0.200000,0.800000,\n"
+        "val/error/3.png,path,0.600000,0.600000,0.400000,\n"
+        "val/path/4.png,,,,,truncated or corrupt image\n"
+        "val/path/5.png,path,0.9\n"  # the last row of a CSV still being written
+        "val/error/6.png,error,0.8,x,y,\n"
+    )
+    labels, rows = read_results(path)
+    assert labels == ("path", "error")
+    m = evaluate_rows(labels, rows)
+    assert m["n"] == 3 and m["accuracy"] == pytest.approx(2 / 3)
+    assert m["failed_rows"] == 1 and m["incomplete_rows"] == 2 and m["unlabelled_rows"] == 0
+    assert m["loss"] == pytest.approx(-(np.log(0.9) + np.log(0.8) + np.log(0.4)) / 3)
+    result = CliRunner().invoke(app, ["evaluate-csv", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "failed rows 1, rows outside label folders 0, rows cut short or damaged 2" in (
+        result.output
+    )

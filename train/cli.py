@@ -320,7 +320,7 @@ def compare_csv(
 
     try:
         result = compare_rows(read_results(csv_a), read_results(csv_b))
-    except (CsvFormatError, KeyError) as exc:
+    except CsvFormatError as exc:
         raise _fail(exc) from exc
     except UnicodeDecodeError:
         raise _fail("not an edgefer CSV (not UTF-8 text)") from None
@@ -406,7 +406,7 @@ def evaluate_csv(
     try:
         labels, rows = read_results(csv_path)
         metrics = evaluate_rows(labels, rows)
-    except (CsvFormatError, KeyError, ValueError) as exc:
+    except (CsvFormatError, ValueError) as exc:
         raise _fail(exc) from exc
     metrics["csv"] = str(csv_path)
     out = out or csv_path.with_name("metrics.json")
@@ -427,9 +427,12 @@ def evaluate_csv(
             f"{csv_path.name}",
         )
     _log(format_report(metrics))
+    incomplete = metrics["incomplete_rows"]
     _log(
         f"failed rows {metrics['failed_rows']}, rows outside label folders "
-        f"{metrics['unlabelled_rows']}; wrote {out}"
+        f"{metrics['unlabelled_rows']}"
+        + (f", rows cut short or damaged {incomplete}" if incomplete else "")
+        + f"; wrote {out}"
     )
 
 

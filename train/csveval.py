@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,8 +22,31 @@ class CsvFormatError(Exception):
     """A CSV that is not an edgefer results file."""
 
 
-def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
-    """The label columns (model order) and the rows as dicts.
+class Row(NamedTuple):
+    """One row of an edgefer CSV, read by position (a label may be named like a column)."""
+
+    path: str
+    label: str
+    error: str
+    #: One per label, in the CSV's order; None for a failed row, or one cut short or damaged.
+    probabilities: tuple[float, ...] | None
+
+
+def _row(cells: list[str], layout: Layout, width: int) -> Row:
+    path = unneutralize(cells[0])
+    if len(cells) != width:  # a row still being written (watch), or damaged
+        return Row(path, "", "", None)
+    first = 1 + layout.time_column  # the label cell; --time's cell plays no part in the scores
+    label, error = unneutralize(cells[first]), unneutralize(cells[-1])
+    try:
+        probabilities = tuple(float(c) for c in cells[first + 2 : -1])
+    except ValueError:
+        probabilities = None
+    return Row(path, label, error, probabilities)
+
+
+def read_results(path: Path) -> tuple[tuple[str, ...], list[Row]]:
+    """The label columns (model order) and the rows.
 
     Raises:
         CsvFormatError: the header is not ``path,label,confidence,...,error``.
@@ -39,66 +62,64 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[dict[str, str]]]:
                 f"{path} was written with --faces (one row per face): evaluate-csv scores one "
                 "row per image; classify the face crops without --faces"
             )
-        # Label columns like "-ve" are written as "'-ve", as cells are; --time's column after
-        # path plays no part in the scores.
-        columns = [unneutralize(cell) for cell in header]
-        rows = [dict(zip(columns, r, strict=False)) for r in reader if r]
+        rows = [_row(r, layout, len(header)) for r in reader if r]
     return layout.labels, rows
 
 
 def scored_rows(
-    labels: tuple[str, ...], rows: list[dict[str, str]]
-) -> tuple[list[tuple[str, str, str, dict[str, str]]], int, int]:
-    """``(path, true label, predicted label, row)`` for each classified row under a label folder,
-    and the counts of failed rows (an ``error``) and of rows under other folders."""
+    labels: tuple[str, ...], rows: list[Row]
+) -> tuple[list[tuple[str, str, Row]], dict[str, int]]:
+    """``(true label, predicted label, row)`` for each classified row under a label folder,
+    and the counts of the rows left out: ``failed_rows`` (an ``error``), ``incomplete_rows``
+    (cut short or damaged) and ``unlabelled_rows`` (under other folders)."""
     scored = []
-    failed = unlabelled = 0
+    left_out = dict.fromkeys(("failed_rows", "incomplete_rows", "unlabelled_rows"), 0)
     for row in rows:
-        path = unneutralize(row["path"])
-        truth = PurePath(path).parent.name
+        truth = PurePath(row.path).parent.name
         if truth not in labels:
-            unlabelled += 1
-        elif row.get("error") or not row.get("label"):
-            failed += 1
+            left_out["unlabelled_rows"] += 1
+        elif row.error:
+            left_out["failed_rows"] += 1
+        elif not row.label or row.probabilities is None:
+            left_out["incomplete_rows"] += 1
         else:
-            scored.append((path, truth, unneutralize(row["label"]), row))
-    return scored, failed, unlabelled
+            scored.append((truth, row.label, row))
+    return scored, left_out
 
 
-def evaluate_rows(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[str, Any]:
+def evaluate_rows(labels: tuple[str, ...], rows: list[Row]) -> dict[str, Any]:
     """Metrics over rows whose parent folder is a label and that were classified.
 
-    Failed rows (an ``error``) and rows under a folder that is not a label are counted apart;
-    a failed row is not scored as a wrong prediction.
+    Failed rows (an ``error``), rows cut short and rows under a folder that is not a label are
+    counted apart; a failed row is not scored as a wrong prediction.
     """
     index = {label: i for i, label in enumerate(labels)}
-    scored, failed, unlabelled = scored_rows(labels, rows)
+    scored, left_out = scored_rows(labels, rows)
     if not scored:
         raise CsvFormatError("no classified rows under a folder named like a label")
-    strays = sorted({predicted for _, _, predicted, _ in scored} - set(labels))
+    strays = sorted({predicted for _, predicted, _ in scored} - set(labels))
     if strays:
         raise CsvFormatError(
             f"predicted labels that are not the CSV's label columns: {', '.join(strays)}"
         )
-    y_true = [index[truth] for _, truth, _, _ in scored]
-    y_pred = [index[predicted] for _, _, predicted, _ in scored]
-    p = np.asarray([[float(row[label]) for label in labels] for *_, row in scored])
+    y_true = [index[truth] for truth, _, _ in scored]
+    y_pred = [index[predicted] for _, predicted, _ in scored]
+    p = np.asarray([row.probabilities for *_, row in scored])
     metrics = summarize(np.asarray(y_true), np.asarray(y_pred), labels)
     metrics["loss"] = float(-np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-7, 1)).mean())
-    metrics["failed_rows"] = failed
-    metrics["unlabelled_rows"] = unlabelled
+    metrics.update(left_out)
     return metrics
 
 
-def _correct_by_path(labels: tuple[str, ...], rows: list[dict[str, str]]) -> dict[str, tuple]:
+def _correct_by_path(labels: tuple[str, ...], rows: list[Row]) -> dict[str, tuple]:
     """path -> (predicted label, right?) for the rows :func:`scored_rows` keeps."""
     # By absolute path: one CSV made with `classify val/`, the other with `classify $PWD/val/`.
     scored = scored_rows(labels, rows)[0]
-    return {os.path.abspath(path): (pred, pred == truth) for path, truth, pred, _ in scored}
+    return {os.path.abspath(row.path): (pred, pred == truth) for truth, pred, row in scored}
 
 
 def compare_rows(
-    a: tuple[tuple[str, ...], list[dict[str, str]]], b: tuple[tuple[str, ...], list[dict[str, str]]]
+    a: tuple[tuple[str, ...], list[Row]], b: tuple[tuple[str, ...], list[Row]]
 ) -> dict[str, Any]:
     """Two models' results on the same images (``read_results`` of each CSV): accuracies, the
     discordant counts, the exact two-sided McNemar p-value and the top-1 agreement.
