@@ -493,9 +493,11 @@ def convert(
     console.print(
         Text(f"wrote {result.output} ({result.size:,} bytes, {quantize})"), soft_wrap=True
     )
+    _warn_skipped("calibration", result.calibration_skipped)
     parity = result.parity
     if parity is None:
         return
+    _warn_skipped("validation", parity.skipped)
     table = Table(title=f"parity on {parity.n_images} images", title_justify="left")
     for column in ("", "Keras", "TFLite"):
         table.add_column(column, justify="right")
@@ -516,6 +518,14 @@ def convert(
             highlight=False,
         )
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _warn_skipped(use: str, skipped: list[tuple[Path, str]]) -> None:
+    """A warning naming how many of ``convert``'s images could not be read, and the first."""
+    if skipped:
+        path, why = skipped[0]
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        warn(f"{len(skipped)} {use} image(s) could not be read, left out: {path}: {why}{more}")
 
 
 app.command()(watch)

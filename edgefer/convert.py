@@ -12,7 +12,7 @@ import random
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,21 +79,33 @@ def calibration_sample(
     return sample
 
 
-def load_labelled(items: list[tuple[Path, int]], spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images ``(n, H, W, C)`` and their label indices; unreadable files are skipped."""
-    images, labels = [], []
+#: Files that could not be read, with why: ``(path, reason)``.
+Skipped = list[tuple[Path, str]]
+
+
+def load_labelled(
+    items: list[tuple[Path, int]], spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray, Skipped]:
+    """uint8 images ``(n, H, W, C)`` and their label indices, and the unreadable files, which are
+    left out."""
+    images, labels, skipped = [], [], []
     for path, index in items:
-        with contextlib.suppress(ImageError):
+        try:
             images.append(load_image(path, spec.input_size, spec.channels))
-            labels.append(index)
+        except ImageError as exc:
+            skipped.append((path, str(exc)))
+            continue
+        labels.append(index)
     if not images:
-        return np.zeros((0, *spec.input_size, spec.channels), dtype=np.uint8), np.zeros(0, int)
-    return np.stack(images), np.asarray(labels)
+        empty = np.zeros((0, *spec.input_size, spec.channels), dtype=np.uint8)
+        return empty, np.zeros(0, int), skipped
+    return np.stack(images), np.asarray(labels), skipped
 
 
-def load_batch(paths: list[Path], spec: ModelSpec) -> np.ndarray:
-    """uint8 images ``(n, H, W, C)``; unreadable files are skipped."""
-    return load_labelled([(p, 0) for p in paths], spec)[0]
+def load_batch(paths: list[Path], spec: ModelSpec) -> tuple[np.ndarray, Skipped]:
+    """uint8 images ``(n, H, W, C)``, and the unreadable files, which are left out."""
+    images, _, skipped = load_labelled([(p, 0) for p in paths], spec)
+    return images, skipped
 
 
 def load_keras(model_path: Path):
@@ -227,6 +239,8 @@ class Parity:
     tflite_bytes: int
     keras_ms_per_image: float
     tflite_ms_per_image: float
+    #: Images of the folder that could not be read, left out of the comparison.
+    skipped: Skipped = field(default_factory=list)
 
     @property
     def drop_points(self) -> float:
@@ -257,7 +271,7 @@ def parity_report(
     items = labelled_images(directory, spec.labels)
     if not items:
         raise ConvertError(f"no labelled images in {directory} (expected <label>/<image> folders)")
-    pixels, y_true = load_labelled(items, spec)
+    pixels, y_true, skipped = load_labelled(items, spec)
     if not len(y_true):
         raise ConvertError(f"no readable images in {directory} to validate with")
     x = normalize(pixels, spec.mean, spec.std)
@@ -280,6 +294,7 @@ def parity_report(
         len(tflite_bytes),
         1000 * keras_s / n,
         1000 * tflite_s / n,
+        skipped,
     )
 
 
@@ -291,6 +306,8 @@ class Conversion:
     spec: ModelSpec
     size: int
     parity: Parity | None
+    #: Calibration images that could not be read, left out of the quantization ranges.
+    calibration_skipped: Skipped = field(default_factory=list)
 
 
 def convert(
@@ -316,17 +333,18 @@ def convert(
     if not model_path.is_file():
         raise ConvertError(f"no such Keras model: {model_path}")
     spec = resolve_spec(model_path, spec_path)
-    calibration = None
+    calibration, skipped = None, []
     if quantize == "int8":
         if calibration_dir is None:
             raise ConvertError("--quantize int8 needs --calibration DIR (a few hundred images)")
         if not calibration_dir.is_dir():
             raise ConvertError(f"calibration folder not found: {calibration_dir}")
-        calibration = load_batch(
+        calibration, skipped = load_batch(
             calibration_sample(calibration_dir, spec.labels, calibration_size), spec
         )
         if len(calibration) == 0:
-            raise ConvertError(f"no readable images in calibration folder {calibration_dir}")
+            why = f" ({skipped[0][0].name}: {skipped[0][1]})" if skipped else ""
+            raise ConvertError(f"no readable images in calibration folder {calibration_dir}{why}")
     model = load_keras(model_path)
     check_model_matches_spec(model, spec)
     tf = import_tensorflow()
@@ -348,4 +366,4 @@ def convert(
     if validate_dir is not None:
         parity = parity_report(model, model_path, data, validate_dir, spec, threads)
     write_atomic(output, data, force)
-    return Conversion(output, spec, len(data), parity)
+    return Conversion(output, spec, len(data), parity, skipped)

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,8 @@ def test_parity_report_matches_a_direct_computation(tmp_path, tiny_keras, tiny_d
     )
     parity = result.parity
     items = labelled_images(tiny_data, LABELS)
-    pixels = load_batch([p for p, _ in items], result.spec)
+    pixels, skipped = load_batch([p for p, _ in items], result.spec)
+    assert skipped == [] and result.calibration_skipped == parity.skipped == []
     y = np.array([i for _, i in items])
     keras_probs = tf.keras.models.load_model(tiny_keras).predict(
         pixels.astype("float32"), verbose=0
@@ -104,6 +106,25 @@ def test_cli_convert_prints_parity_and_gates_on_drop(tmp_path, tiny_keras, tiny_
     assert exists.exit_code == EXIT_USAGE and "--force" in exists.output
     strict = runner.invoke(app, [*args, "--force", "--max-drop", "-1"])
     assert strict.exit_code == EXIT_FAILURES and "quantization-aware" in strict.output
+
+
+def test_unreadable_calibration_and_validation_images_are_counted(tmp_path, tiny_keras, tiny_data):
+    # They were left out without a word: a folder of phone photos without pi-heif calibrated
+    # on whatever else it held.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / LABELS[0] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    (data / LABELS[1] / "empty.jpg").write_bytes(b"")
+    args = ["-o", tmp_path / "m.tflite", "--calibration", data, "--validate", data]
+    result = _convert(tiny_keras, *args)
+    assert result.exit_code == EXIT_OK, result.output
+    out = " ".join(result.output.split())
+    assert "2 calibration image(s) could not be read, left out:" in out
+    assert "2 validation image(s) could not be read, left out:" in out
+    assert "broken.png: not an image or unsupported format (and 1 more)" in out
+    assert "parity on 60 images" in out
+    one = _convert(tiny_keras, *args, "--force", "--calibration-size", "1")
+    assert "calibration image(s) could not be read" not in " ".join(one.output.split())
 
 
 def test_calibration_sample_is_stratified(tiny_data):
