@@ -91,10 +91,19 @@ def optional_formats() -> str:
     return f"HEIC: {heif}; AVIF: {avif}"
 
 
-@functools.cache
+#: What :func:`_use_heif` found, once it has run: ``[None]`` (registered) or ``[why not]``.
+_heif_outcome: list[str | None] = []
+
+
 def _use_heif() -> str | None:
     """Registers the HEIF plugin's opener with Pillow, once: None when it is, else why not (a
     row's error). A plugin built from source can fail to load its libheif."""
+    if not _heif_outcome:
+        _heif_outcome.append(_register_heif())
+    return _heif_outcome[0]
+
+
+def _register_heif() -> str | None:
     name = heif_plugin()
     if name is None:
         return _NEEDS["HEIF"]
@@ -165,7 +174,7 @@ def _open_any(path: Path) -> Image.Image:
         return Image.open(path)
     except Image.UnidentifiedImageError:
         # Once _use_heif has run, Pillow has had its chance with the HEIF opener: no retry.
-        if _use_heif.cache_info().currsize or _sniff(path) != "HEIF" or _use_heif() is not None:
+        if _heif_outcome or _sniff(path) != "HEIF" or _use_heif() is not None:
             raise
         return Image.open(path)
 
