@@ -51,6 +51,14 @@ def test_cli_exit_2_on_bad_csv(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("nope\n")
     assert CliRunner().invoke(app, ["evaluate-csv", str(path)]).exit_code == 2
+    binary = tmp_path / "photo.csv"  # a JPEG under the wrong name
+    binary.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(range(256)))
+    good = tmp_path / "out.csv"
+    good.write_text(CSV)
+    for args in (["evaluate-csv", str(binary)], ["compare-csv", str(good), str(binary)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2
+        assert "photo.csv is not an edgefer CSV (not UTF-8 text)" in " ".join(result.output.split())
 
 
 def _csv(path, predictions):

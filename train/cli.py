@@ -322,8 +322,6 @@ def compare_csv(
         result = compare_rows(read_results(csv_a), read_results(csv_b))
     except CsvFormatError as exc:
         raise _fail(exc) from exc
-    except UnicodeDecodeError:
-        raise _fail("not an edgefer CSV (not UTF-8 text)") from None
     if result["only_in_a"] or result["only_in_b"]:
         _log(
             f"warning: images scored in only one CSV are left out: {result['only_in_a']} in A, "

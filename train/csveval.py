@@ -49,20 +49,24 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[Row]]:
     """The label columns (model order) and the rows.
 
     Raises:
-        CsvFormatError: the header is not ``path,label,confidence,...,error``.
+        CsvFormatError: the header is not ``path,label,confidence,...,error``, or the file is not
+            UTF-8 text.
     """
-    with open_csv(path) as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        layout = Layout.of(header)
-        if layout is None:
-            raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
-        if layout.faces:
-            raise CsvFormatError(
-                f"{path} was written with --faces (one row per face): evaluate-csv scores one "
-                "row per image; classify the face crops without --faces"
-            )
-        rows = [_row(r, layout, len(header)) for r in reader if r]
+    try:
+        with open_csv(path) as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            layout = Layout.of(header)
+            if layout is None:
+                raise CsvFormatError(f"{path} is not an edgefer CSV (header {header})")
+            if layout.faces:
+                raise CsvFormatError(
+                    f"{path} was written with --faces (one row per face): evaluate-csv scores "
+                    "one row per image; classify the face crops without --faces"
+                )
+            rows = [_row(r, layout, len(header)) for r in reader if r]
+    except UnicodeDecodeError:
+        raise CsvFormatError(f"{path} is not an edgefer CSV (not UTF-8 text)") from None
     return layout.labels, rows
 
 
