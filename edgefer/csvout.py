@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from edgefer.pipeline import Result
 
@@ -91,6 +91,19 @@ def csv_header(
     return [*first, "label", "confidence", *columns, "error"]
 
 
+class Cells(NamedTuple):
+    """One row of an edgefer CSV, by column: path, label and error as they were before
+    :func:`neutralize`, the others as written."""
+
+    path: str
+    time: str  #: "" in a CSV without the ``time`` column
+    face: tuple[str, ...]  #: the :data:`FACE_COLUMNS` cells; () in a CSV without them
+    label: str
+    confidence: str
+    probabilities: tuple[str, ...]  #: one per label, in the header's order
+    error: str
+
+
 @dataclass(frozen=True)
 class Layout:
     """What an edgefer CSV's header says: its labels, and which optional columns it has."""
@@ -115,6 +128,27 @@ class Layout:
             return None
         layout = cls(tuple(middle[2:]), faces, time_column)
         return layout if csv_header(layout.labels, faces, time_column) == header else None
+
+    def split(self, row: list[str]) -> Cells | None:
+        """A row of a CSV with this header, by column (as :func:`csv_row` writes it); None for a
+        row of another width: one still being written, or damaged."""
+        width = 4 + self.time_column + len(FACE_COLUMNS) * self.faces + len(self.labels)
+        if len(row) != width:
+            return None
+        cells = iter(row)
+        path = unneutralize(next(cells))
+        time = next(cells) if self.time_column else ""
+        face = tuple(next(cells) for _ in FACE_COLUMNS) if self.faces else ()
+        label, confidence, *probabilities, error = cells
+        return Cells(
+            path,
+            time,
+            face,
+            unneutralize(label),
+            confidence,
+            tuple(probabilities),
+            unneutralize(error),
+        )
 
 
 def file_time(mtime_ns: int) -> str:

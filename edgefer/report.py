@@ -20,7 +20,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import FACE_COLUMNS, CsvError, Layout, open_csv, unneutralize
+from edgefer.csvout import Cells, CsvError, Layout, open_csv
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.summary import Summary
@@ -104,26 +104,20 @@ class Report:
                 )
             self.files += 1
             for row in reader:
-                if len(row) != len(header):
+                cells = layout.split(row)
+                if cells is None:
                     self.incomplete += bool(row)  # a row still being written, or damaged
                     continue
-                self._add(row, layout)
+                self._add(cells)
 
-    def _add(self, row: list[str], layout: Layout) -> None:
-        cells = iter(row)
-        path = unneutralize(next(cells))
-        when = next(cells) if layout.time_column else ""
-        face = None
-        if layout.faces:
-            face_cells = [next(cells) for _ in FACE_COLUMNS]
-            face = int(face_cells[0]) if face_cells[0].isdigit() else None
-        label, confidence, *_, error = cells
-        label, error = unneutralize(label), unneutralize(error)
+    def _add(self, cells: Cells) -> None:
+        path, when, label, error = cells.path, cells.time, cells.label, cells.error
+        face = int(cells.face[0]) if cells.face and cells.face[0].isdigit() else None
         if error:
             result = Result(path, error=error, face=face)
         else:
             try:
-                result = Result(path, label, float(confidence), face=face)
+                result = Result(path, label, float(cells.confidence), face=face)
             except ValueError:
                 self.incomplete += 1
                 return

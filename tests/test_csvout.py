@@ -6,10 +6,13 @@ import re
 import pytest
 
 from edgefer.csvout import (
+    Cells,
     CsvError,
     CsvSink,
+    Layout,
     as_utf8,
     csv_header,
+    csv_row,
     file_time,
     neutralize,
     read_existing,
@@ -320,3 +323,25 @@ def test_append_refuses_the_other_time_mode_and_says_so(tmp_path, written, asked
     with CsvSink(str(out), LABELS, append=True, **written) as sink:
         sink.write(OK)
     assert rows(out)[0] == csv_header(LABELS, **written)
+
+
+@pytest.mark.parametrize("faces", [False, True])
+@pytest.mark.parametrize("time_column", [False, True])
+def test_a_row_is_split_by_the_header_it_was_written_under(faces, time_column):
+    layout = Layout.of(csv_header(LABELS, faces, time_column))
+    stamp = "2026-11-30T08:05:09+01:00" if time_column else None
+    face = Result("=x.jpg", "happy", 0.75, (0.75, 0.25), face=2, box=(1, 2, 3, 4), det_score=0.9)
+    cells = layout.split(csv_row(face, len(LABELS), faces, stamp))
+    assert cells == Cells(
+        "=x.jpg",
+        stamp or "",
+        ("2", "1", "2", "3", "4", "0.9000") if faces else (),
+        "happy",
+        "0.750000",
+        ("0.750000", "0.250000"),
+        "",
+    )
+    failed = layout.split(csv_row(Result("b.jpg", error="-1 bytes"), len(LABELS), faces, stamp))
+    assert failed.error == "-1 bytes" and failed.label == "" and failed.probabilities == ("", "")
+    row = csv_row(OK, len(LABELS), faces, stamp)
+    assert layout.split(row[:-1]) is None and layout.split([*row, ""]) is None

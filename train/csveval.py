@@ -32,17 +32,15 @@ class Row(NamedTuple):
     probabilities: tuple[float, ...] | None
 
 
-def _row(cells: list[str], layout: Layout, width: int) -> Row:
-    path = unneutralize(cells[0])
-    if len(cells) != width:  # a row still being written (watch), or damaged
-        return Row(path, "", "", None)
-    first = 1 + layout.time_column  # the label cell; --time's cell plays no part in the scores
-    label, error = unneutralize(cells[first]), unneutralize(cells[-1])
+def _row(cells: list[str], layout: Layout) -> Row:
+    split = layout.split(cells)
+    if split is None:  # a row still being written (watch), or damaged
+        return Row(unneutralize(cells[0]), "", "", None)
     try:
-        probabilities = tuple(float(c) for c in cells[first + 2 : -1])
+        probabilities = tuple(float(c) for c in split.probabilities)
     except ValueError:
         probabilities = None
-    return Row(path, label, error, probabilities)
+    return Row(split.path, split.label, split.error, probabilities)
 
 
 def read_results(path: Path) -> tuple[tuple[str, ...], list[Row]]:
@@ -64,7 +62,7 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[Row]]:
                     f"{path} was written with --faces (one row per face): evaluate-csv scores "
                     "one row per image; classify the face crops without --faces"
                 )
-            rows = [_row(r, layout, len(header)) for r in reader if r]
+            rows = [_row(r, layout) for r in reader if r]
     except UnicodeDecodeError:
         raise CsvFormatError(f"{path} is not an edgefer CSV (not UTF-8 text)") from None
     return layout.labels, rows
