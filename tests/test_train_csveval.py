@@ -210,3 +210,23 @@ def test_labels_named_like_columns_and_rows_cut_short(tmp_path):
     assert "failed rows 1, rows outside label folders 0, rows cut short or damaged 2" in (
         result.output
     )
+
+
+def test_nothing_to_score_says_why(tmp_path):
+    # The usual cause: a dataset's test folders classified with the default FER2013 model.
+    path = tmp_path / "out.csv"
+    path.write_text(
+        "path,label,confidence,happy,sad,error\n"
+        + "".join(f"test/{c}/{i}.png,sad,0.6,0.4,0.6,\n" for c in "ABCDEFGH" for i in range(2))
+    )
+    result = CliRunner().invoke(app, ["evaluate-csv", str(path)])
+    assert result.exit_code == 2
+    assert "labels: happy, sad; its images' folders: A, B, C, D, E, F (and 2 more)" in (
+        " ".join(result.output.split())
+    )
+    path.write_text("path,label,confidence,happy,sad,error\nv/sad/1.png,,,,,truncated\n")
+    with pytest.raises(CsvFormatError, match="1 failed and 0 cut short"):
+        evaluate_rows(*read_results(path))
+    path.write_text("path,label,confidence,happy,sad,error\n")
+    with pytest.raises(CsvFormatError, match="the CSV has no rows"):
+        evaluate_rows(*read_results(path))

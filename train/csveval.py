@@ -98,7 +98,7 @@ def evaluate_rows(labels: tuple[str, ...], rows: list[Row]) -> dict[str, Any]:
     index = {label: i for i, label in enumerate(labels)}
     scored, left_out = scored_rows(labels, rows)
     if not scored:
-        raise CsvFormatError("no classified rows under a folder named like a label")
+        raise CsvFormatError(_nothing_scored(labels, rows, left_out))
     strays = sorted({predicted for _, predicted, _ in scored} - set(labels))
     if strays:
         raise CsvFormatError(
@@ -111,6 +111,24 @@ def evaluate_rows(labels: tuple[str, ...], rows: list[Row]) -> dict[str, Any]:
     metrics["loss"] = float(-np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-7, 1)).mean())
     metrics.update(left_out)
     return metrics
+
+
+def _nothing_scored(labels: tuple[str, ...], rows: list[Row], left_out: dict[str, int]) -> str:
+    """Why no row could be scored, with what a user needs to see the mismatch."""
+    if not rows:
+        return "the CSV has no rows"
+    if left_out["failed_rows"] or left_out["incomplete_rows"]:
+        return (
+            f"no classified rows under a folder named like a label: {left_out['failed_rows']} "
+            f"failed and {left_out['incomplete_rows']} cut short or damaged"
+        )
+    folders = sorted({PurePath(row.path).parent.name for row in rows})
+    shown = ", ".join(folders[:6]) + (f" (and {len(folders) - 6} more)" if folders[6:] else "")
+    return (
+        f"no row is under a folder named like a label. The CSV's labels: {', '.join(labels)}; "
+        f"its images' folders: {shown}. Classified with another model than the one "
+        "for this dataset (--model)?"
+    )
 
 
 def _correct_by_path(labels: tuple[str, ...], rows: list[Row]) -> dict[str, tuple]:
