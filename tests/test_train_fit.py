@@ -500,6 +500,14 @@ def test_resume_says_what_it_ignores_and_when_nothing_is_left(data_dir, tmp_path
     assert "--epochs, --lr ignored with --resume" in text
     assert "the run is complete (1/1 epochs): nothing to train" in text
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    # A complete run is reported again on --resume: its row goes to --results, not docs/.
+    table = tmp_path / "elsewhere" / "results.md"
+    result = CliRunner().invoke(
+        app, ["fit", "--resume", "--out", str(out), "--results", str(table)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "| run | seed |" in table.read_text()
+    assert not (tmp_path / "docs").exists()
 
 
 def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):

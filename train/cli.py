@@ -194,6 +194,9 @@ def fit(
     report: Annotated[
         bool, typer.Option(help="evaluate, plot and add a results row at the end")
     ] = True,
+    results: Annotated[
+        Path, typer.Option(help="results table the run's row is added to (with --report)")
+    ] = Path("docs/results.md"),
 ) -> None:
     """Train a model; checkpoints every epoch into --out, resumable with --resume."""
     if resume:
@@ -259,7 +262,7 @@ def fit(
     if report and (state["epoch"] >= cfg.epochs or state.get("stopped_early")):
         from train.report import report_run  # imported late: a long run picks up the current code
 
-        report_run(out, log=_log)
+        report_run(out, log=_log, results=results)
 
 
 def _default_eval_dir(model: Path, data_dir: Path, tta: bool) -> Path:
