@@ -13,6 +13,7 @@ file whose header must match, skipping paths it already holds.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import errno
@@ -201,24 +202,37 @@ def csv_line(cells: list[str]) -> str:
     return buf.getvalue()
 
 
-def _repair_torn_tail(path: Path) -> None:
-    """Drop a last line cut short by a crash, so the file it describes is classified again."""
-    with open(path, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        block = min(size, 1 << 16)
-        while True:
-            f.seek(size - block)
-            tail = f.read(block)
-            cut = tail.rfind(b"\n")
-            if cut >= 0 or block == size:
-                f.truncate(size - block + cut + 1 if cut >= 0 else 0)
-                return
-            block = min(size, block * 2)
+def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
+    """The rows after the header; a last row without its line end is given one when it is
+    whole (a file saved by an editor that drops the final newline) and cut off when a crash
+    tore it (so that its file is classified again).
+
+    The whole file is read and parsed before anything is changed.
+
+    Raises:
+        UnicodeDecodeError: the file is not UTF-8 text.
+    """
+    raw = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    lines = list(io.StringIO(raw[bom:].decode("utf-8"), newline=""))
+    reader = csv.reader(lines)
+    records, starts = [], []  # each record's first line (a quoted name may hold a newline)
+    while True:
+        starts.append(reader.line_num)
+        record = next(reader, None)
+        if record is None:
+            break
+        records.append(record)
+    if not raw.endswith(b"\n") and records:
+        last = layout.split(records[-1])
+        if len(records) == 1 or (last is not None and not last.error):
+            with open(path, "ab") as f:  # whole: only its line end is missing
+                f.write(b"\n")
+        else:  # torn (an error row counts as torn: its message may be cut short)
+            kept = "".join(lines[: starts[len(records) - 1]])
+            os.truncate(path, bom + len(kept.encode("utf-8")))
+            records.pop()
+    return [r for r in records[1:] if r]
 
 
 #: Rows are read back (``--append``, watch adoption) however long a cell a user's file holds.
@@ -245,11 +259,7 @@ def read_existing(
     """
     if not check_header(path, labels, faces, time_column):
         return set()
-    _repair_torn_tail(path)
-    with open_csv(path) as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        return {row[0] for row in reader if row}
+    return {row[0] for row in _repair_tail(path, Layout(labels, faces, time_column))}
 
 
 def _check_header(

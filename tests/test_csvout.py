@@ -1,3 +1,4 @@
+import codecs
 import csv
 import io
 import os
@@ -127,9 +128,37 @@ def test_append_refuses_other_labels(tmp_path):
 
 def test_torn_last_line_is_repaired(tmp_path):
     out = tmp_path / "out.csv"
-    out.write_text(",".join(csv_header(LABELS)) + "\na.jpg,happy,0.7,0.7,0.3,\nb.jpg,sa")
+    header = ",".join(csv_header(LABELS)) + "\n"
+    out.write_text(header + "a.jpg,happy,0.7,0.7,0.3,\nb.jpg,sa")
     assert read_existing(out, LABELS) == {"a.jpg"}
     assert out.read_text().endswith("0.3,\n")
+    # A name with a newline in it: the torn record is cut where it starts, not at its newline.
+    out.write_text(header + 'a.jpg,happy,0.7,0.7,0.3,\n"b\nc.jpg",happy,0.7,0')
+    assert read_existing(out, LABELS) == {"a.jpg"}
+    assert out.read_text() == header + "a.jpg,happy,0.7,0.7,0.3,\n"
+    # An error row may be torn in its message: cut, so that its file is tried again.
+    out.write_text(header + "a.jpg,,,,,truncated or cor")
+    assert read_existing(out, LABELS) == set() and out.read_text() == header
+
+
+def test_a_whole_last_row_without_its_newline_is_kept(tmp_path):
+    # Some editors and exports save the last line without a newline: --append dropped that row.
+    out = tmp_path / "out.csv"
+    body = ",".join(csv_header(LABELS)) + "\r\na.jpg,happy,0.7,0.7,0.3,\r\nb.jpg,sad,0.6,0.4,0.6,"
+    out.write_bytes(codecs.BOM_UTF8 + body.encode())
+    with CsvSink(str(out), LABELS, append=True) as sink:
+        assert sink.seen("a.jpg") and sink.seen("b.jpg")
+        sink.write(OK)
+    assert [r[0] for r in rows(out)[1:]] == ["a.jpg", "b.jpg", "a.jpg"]
+    # Nothing is changed before the whole file has been read: a byte that is not UTF-8 far
+    # from the end is refused before the last line is looked at.
+    lines = [",".join(csv_header(LABELS))] + [f"{i}.jpg,happy,0.7,0.7,0.3," for i in range(3000)]
+    lines[1000] = "caf\xe9.jpg,happy,0.7,0.7,0.3,"
+    raw = "\n".join(lines).encode("latin-1")[:-4]  # and a torn last line
+    out.write_bytes(raw)
+    with pytest.raises(CsvError, match="is not a CSV written by edgefer"):
+        CsvSink(str(out), LABELS, append=True)
+    assert out.read_bytes() == raw
 
 
 def test_stdout(monkeypatch):
