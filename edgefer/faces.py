@@ -406,10 +406,10 @@ def load_photo(
             if _may_have_exif(im):
                 with contextlib.suppress(Exception):
                     im = ImageOps.exif_transpose(im)
-            im = _convert_mode(im, 3)
-            if max(im.size) > work_side:
-                k = work_side / max(im.size)
-                size = (max(1, round(im.width * k)), max(1, round(im.height * k)))
+            k = min(1.0, work_side / max(im.size))
+            size = (max(1, round(im.width * k)), max(1, round(im.height * k)))
+            im = _convert_mode(im, 3, size, reducing_gap=2.0)
+            if im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
             im.load()
     except ImageError:
