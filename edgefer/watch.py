@@ -9,9 +9,10 @@ Threads, and what each one owns:
 - One worker thread owns everything else: the :class:`Settler`, the catch-up scan, the batch, the
   :class:`~edgefer.ledger.Ledger` (whose docstring holds the exactly-once invariant) and the
   ``--done-dir`` moves. One image's failure is that image's error row; anything else ends it.
-- The main thread turns SIGTERM/SIGINT into one clean stop (the batch in progress is finished and
-  fsynced), talks to systemd, and exits 1 (so systemd restarts it) when the observer or the
-  worker died or the folder vanished: the daemon never looks alive while classifying nothing.
+- The main thread turns SIGTERM/SIGINT/SIGHUP into one clean stop (the batch in progress is
+  finished and fsynced), talks to systemd, and exits 1 (so systemd restarts it) when the
+  observer or the worker died or the folder vanished: the daemon never looks alive while
+  classifying nothing.
 
 A file is *ready* when it was closed after writing or moved into the folder, or when its size
 and mtime stayed unchanged for ``--settle`` seconds; files found by the start-up scan whose mtime
@@ -314,13 +315,17 @@ class _OverflowLog(logging.Handler):
 
 
 def stop_on_signals(stop: threading.Event) -> dict:
-    """Make SIGTERM and SIGINT set ``stop``; returns the handlers they had."""
+    """Make SIGTERM, SIGINT and SIGHUP set ``stop``; returns the handlers they had.
+
+    SIGHUP too (a closed terminal, a ``kill -HUP``): by default it killed the daemon mid-batch,
+    without its last log lines."""
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("%s: finishing the current batch", signal.Signals(signum).name)
         stop.set()
 
-    return {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    return {s: signal.signal(s, on_signal) for s in signals}
 
 
 class Watcher:
@@ -698,7 +703,7 @@ class Watcher:
         return ""
 
     def serve(self, notifier: Notifier | None = None) -> int:
-        """Watch until SIGTERM/SIGINT (returns 0) or until a part of the daemon dies (1).
+        """Watch until SIGTERM/SIGINT/SIGHUP (returns 0) or until a part of the daemon dies (1).
 
         Raises:
             OSError: the folder cannot be watched (e.g. out of inotify watches: use --poll).
