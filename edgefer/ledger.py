@@ -25,10 +25,13 @@ Recovery on open follows from it:
 - a torn or unparsable state line (a crash mid-append) is cut off, with anything after it;
 - CSV bytes beyond ``E`` (rows of a batch whose state lines never became durable, or a torn
   last row) are truncated: their files are not in the state, so they are classified again and
-  get their row again: once, not twice, and not zero times;
+  get their row again: once, not twice, and not zero times. Only if the row that ends at ``E``
+  is the state's last: else the CSV is not this state's (another put in its place, this one
+  saved again with other line ends) and is refused, uncut;
 - a CSV shorter than ``E`` was truncated or replaced behind the daemon's back: refused;
-- a CSV without a state file (``edgefer classify`` output, or a crash between creating the two)
-  is adopted: each of its paths whose file exists counts as classified in its current version;
+- a CSV without a state file (``edgefer classify`` output, a crash between creating the two,
+  a state file deleted) is adopted: each of its paths whose file exists counts as classified in
+  its current version, and so does each path in the CSVs rotated out of it;
 - a rotation journal (``.labels.csv.rotate``, see :meth:`Ledger.rotate`) is a rotation a crash
   interrupted: it is rolled back if the old CSV is still in place, else completed.
 
@@ -41,7 +44,9 @@ compacted on start when such entries dominate it.
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
+import io
 import json
 import logging
 import os
@@ -50,11 +55,14 @@ from pathlib import Path
 
 from edgefer.csvout import (
     CsvError,
+    Layout,
+    as_utf8,
     check_header,
     csv_header,
     csv_line,
     csv_row,
     file_time,
+    open_csv,
     path_key,
     read_existing,
 )
@@ -171,7 +179,7 @@ class Ledger:
         if not self.state_path.exists():
             self._adopt()
             return
-        end = self._read_state()
+        end, last_path = self._read_state()
         size = self._csv_size()
         if size < end:
             raise LedgerError(
@@ -179,7 +187,9 @@ class Ledger:
                 "CSV was truncated or replaced; move both files away to start a new CSV (files "
                 "still in the folder are then classified again)"
             )
+        self._check_header()
         if size > end:
+            self._check_batch_boundary(end, last_path)
             log.warning(
                 "%s: dropping %d bytes of an unfinished batch; its files are classified again",
                 self.csv_path,
@@ -187,11 +197,36 @@ class Ledger:
             )
             os.ftruncate(self._csv_fd, end)
             os.fsync(self._csv_fd)
-        self._check_header()
 
-    def _read_state(self) -> int:
-        """Load the state into memory; returns E. Cuts a torn or garbled tail off the file."""
+    def _check_batch_boundary(self, end: int, last_path: str | None) -> None:
+        """Refuse to cut the CSV at ``end`` unless the row there is where the state's last
+        entry says its row ends: the bytes beyond are then what a crash left of a batch, not
+        another CSV put back under this name, nor this one saved again with other line ends."""
+        with open(self.csv_path, "rb") as f:
+            head = f.read(end)
+        last = None
+        if head.endswith(b"\n"):
+            try:
+                rows = [r for r in csv.reader(io.StringIO(head.decode("utf-8"), newline="")) if r]
+            except (UnicodeDecodeError, csv.Error):
+                rows = []
+            layout = Layout(self.labels, self.faces, self.time_column)
+            last = layout.split(rows[-1]) if len(rows) > 1 else None
+        fits = last is not None and (last_path is None or last.path == as_utf8(last_path))
+        if not fits and not (last_path is None and head == self._header):
+            raise LedgerError(
+                f"{self.csv_path} does not fit {self.state_path}: byte {end}, where the state's "
+                "last row ends, is not the end of that row (another CSV put back under this "
+                "name, or this one saved again by another program?); restore the CSV that goes "
+                "with this state, or move both files away to start a new CSV"
+            )
+
+    def _read_state(self) -> tuple[int, str | None]:
+        """Load the state into memory; returns E and the path of the entry whose row ends
+        there (None: E is the header's, a new, rotated or compacted CSV's size). Cuts a torn or
+        garbled tail off the file."""
         end: int | None = None
+        last_path: str | None = None
         good = 0
         with open(self.state_path, "rb") as f:
             for line in f:
@@ -208,7 +243,8 @@ class Ledger:
                     else:
                         row_end, size, mtime_ns, path = item
                         self._done[str(path)] = (int(size), int(mtime_ns))
-                        end = max(end, int(row_end))
+                        if int(row_end) > end:
+                            end, last_path = int(row_end), str(path)
                         self._state_lines += 1
                 except (ValueError, TypeError, KeyError, AttributeError):
                     if end is not None and good + len(line) < f.seek(0, os.SEEK_END):
@@ -230,7 +266,7 @@ class Ledger:
         if good < total:
             log.warning("%s: dropping a torn last entry (%d bytes)", self.state_path, total - good)
             os.truncate(self.state_path, good)
-        return end
+        return end, last_path
 
     def _adopt(self) -> None:
         """No state yet: start one for a new CSV, or from the rows of an existing CSV."""
@@ -242,6 +278,10 @@ class Ledger:
                 paths = read_existing(self.csv_path, self.labels, self.faces, self.time_column)
             except UnicodeDecodeError:
                 raise CsvError(f"{self.csv_path} is not a CSV written by edgefer") from None
+            # A state lost beside a CSV that was rotated: the rows before are in the old CSVs.
+            archives = Rotation.archives(self.csv_path)
+            for archive in archives:
+                paths |= self._archived_paths(archive)
             for cell in paths:
                 # `edgefer classify DIR` writes paths as given (often relative): the daemon
                 # knows files by absolute path.
@@ -253,12 +293,26 @@ class Ledger:
                 self._done[path] = (st.st_size, st.st_mtime_ns)
             if paths:
                 log.info(
-                    "%s: no state file; adopted %d of the %d files it has rows for (those here)",
+                    "%s: no state file; adopted %d of the %d files it%s has rows for (those here)",
                     self.csv_path,
                     len(self._done),
                     len(paths),
+                    f" and {len(archives)} CSV(s) rotated before it" if archives else "",
                 )
         self._write_state()
+
+    def _archived_paths(self, archive: Path) -> set[str]:
+        """The path cells of a rotated CSV, read as it is (never repaired: it is not ours to
+        change); empty, with a warning, for one of other columns or not UTF-8 text."""
+        try:
+            if check_header(archive, self.labels, self.faces, self.time_column):
+                with open_csv(archive) as f:
+                    rows = csv.reader(f)
+                    next(rows, None)
+                    return {row[0] for row in rows if row}
+        except (CsvError, UnicodeDecodeError, csv.Error, OSError) as exc:
+            log.warning("%s: rows not adopted: %s", archive, exc)
+        return set()
 
     def _write_state(self, target: Path | None = None, **header: object) -> None:
         """Replace the state file (or ``target``) atomically by one recording the in-memory

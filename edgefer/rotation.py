@@ -67,6 +67,19 @@ class Rotation:
         fmt = PERIODS[self.period]
         return time.strftime(fmt, time.localtime(now)) > time.strftime(fmt, time.localtime(started))
 
+    @staticmethod
+    def archives(csv_path: Path) -> list[Path]:
+        """The CSVs rotated out of ``csv_path``: beside it, named as :meth:`archive_path` names
+        them under any policy (``labels.2026-11.csv``, ``labels.2026-W48.1.csv``, ...)."""
+        stem, suffix = re.escape(csv_path.stem), re.escape(csv_path.suffix)
+        tag = r"\d{4}-(?:W\d{2}|\d{2}(?:-\d{2}(?:T\d{6})?)?)"
+        name = re.compile(rf"{stem}\.{tag}(?:\.\d+)?{suffix}")
+        try:
+            siblings = sorted(csv_path.parent.iterdir())
+        except OSError:
+            return []
+        return [p for p in siblings if name.fullmatch(p.name) and p.is_file()]
+
     def archive_path(self, csv_path: Path, started: float) -> Path:
         """Where the CSV started at ``started`` goes: ``labels.<period>.csv`` beside it, with
         ``.1``, ``.2``, ... before the suffix if that name is taken."""

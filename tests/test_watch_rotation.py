@@ -154,6 +154,31 @@ def test_size_rotation_keeps_every_row_once_and_carries_the_files_still_here(tmp
     reopened.close()
 
 
+def test_a_lost_state_is_rebuilt_from_the_csv_and_those_rotated_before_it(tmp_path, files):
+    # Adoption read only the live CSV: the files whose rows were in a rotated one were
+    # classified again.
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS, rotation=Rotation(max_bytes=len(HEADER) + 1))
+    for i in range(0, 9, 3):
+        ledger.append(rows_of(files[i : i + 3]))
+    ledger.close()
+    (tmp_path / "labels.old.csv").write_text(HEADER + f"{files[9]},happy,0.75,0.75,0.25,\n")
+    (tmp_path / "labels.2026-01.csv").write_text("not,ours\n")  # a stranger: left as it is
+    out.with_name("labels.csv.state").unlink()
+    ledger = Ledger(out, LABELS)
+    assert [ledger.is_done(r.path, ident) for r, ident in rows_of(files)] == [True] * 9 + [
+        False
+    ] * 3
+    assert (tmp_path / "labels.2026-01.csv").read_text() == "not,ours\n"
+    ledger.close()
+    names = ["labels.2026-11.csv", "labels.2026-W48.1.csv", "labels.2026-11-30T080509.csv"]
+    names += ["labels.2026-11-30.csv", "labels.csv", "labels.2026-11.csv.bak", "x.2026-11.csv"]
+    for name in names:
+        (tmp_path / name).touch()
+    archives = {p.name for p in Rotation.archives(out)}
+    assert set(names[:4]) <= archives and not archives & set(names[4:])
+
+
 def test_monthly_rotation_waits_for_a_batch_in_the_new_month(utc, tmp_path, files, monkeypatch):
     out = tmp_path / "labels.csv"
     clock = [at("2026-11-30 23:59:58")]

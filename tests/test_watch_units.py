@@ -108,6 +108,33 @@ def test_csv_shorter_than_state_is_refused(tmp_path, images):
         Ledger(out, LABELS)
 
 
+def test_a_csv_that_does_not_fit_its_state_is_refused_not_cut(tmp_path, images):
+    # Recovery cut whatever lay beyond the state's end: an old CSV put back beside a newer
+    # state lost all its later rows (their files already in done/), and a CSV saved again with
+    # CRLF line ends was cut mid-row.
+    out, state = tmp_path / "labels.csv", tmp_path / "labels.csv.state"
+    ledger = Ledger(out, LABELS)
+    for p in images:
+        ledger.append([(ok(p), identity(p))])
+    ledger.close()
+    old = out.read_bytes()
+    out.unlink()
+    state.unlink()  # moved away, as the README says, to start a new CSV
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(images[2]), identity(images[2]))])
+    ledger.close()
+    crlf = out.read_bytes().replace(b"\n", b"\r\n")
+    for damaged in (old, crlf):
+        out.write_bytes(damaged)
+        with pytest.raises(LedgerError, match="does not fit"):
+            Ledger(out, LABELS)
+        assert out.read_bytes() == damaged
+    out.write_bytes(old.replace(b"happy,sad", b"angry,sad", 1))
+    with pytest.raises(CsvError, match="other labels"):  # refused before anything is cut
+        Ledger(out, LABELS)
+    assert b"angry,sad" in out.read_bytes() and len(csv_paths(out)) == 3
+
+
 def test_classify_csv_is_adopted(tmp_path, images):
     out = tmp_path / "labels.csv"
     with CsvSink(str(out), LABELS) as sink:
@@ -146,6 +173,22 @@ def test_prune_and_compact(tmp_path, images):
     assert len(state) == 3  # header + the two files still there
     assert len(csv_paths(out)) == 9  # rows are history: never rewritten
     assert Ledger(out, LABELS).is_done(images[2], identity(images[2]))
+
+
+def test_sighup_stops_the_daemon_as_sigterm_does():
+    import signal
+    import threading
+
+    from edgefer.watch import stop_on_signals
+
+    stop = threading.Event()
+    previous = stop_on_signals(stop)
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)  # the default action ended the process mid-batch
+        assert stop.wait(5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def test_is_candidate():
