@@ -156,7 +156,10 @@ def _load(
 
 @app.command()
 def classify(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    inputs: Annotated[
+        # readable=False: an unreadable file gets its error row, as one found in a folder does.
+        list[Path], typer.Argument(help="Image files and/or folders of images.", readable=False)
+    ],
     output: Annotated[str, typer.Option("--output", "-o", help="CSV to write, or '-' for stdout.")],
     model: ModelOption = None,
     recursive: Annotated[

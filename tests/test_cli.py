@@ -89,6 +89,35 @@ def test_every_bad_input_gets_an_error_row(tmp_path, tiny_data, int8_model):
     assert "failures" in result.output and "broken symlink" in result.output
 
 
+def test_an_unreadable_file_named_explicitly_gets_its_row(
+    tmp_path, tiny_data, int8_model, monkeypatch
+):
+    # Typer's path check refused the whole run (exit 2, no CSV) for one unreadable file named
+    # on the command line; found in a folder, the same file got a "permission denied" row.
+    # (Simulated: the tests may run as root, which reads any file.)
+    from edgefer import preprocess
+
+    locked = tmp_path / "locked.png"
+    locked.write_bytes((tiny_data / "top" / "000.png").read_bytes())
+    real_access, real_open = os.access, preprocess._open_any
+
+    def access(path, mode, *args, **kwargs):
+        return False if Path(path) == locked else real_access(path, mode, *args, **kwargs)
+
+    def open_any(path):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(preprocess, "_open_any", open_any)
+    out = tmp_path / "out.csv"
+    result = run("classify", locked, tiny_data / "top" / "001.png", "-m", int8_model, "-o", out)
+    assert result.exit_code == EXIT_FAILURES, result.output
+    errors = {os.path.basename(r["path"]): r["error"] for r in read_rows(out)}
+    assert errors == {"locked.png": "permission denied", "001.png": ""}
+
+
 def test_stdout_output(tiny_data, int8_model):
     result = run("classify", tiny_data / "left", "-m", int8_model, "-o", "-", "-q")
     assert result.exit_code == EXIT_OK
