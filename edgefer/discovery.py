@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 
 from edgefer.preprocess import IMAGE_SUFFIXES
@@ -17,13 +18,16 @@ def _looks_like_image(name: str) -> bool:
 
 
 def _is_special(entry: os.DirEntry) -> bool:
-    """A FIFO, socket or device: opening one to decode it can block forever (a FIFO without a
-    writer). Told from the directory listing itself, without a stat call."""
-    return not (
-        entry.is_file(follow_symlinks=False)
-        or entry.is_dir(follow_symlinks=False)
-        or entry.is_symlink()
-    )
+    """A FIFO, socket or device, or a symlink to one: opening one to decode it can block
+    forever (a FIFO without a writer). Told from the directory listing itself, with a stat
+    call for symlinks only."""
+    if entry.is_symlink():
+        try:
+            mode = os.stat(entry.path).st_mode
+        except OSError:
+            return False  # broken, or a loop: it gets its error row
+        return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    return not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False))
 
 
 def _scan(

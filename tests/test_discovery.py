@@ -42,6 +42,12 @@ def test_fifos_in_a_folder_are_skipped(tmp_path):
     touch(tmp_path / "a.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
     assert discover([tmp_path]) == [str(tmp_path / "a.jpg")]
+    # ... and so does a symlink to one (it was taken for a file and hung the run).
+    os.symlink("pipe.jpg", tmp_path / "link.jpg")
+    os.symlink("a.jpg", tmp_path / "b.jpg")
+    os.symlink("gone.jpg", tmp_path / "broken.jpg")  # still listed: it gets its error row
+    names = ["a.jpg", "b.jpg", "broken.jpg"]
+    assert discover([tmp_path]) == [str(tmp_path / n) for n in names]
 
 
 def test_one_path_per_file_however_it_is_spelled(tmp_path, monkeypatch):
