@@ -210,49 +210,46 @@ def classify(
     except (ValueError, OSError, FaceDetectorMissingError, RuntimeMissingError) as exc:
         raise fail(str(exc)) from None
     classifier = _load(model, labels, normalization, threads, batch_size)
-    unlistable: list[str] = []
+    # From here on SIGTERM is Ctrl-C: the temp CSV is removed however early the run ends.
+    previous_handler = _interrupt_on_sigterm()
+    n_files = 0  # images done (with --faces, summary counts rows: faces)
+    sink: CsvSink | None = None
     try:
-        paths = discover(inputs, recursive=recursive, unlistable=unlistable)
-    except OSError as exc:
-        raise fail(f"cannot list {exc.filename}: {exc.strerror}") from None
-    for folder in unlistable:  # no row to carry it: a warning, and exit 1
-        warn(f"cannot list {folder}")
-    try:
+        unlistable: list[str] = []
+        try:
+            paths = discover(inputs, recursive=recursive, unlistable=unlistable)
+        except OSError as exc:
+            raise fail(f"cannot list {exc.filename}: {exc.strerror}") from None
+        for folder in unlistable:  # no row to carry it: a warning, and exit 1
+            warn(f"cannot list {folder}")
+        for folder in empty_folders(inputs, paths, recursive):
+            # A dataset of class folders given without -r (FER2013's val/, say): say why.
+            hint = (
+                ": they are in subfolders, add -r" if not recursive and images_below(folder) else ""
+            )
+            warn(f"no images found in {folder}{hint}")
         sink = CsvSink(
             output, classifier.labels, append=append, faces=faces, time_column=time_column
         )
-    except ReaderGoneError:
-        raise _reader_gone() from None
-    except CsvError as exc:
-        raise fail(str(exc)) from None
-    todo = [p for p in paths if not sink.seen(p)]
-    summary = Summary(
-        classifier.labels,
-        low_confidence,
-        skipped=len(paths) - len(todo),
-        faces=faces,
-        unlisted=len(unlistable),
-        model=classifier.path.name,
-    )
-    for folder in empty_folders(inputs, paths, recursive):
-        # A dataset of class folders given without -r (FER2013's val/, say): say why.
-        hint = ": they are in subfolders, add -r" if not recursive and images_below(folder) else ""
-        warn(f"no images found in {folder}{hint}")
-    # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
-    out = err if output == "-" else StdoutConsole()
-    progress = Progress(
-        TextColumn("classifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal or quiet,
-    )
-    start = time.perf_counter()
-    previous_handler = _interrupt_on_sigterm()
-    n_files = 0  # images done (with --faces, summary counts rows: faces)
-    try:
+        todo = [p for p in paths if not sink.seen(p)]
+        summary = Summary(
+            classifier.labels,
+            low_confidence,
+            skipped=len(paths) - len(todo),
+            faces=faces,
+            unlisted=len(unlistable),
+            model=classifier.path.name,
+        )
+        progress = Progress(
+            TextColumn("classifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal or quiet,
+        )
+        start = time.perf_counter()
         with sink, progress:
             task = progress.add_task("classify", total=len(todo))
             if face_opts is None:
@@ -275,15 +272,21 @@ def classify(
     except CsvError as exc:
         raise fail(str(exc)) from None
     except (KeyboardInterrupt, _Terminated) as exc:
-        if output == "-":
+        if sink is not None:
+            sink.close(commit=False)  # a no-op if the with block closed it
+        if sink is None or not sink.keeps_partial:
+            kept = "no CSV written"
+        elif sink.to_stdout:
             kept = "rows so far went to stdout"
         else:
-            kept = "rows so far were appended" if append else "no CSV written"
+            kept = "rows so far were appended" if append else f"rows so far went to {output}"
         code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
         raise fail(f"interrupted after {n_files} files; {kept}", code) from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+    # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
+    out = err if sink.to_stdout else StdoutConsole()
     summary.seconds = time.perf_counter() - start
     classifier.close()
     if not quiet:

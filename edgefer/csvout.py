@@ -235,6 +235,15 @@ def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
     return [r for r in records[1:] if r]
 
 
+def _names_stdout(output: str) -> bool:
+    """Whether ``output`` is this process's standard output under a name (``/dev/stdout``,
+    ``/dev/fd/1``, the very file it was redirected to)."""
+    try:
+        return os.path.samestat(os.stat(output), os.fstat(sys.stdout.fileno()))
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False  # no such file, or no stdout with a descriptor (closed, a test's buffer)
+
+
 #: Rows are read back (``--append``, watch adoption) however long a cell a user's file holds.
 csv.field_size_limit(2**31 - 1)
 
@@ -336,14 +345,22 @@ class CsvSink:
         self._target: Path | None = None  # the file renamed into place at the end
         self._tmp: str | None = None
         self._mode = 0o644
-        self._owned = output != "-"  # closed by close(); sys.stdout is not
+        #: The rows go to standard output: ``-``, or a name for it (``-o /dev/stdout``, which
+        #: written as a file would replace a ``>> all.csv`` by rename, or share a pipe with the
+        #: summary).
+        self.to_stdout = output == "-" or _names_stdout(output)
+        self._owned = not self.to_stdout  # closed by close(); sys.stdout is not
         self._durable = False  # fsync at the end (regular files only)
         self._closed = False
         self._stream: TextIO
         needs_header = True
-        if output == "-":
+        if self.to_stdout:
+            if sys.stdout is None:  # started with its stdout closed (`>&-`)
+                raise CsvError(f"cannot write {output}: standard output is closed")
             self._stream = sys.stdout
             needs_header = not append  # `-o - --append >> labels.csv`: rows only
+        elif output.endswith(("/", os.sep)) and not os.path.isdir(output):
+            raise CsvError(f"output directory does not exist: {output}")
         else:
             try:
                 needs_header = self._open_file(Path(output), append)
@@ -375,8 +392,9 @@ class CsvSink:
         if not real.parent.is_dir():
             raise CsvError(f"output directory does not exist: {target.parent}")
         self._durable = True
-        if append and st is not None:
-            self.existing = read_existing(real, self.labels, self.faces, self.time_column)
+        if append:  # into the file as they come (a new one too): an interrupted run keeps them
+            if st is not None:
+                self.existing = read_existing(real, self.labels, self.faces, self.time_column)
             self._stream = open(real, "a", newline="", encoding="utf-8")  # noqa: SIM115
             return real.stat().st_size == 0
         if not os.access(real.parent, os.W_OK | os.X_OK):
@@ -390,6 +408,12 @@ class CsvSink:
         self._target = real
         self._stream = open(fd, "w", newline="", encoding="utf-8")  # noqa: SIM115
         return True
+
+    @property
+    def keeps_partial(self) -> bool:
+        """Whether the rows written so far stay if the run ends early (stdout, a stream,
+        ``append``); a new file appears only when the run ends well."""
+        return self._tmp is None
 
     def seen(self, path: str) -> bool:
         """Whether ``path`` already has a row (append mode), under this or another spelling

@@ -357,21 +357,68 @@ def test_sigterm_ends_the_run_like_ctrl_c(tmp_path, int8_model):
         os.link(folder / "0.png", folder / f"{i}.png")
     out = tmp_path / "out.csv"
     args = ["classify", str(folder), "-m", str(int8_model), "-o", str(out), "-t", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgefer", *args, "--workers", "1", "-b", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.csv.*.tmp")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.terminate()
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + 15, stderr
-    assert "interrupted after" in stderr and "Traceback" not in stderr
+
+    def start(*more: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edgefer", *args, "--workers", "1", "-b", "1", *more],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def stop_when(proc: subprocess.Popen, ready) -> str:
+        deadline = time.monotonic() + 60
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + 15, stderr
+        assert "interrupted after" in stderr and "Traceback" not in stderr
+        return stderr
+
+    stop_when(start(), lambda: list(tmp_path.glob(".out.csv.*.tmp")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]
+    # --append onto a CSV not there yet: it was written beside and renamed at the end, so an
+    # interrupted run kept nothing, while it said "rows so far were appended".
+    stderr = stop_when(start("--append"), lambda: out.exists() and out.stat().st_size > 200)
+    assert "rows so far were appended" in stderr
+    assert len(read_rows(out)) >= 1 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "big",
+        "out.csv",
+    ]
+
+
+def test_an_interrupt_before_the_first_image_leaves_no_temp_csv(
+    tmp_path, tiny_data, int8_model, monkeypatch
+):
+    # The CSV was opened before the run's interrupt handling began: a Ctrl-C while a large
+    # tree was being sorted out left the hidden temp file.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("edgefer.cli.Summary", interrupted)
+    result = run("classify", tiny_data, "-r", "-m", int8_model, "-o", tmp_path / "out.csv")
+    assert result.exit_code == 130 and "no CSV written" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_stdout_is_stdout(tmp_path, int8_model):
+    # -o /dev/stdout was written as a file: beside it, then renamed over it, so `>> all.csv`
+    # lost what all.csv held; and the summary went into the same stream as the rows.
+    samples = Path(__file__).parent.parent / "samples"
+    all_csv = tmp_path / "all.csv"
+    all_csv.write_text("old,row\n")
+    cmd = [sys.executable, "-m", "edgefer", "classify", str(samples), "-m", str(int8_model)]
+    with open(all_csv, "a") as stdout:
+        done = subprocess.run([*cmd, "-o", "/dev/stdout"], stdout=stdout, stderr=subprocess.PIPE)
+    assert done.returncode == 0, done.stderr
+    lines = all_csv.read_text().splitlines()
+    assert lines[0] == "old,row" and lines[1].startswith("path,label") and len(lines) == 5
+    assert b"3 classified" in done.stderr
+    result = run("classify", samples, "-m", int8_model, "-o", f"{tmp_path}/new/")
+    assert result.exit_code == EXIT_USAGE and "output directory does not exist" in result.output
+    assert not (tmp_path / "new").exists()
 
 
 def test_output_streams_and_write_errors(tmp_path, tiny_data, int8_model):
