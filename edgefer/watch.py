@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import heapq
 import logging
 import os
@@ -139,6 +140,34 @@ def check_folders(options: WatchOptions) -> None:
     if not same_fs:
         raise WatchError(f"--done-dir {done} must be on the same filesystem as {folder}")
     _probe_move(folder, done)
+
+
+def claim_inbox(options: WatchOptions) -> int:
+    """Lock the folder for this daemon: a ``flock`` on it, held until the returned descriptor
+    is closed, exclusive with ``done_dir`` and shared without (daemons that only read may share
+    a folder: two models, two CSVs).
+
+    A daemon moving files out of a folder that another watches (the service and a run by hand
+    beside it) takes what the other is classifying: rows twice over two CSVs, rows for paths
+    already gone, errors for files moved away.
+
+    Raises:
+        WatchError: another edgefer watch holds a lock that this one's excludes.
+    """
+    fd = os.open(os.path.abspath(options.folder), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    moves = options.done_dir is not None
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if moves else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        why = (
+            "is watched by another edgefer watch; one that moves files out (--done-dir) needs "
+            "the folder to itself"
+            if moves
+            else "is being emptied by another edgefer watch with --done-dir"
+        )
+        raise WatchError(f"{options.folder} {why}") from None
+    return fd
 
 
 def unwatched_images(options: WatchOptions) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -121,6 +122,7 @@ def watch(
         WatchError,
         WatchOptions,
         check_folders,
+        claim_inbox,
         folder_appears,
         stop_on_signals,
         unwatched_images,
@@ -170,6 +172,7 @@ def watch(
             if not folder_appears(str(folder), stop, notifier):
                 raise typer.Exit(0)
             check_folders(options)
+        inbox_lock = claim_inbox(options)
         ledger = Ledger(
             out, classifier.labels, faces=faces, rotation=rotation, time_column=time_column
         )
@@ -185,4 +188,5 @@ def watch(
     finally:
         ledger.close()
         classifier.close()
+        os.close(inbox_lock)
     raise typer.Exit(code)

@@ -191,6 +191,27 @@ def test_sighup_stops_the_daemon_as_sigterm_does():
             signal.signal(sig, handler)
 
 
+def test_one_daemon_per_folder_that_files_are_moved_out_of(tmp_path):
+    # Only the CSV was locked: a second watch with its own CSV and the same --done-dir
+    # classified what the first was moving away (rows twice, "cannot move" warnings).
+    from edgefer.watch import claim_inbox
+
+    folder, done = tmp_path / "in", tmp_path / "done"
+    folder.mkdir()
+    moving = WatchOptions(str(folder), str(tmp_path / "a.csv"), done_dir=str(done))
+    reading = WatchOptions(str(folder), str(tmp_path / "b.csv"))
+    held = claim_inbox(moving)
+    with pytest.raises(WatchError, match="being emptied by another edgefer watch"):
+        claim_inbox(reading)
+    os.close(held)  # released with its descriptor
+    readers = [claim_inbox(reading), claim_inbox(reading)]  # readers may share the folder
+    with pytest.raises(WatchError, match="needs the folder to itself"):
+        claim_inbox(moving)
+    for fd in readers:
+        os.close(fd)
+    os.close(claim_inbox(moving))
+
+
 def test_is_candidate():
     assert is_candidate("face.jpg") and is_candidate("FACE.PNG")
     for name in (".face.jpg", "~face.jpg", "face.jpg.part", "face.tmp", "x.crdownload", "a.txt"):
