@@ -61,11 +61,22 @@ def load_runtime(preferred: str | None = None) -> Runtime:
         except ImportError as exc:  # also raised when the wheel's numpy ABI does not match
             errors.append(f"{dist}: {exc}")
             continue
+        if dist == "tflite-runtime" and _numpy_major() >= 2:
+            # It imports, then fails in the first Interpreter() with a SystemError: its wheels
+            # were built against numpy 1 (and only ask for "numpy").
+            errors.append(f"{dist}: needs numpy < 2 (pip install 'numpy<2')")
+            continue
         return Runtime(dist, _version(dist), module.Interpreter)
     raise RuntimeMissingError(
         "no TFLite runtime found (pip install ai-edge-litert, or tflite-runtime on 32-bit "
         "Pi OS); tried " + "; ".join(errors)
     )
+
+
+def _numpy_major() -> int:
+    import numpy
+
+    return int(numpy.__version__.split(".")[0])
 
 
 def default_threads() -> int:

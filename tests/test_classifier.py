@@ -120,7 +120,7 @@ def _hide(monkeypatch, *modules):
         monkeypatch.setitem(sys.modules, name, None)  # import of a None entry raises ImportError
 
 
-def test_falls_back_to_tflite_runtime(monkeypatch, int8_model, fixed_images):
+def _fake_tflite_runtime(monkeypatch):
     from ai_edge_litert.interpreter import Interpreter
 
     fake = types.ModuleType("tflite_runtime.interpreter")
@@ -130,11 +130,25 @@ def test_falls_back_to_tflite_runtime(monkeypatch, int8_model, fixed_images):
     _hide(monkeypatch, "ai_edge_litert", "ai_edge_litert.interpreter")
     monkeypatch.setitem(sys.modules, "tflite_runtime", package)
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+
+
+def test_falls_back_to_tflite_runtime(monkeypatch, int8_model, fixed_images):
+    _fake_tflite_runtime(monkeypatch)
+    monkeypatch.setattr("edgefer.runtime._numpy_major", lambda: 1)
     runtime = load_runtime()
     assert runtime.name == "tflite-runtime"
     with Classifier.create_from_model_path(int8_model) as c:
         assert c.runtime.name == "tflite-runtime"
         assert c.predict(fixed_images[0][:4]).shape == (4, 3)
+
+
+def test_tflite_runtime_beside_numpy_2_is_named_not_crashed_into(monkeypatch):
+    # tflite-runtime 2.14 asks only for "numpy": beside numpy 2 it imported, then the first
+    # Interpreter() ended in a SystemError traceback (exit 1, which a service restarts).
+    _fake_tflite_runtime(monkeypatch)
+    monkeypatch.setattr("edgefer.runtime._numpy_major", lambda: 2)
+    with pytest.raises(RuntimeMissingError, match=r"tflite-runtime: needs numpy < 2"):
+        load_runtime()
 
 
 def test_no_runtime_at_all(monkeypatch):
