@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -448,7 +452,7 @@ def _readable(value: object, nested: bool = False) -> str:
 @app.command()
 def convert(
     model: Annotated[Path, typer.Argument(help="A trained Keras model (.keras).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The .tflite file to write.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The .tflite file to write.")],
     quantize: Annotated[
         str, typer.Option(help="none, float16, dynamic (int8 weights) or int8 (full integer).")
     ] = "int8",
@@ -481,20 +485,25 @@ def convert(
     from edgefer.convert import convert as run_convert
     from edgefer.runtime import default_threads
 
+    if output.endswith(("/", os.sep)) and not os.path.isdir(output):  # Path() drops the "/"
+        raise fail(f"output directory does not exist: {output}")
     try:
-        result = run_convert(
-            model,
-            output,
-            quantize,
-            calibration,
-            calibration_size,
-            validate,
-            spec,
-            force,
-            threads or default_threads(),
-        )
+        with _converter_scratch():
+            result = run_convert(
+                model,
+                Path(output),
+                quantize,
+                calibration,
+                calibration_size,
+                validate,
+                spec,
+                force,
+                threads or default_threads(),
+            )
     except ConvertError as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; nothing written", 130) from None
     console = StdoutConsole()
     console.print(
         Text(f"wrote {result.output} ({result.size:,} bytes, {quantize})"), soft_wrap=True
@@ -524,6 +533,38 @@ def convert(
             highlight=False,
         )
         raise typer.Exit(EXIT_FAILURES)
+
+
+@contextlib.contextmanager
+def _converter_scratch() -> Iterator[None]:
+    """Temporary files (TensorFlow's SavedModel, twice the model's size) go to a folder of
+    this run's, removed at the end, and on SIGTERM at once, with exit 143.
+
+    Python's default SIGTERM left the SavedModel in /tmp; raising into the converter, as
+    classify's handler does, ended in the converter's own errors instead (an IndexError,
+    "'NoneType' object is not callable")."""
+    scratch = tempfile.mkdtemp(prefix="edgefer-convert-")
+    stderr = os.dup(2)  # the converter's chatter is sent to /dev/null (edgefer._quiet) at times
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):  # os._exit flushes nothing: write it out directly
+            os.write(stderr, b"error: interrupted; nothing written\n")
+        os._exit(128 + signal.SIGTERM)
+
+    previous_dir, tempfile.tempdir = tempfile.tempdir, scratch
+    try:
+        previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (an embedding program): leave signals be
+        previous_handler = None
+    try:
+        yield
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        tempfile.tempdir = previous_dir
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.close(stderr)
 
 
 def _warn_skipped(use: str, skipped: list[tuple[Path, str]]) -> None:

@@ -170,6 +170,9 @@ def test_bad_inputs_exit_2(tmp_path, tiny_keras, tiny_data):
         assert into_dir.exit_code == EXIT_USAGE and "is a directory" in into_dir.output
     no_dir = _convert(tiny_keras, "-o", tmp_path / "no" / "o.tflite", "--quantize", "none")
     assert no_dir.exit_code == EXIT_USAGE and "does not exist" in no_dir.output
+    slash = _convert(tiny_keras, "-o", f"{tmp_path}/new/", "--quantize", "none")  # wrote "new"
+    assert slash.exit_code == EXIT_USAGE and "does not exist" in slash.output
+    assert not (tmp_path / "new").exists()
 
     # These ended in tracebacks (UnicodeDecodeError; Keras' UnboundLocalError on no images).
     (tmp_path / "spec.jpg").write_bytes(b"\xff\xd8\xff\xe0 a JPEG, not a spec")
@@ -184,6 +187,26 @@ def test_bad_inputs_exit_2(tmp_path, tiny_keras, tiny_data):
     no_images = _convert(tiny_keras, "-o", out, "--quantize", "none", "--validate", unreadable)
     assert no_images.exit_code == EXIT_USAGE and "no readable images" in no_images.output
     assert not out.exists()
+
+
+def test_sigterm_during_convert_ends_it_like_ctrl_c(tmp_path):
+    # Python's default SIGTERM ended the process at once: TensorFlow's temporary SavedModel
+    # (twice the model's size) stayed in /tmp. Now it unwinds, as Ctrl-C does, and exits 143.
+    script = (
+        "import os, signal, sys, time\n"
+        "import edgefer.convert\n"
+        "from edgefer.cli import app\n"
+        "def convert(*args):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "edgefer.convert.convert = convert\n"
+        "app(['convert', 'm.keras', '-o', 'o.tflite'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 143, done.stderr
+    assert "interrupted; nothing written" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_without_tensorflow_it_says_how_to_install(monkeypatch):
