@@ -540,6 +540,13 @@ def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):
     assert not_a_folder.exit_code == 2 and "DATA_DIR is not a folder" in not_a_folder.output
     report = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert report.exit_code == 2 and "not a fit run" in report.output
+    # baselines and split ended these in tracebacks.
+    for args, message in (
+        (["baselines", str(data_dir), "--channels", "2"], "--channels must be 1 or 3"),
+        (["baselines", str(data_dir), "--classes", "top,nope"], "no such class folder"),
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
 
 
 def test_cached_teacher_targets_belong_to_their_images(data_dir, tmp_path):

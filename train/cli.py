@@ -456,9 +456,14 @@ def baselines(
     from train.baselines import run_baselines
     from train.data import load_dataset
 
-    data = load_dataset(
-        data_dir, _size(size), channels, _classes(classes) or None, seed, Path("runs/cache")
-    )
+    if channels not in (1, 3):
+        raise _fail(f"--channels must be 1 or 3 (as for fit), not {channels}")
+    try:
+        data = load_dataset(
+            data_dir, _size(size), channels, _classes(classes) or None, seed, Path("runs/cache")
+        )
+    except ValueError as exc:  # too few class folders, a --classes name with no folder
+        raise _fail(exc) from None
     _log(
         f"{data.protocol}: train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
         f"duplicates {data.duplicates}"
@@ -488,7 +493,7 @@ def split(
     cfg = FitConfig.load(run)
     try:
         counts = export_split(prepare_data(cfg), out)
-    except (FileExistsError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # --out taken or not a folder, the data gone
         raise _fail(exc) from exc
     _log(f"{out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()) + " images (links)")
 
