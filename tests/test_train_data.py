@@ -58,6 +58,31 @@ def test_single_folder_is_split_70_15_15(tmp_path):
     assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
 
 
+def test_a_runs_split_is_made_again_after_images_come_and_go(tmp_path):
+    # The split was recomputed from what the folder held: one image added or removed moved
+    # others between train and val/test, so `train split` (and a resumed run) put training
+    # images into the test set without a word.
+    root = write_folder(tmp_path / "flat", {"x": 40, "y": 20}, seed=0)
+    first = load_dataset(root, (12, 12), 1, cache_dir=tmp_path / "cache")
+    members = {n: set(s.paths) for n, s in first.splits.items()}
+    assert {n: len(p) for n, p in first.assignment.items()} == {"train": 42, "val": 9, "test": 9}
+    (root / "x" / "000.png").unlink()
+    write_folder(tmp_path / "more", {"x": 1}, seed=1)
+    (tmp_path / "more" / "x" / "000.png").rename(root / "x" / "new.png")
+    again = load_dataset(root, (12, 12), 1, cache_dir=tmp_path / "cache")
+    moved = {n: set(s.paths) - members[n] for n, s in again.splits.items()}
+    assert any(p != {str(root / "x" / "new.png")} and p for p in moved.values())  # the bug
+    kept = load_dataset(
+        root, (12, 12), 1, cache_dir=tmp_path / "cache", assignment=first.assignment
+    )
+    gone = str(root / "x" / "000.png")
+    assert {n: set(s.paths) for n, s in kept.splits.items()} == {
+        n: p - {gone} for n, p in members.items()
+    }
+    assert any("1 image(s) added" in note for note in kept.notes)
+    assert any("1 image(s) of the run's split are gone" in note for note in kept.notes)
+
+
 def test_cross_split_duplicates_are_counted_and_dropped_from_train(tmp_path):
     root = tmp_path / "data"
     write_folder(root / "train", {"a": 6, "b": 6}, seed=1)

@@ -89,7 +89,7 @@ def average_run(
         raise FileNotFoundError(f"no last-<epoch>.keras in {run} for epochs {first}..{last or ''}")
     paths = [found[e] for e in epochs]
     log(f"averaging {len(paths)} checkpoints of {run}: epochs {epochs[0]}-{epochs[-1]}")
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, run)
     train, val = data.splits["train"], data.splits["val"]
     model = average_weights([keras.models.load_model(p, compile=False) for p in paths])
     metrics = averaged = validate(model, val.x, val.y, data.labels)

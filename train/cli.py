@@ -492,9 +492,12 @@ def split(
         raise _fail(f"no fit run in {run} (no config.json)")
     cfg = FitConfig.load(run)
     try:
-        counts = export_split(prepare_data(cfg), out)
+        data = prepare_data(cfg, run)
+        counts = export_split(data, out)
     except (OSError, ValueError) as exc:  # --out taken or not a folder, the data gone
         raise _fail(exc) from exc
+    for note in data.notes:  # images added to or gone from the folder since the run
+        _log(f"warning: {note}")
     _log(f"{out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()) + " images (links)")
 
 

@@ -63,6 +63,9 @@ class Dataset:
     duplicates: dict[str, int]
     #: Warnings for the log: unreadable files left out, classes missing from a split.
     notes: tuple[str, ...] = ()
+    #: For one folder split here: each split's images, as paths relative to the folder
+    #: (before duplicates are dropped from train), to make the same split again later.
+    assignment: dict[str, list[str]] | None = None
 
     def counts(self, split: str) -> str:
         """``label n, label n, ...`` for one split."""
@@ -250,8 +253,13 @@ def load_dataset(
     seed: int = 0,
     cache_dir: Path | None = None,
     dedupe: bool = True,
+    assignment: dict[str, list[str]] | None = None,
 ) -> Dataset:
     """Load ``data_dir`` as train/val[/test] folders, or split one labelled folder 70/15/15.
+
+    ``assignment`` (a run's ``Dataset.assignment``): make that split again, whatever images
+    were added to or removed from the folder since (a new split would move images between
+    train and val/test); the changes are named in ``Dataset.notes``.
 
     With ``dedupe``, train images whose pixels also appear in val/test are dropped from train
     (validation stays as published); the counts are kept in ``Dataset.duplicates`` either way.
@@ -288,8 +296,14 @@ def load_dataset(
         whole = load_folder(data_dir, labels, size, channels, cache_dir)
         if whole.skipped:
             notes.append(whole.describe_skipped())
-        parts = stratified_split(whole.y, DEFAULT_FRACTIONS, seed)
+        relative = [os.path.relpath(p, data_dir) for p in whole.paths]
+        if assignment is None:
+            parts = stratified_split(whole.y, DEFAULT_FRACTIONS, seed)
+        else:
+            parts, changes = _reassign(relative, assignment)
+            notes += changes
         splits = {n: whole.subset(i) for n, i in zip(SPLIT_NAMES, parts, strict=True)}
+        assignment = {n: [relative[k] for k in i] for n, i in zip(SPLIT_NAMES, parts, strict=True)}
         protocol = f"stratified 70/15/15 seed {seed}"
     empty = [
         c
@@ -313,7 +327,27 @@ def load_dataset(
         keep = np.setdiff1d(np.arange(len(splits["train"])), leak)
         splits["train"] = splits["train"].subset(keep)
     counts["dropped_from_train"] = int(len(leak)) if dedupe else 0
-    return Dataset(labels, splits, protocol, counts, tuple(notes))
+    return Dataset(labels, splits, protocol, counts, tuple(notes), assignment)
+
+
+def _reassign(
+    relative: list[str], assignment: dict[str, list[str]]
+) -> tuple[list[np.ndarray], list[str]]:
+    """Each split's indices into ``relative`` (the folder's readable images now), as
+    ``assignment`` has them; and notes on the images that came or went since."""
+    where = {path: name for name, paths in assignment.items() for path in paths}
+    parts = [
+        np.asarray([k for k, p in enumerate(relative) if where.get(p) == name], dtype=np.int64)
+        for name in SPLIT_NAMES
+    ]
+    notes = []
+    new = sum(p not in where for p in relative)
+    gone = len(where) - sum(p in where for p in relative)
+    if new:
+        notes.append(f"{new} image(s) added since the run's split was made are left out of it")
+    if gone:
+        notes.append(f"{gone} image(s) of the run's split are gone or no longer readable")
+    return parts, notes
 
 
 def export_split(data: Dataset, out: Path) -> dict[str, int]:

@@ -69,8 +69,19 @@ def build_model(cfg: FitConfig, n_classes: int, steps_per_epoch: int) -> keras.M
     return model
 
 
-def prepare_data(cfg: FitConfig) -> Dataset:
-    """The dataset, cut to ``cfg.limit`` images per split (a stratified-enough random subset)."""
+#: A run's split of one data folder (``Dataset.assignment``), written by its first epoch.
+SPLIT_FILE = "split.json"
+
+
+def prepare_data(cfg: FitConfig, run: Path | None = None) -> Dataset:
+    """The dataset, cut to ``cfg.limit`` images per split (a stratified-enough random subset).
+
+    ``run``: a run folder; if it holds the split it was trained on, that split is made again
+    (else train and val/test images would trade places after a file was added or removed)."""
+    split_file = run / SPLIT_FILE if run is not None else None
+    assignment = None
+    if split_file is not None and split_file.exists():
+        assignment = json.loads(split_file.read_text())
     data = load_dataset(
         Path(cfg.data_dir),
         cfg.input_size,
@@ -79,6 +90,7 @@ def prepare_data(cfg: FitConfig) -> Dataset:
         cfg.seed,
         CACHE_DIR,
         cfg.dedupe,
+        assignment,
     )
     if not cfg.limit:
         return data
@@ -551,7 +563,9 @@ def fit(
         raise FileExistsError(f"{out} already holds a run; use --resume or another --out")
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.time()
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, out)
+    if data.assignment is not None and not (out / SPLIT_FILE).exists():
+        (out / SPLIT_FILE).write_text(json.dumps(data.assignment))
     train, val = data.splits["train"], data.splits["val"]
     weights = class_weights(train.y, len(data.labels), cfg.class_weight_power)
     log(

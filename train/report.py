@@ -55,7 +55,7 @@ def report_run(
     state = json.loads((run / "state.json").read_text())
     plot_curves(state["history"], run / "curves.png", f"{run.name} ({cfg.arch})")
     model, spec = load_model_and_spec(run / "model.keras")
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, run)
     summary: dict[str, Any] = {}
     for split_name, split in data.splits.items():
         if split_name == "train":
