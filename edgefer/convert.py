@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefer._quiet import quiet_fd
+from edgefer.discovery import images_under
 from edgefer.preprocess import IMAGE_SUFFIXES, ImageError, load_image, normalize
 from edgefer.spec import ModelSpec, SpecError, embed_spec
 
@@ -40,17 +41,30 @@ def import_tensorflow():
 
 
 def labelled_images(directory: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
-    """``(path, label index)`` for the image files in ``directory/<label>/``, sorted."""
+    """``(path, label index)`` for the image files under ``directory/<label>/`` (in
+    sub-folders too, as for training), sorted."""
     items = []
     for index, label in enumerate(labels):
         folder = directory / label
         if folder.is_dir():
-            items += [
-                (p, index)
-                for p in sorted(folder.iterdir())
-                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            ]
+            items += [(p, index) for p in images_under(folder)]
     return items
+
+
+def check_labelled_folder(directory: Path, labels: tuple[str, ...]) -> None:
+    """Raises ConvertError unless ``directory`` is a folder whose sub-folders are all labels
+    (one named otherwise, ``Angry`` for ``angry``, would be left out of the measure)."""
+    if not directory.is_dir():
+        raise ConvertError(f"validation folder not found: {directory}")
+    strays = sorted(
+        p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    strays = [name for name in strays if name not in labels]
+    if strays:
+        raise ConvertError(
+            f"{directory} has folders that are not the model's labels: {', '.join(strays)} "
+            f"(labels: {', '.join(labels)}; names must match exactly, case included)"
+        )
 
 
 def calibration_sample(
@@ -333,6 +347,8 @@ def convert(
     if not model_path.is_file():
         raise ConvertError(f"no such Keras model: {model_path}")
     spec = resolve_spec(model_path, spec_path)
+    if validate_dir is not None:  # before the conversion, not after it
+        check_labelled_folder(validate_dir, spec.labels)
     calibration, skipped = None, []
     if quantize == "int8":
         if calibration_dir is None:

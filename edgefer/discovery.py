@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from edgefer.preprocess import IMAGE_SUFFIXES
 
@@ -119,3 +120,17 @@ def empty_folders(
                 gave.add(parent)
                 folder = parent
     return [name for path, name in folders.items() if path not in gave]
+
+
+def images_under(folder: Path) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (``Surprise/batch2/``), sorted, hidden ones
+    not: a class folder's images, for training, calibration and validation alike."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            found += images_under(entry)
+        elif _looks_like_image(entry.name) and entry.is_file():
+            found.append(entry)
+    return found

@@ -127,6 +127,28 @@ def test_unreadable_calibration_and_validation_images_are_counted(tmp_path, tiny
     assert "calibration image(s) could not be read" not in " ".join(one.output.split())
 
 
+def test_validation_images_in_subfolders_count_and_other_folders_are_refused(
+    tmp_path, tiny_keras, tiny_data
+):
+    # Images in <label>/batch1/ were not seen (training counts them), and a folder named
+    # otherwise than a label ("Top" for "top") was left out of the measure without a word.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    nested = data / LABELS[0] / "batch1"
+    nested.mkdir()
+    for image in sorted((data / LABELS[0]).glob("*.png")):
+        image.rename(nested / image.name)
+    (data / LABELS[1].title()).mkdir()
+    args = ["-o", tmp_path / "m.tflite", "--quantize", "none", "--validate", data]
+    refused = _convert(tiny_keras, *args)
+    assert refused.exit_code == EXIT_USAGE
+    assert f"not the model's labels: {LABELS[1].title()}" in " ".join(refused.output.split())
+    assert not (tmp_path / "m.tflite").exists()
+    (data / LABELS[1].title()).rmdir()
+    result = _convert(tiny_keras, *args)
+    assert result.exit_code == EXIT_OK and "parity on 60 images" in result.output
+
+
 def test_calibration_sample_is_stratified(tiny_data):
     sample = calibration_sample(tiny_data, LABELS, 9)
     assert sorted(p.parent.name for p in sample) == sorted(LABELS * 3)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefer.preprocess import IMAGE_SUFFIXES, ImageError, load_image
+from edgefer.discovery import images_under
+from edgefer.preprocess import ImageError, load_image
 
 SPLIT_NAMES = ("train", "val", "test")
 #: The reference report's protocol for a single folder: 70/15/15, stratified, fixed seed.
@@ -78,19 +79,6 @@ def list_labels(folder: Path) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] != "."))
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files in ``folder`` and its sub-folders (``Surprise/batch2/``), hidden ones not."""
-    found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            found += _images_under(entry)
-        elif entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
-            found.append(entry)
-    return found
-
-
 def list_images(folder: Path, labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """Sorted image paths under ``folder/<label>/`` (at any depth) and their label indices."""
     paths: list[str] = []
@@ -99,7 +87,7 @@ def list_images(folder: Path, labels: tuple[str, ...]) -> tuple[list[str], np.nd
         sub = folder / label
         if not sub.is_dir():
             continue
-        files = _images_under(sub)
+        files = images_under(sub)
         paths += [str(p) for p in files]
         ys += [index] * len(files)
     return paths, np.asarray(ys, dtype=np.int64)
