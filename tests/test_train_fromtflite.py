@@ -8,7 +8,9 @@ from conftest import LABELS, SIZE, synth_images
 
 from edgefer.spec import ModelSpec
 
-ARCH_ARGS = {"stem": [4], "widths": [8, 16]}
+#: Two stages of one width: two convs of one shape (16->16) in different places, as in the
+#: shipped robust model (widths 48, 96, 192, 192).
+ARCH_ARGS = {"stem": [4], "widths": [8, 16, 16]}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def tiny_edge(tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     x, y = synth_images(600, seed=0)
-    model = archs.edge((SIZE, SIZE, 1), len(LABELS), stem=(4,), widths=(8, 16))
+    model = archs.edge((SIZE, SIZE, 1), len(LABELS), stem=(4,), widths=(8, 16, 16))
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     model.fit(x.astype(np.float32), y, epochs=4, batch_size=32, verbose=0)
     folder = tmp_path_factory.mktemp("edge")
@@ -32,7 +34,8 @@ def tiny_edge(tmp_path_factory):
         input_size=(SIZE, SIZE),
         channels=1,
         name="tiny-edge",
-        metadata={"arch": "edge", "arch_args": ARCH_ARGS, "temperature": 0.5},
+        # No arch_args: fit did not record them (the robust model's spec has none).
+        metadata={"arch": "edge", "temperature": 0.5},
     )
     (folder / "spec.json").write_text(spec.to_json())
     images = folder / "images"
@@ -56,7 +59,8 @@ def test_rebuilt_model_is_the_uncalibrated_float_network(tiny_edge):
     assert report["params"] == original.count_params()
     assert spec.labels == LABELS
     assert not {"temperature", "quantization", "calibration_data"} & set(spec.metadata)
-    assert spec.metadata["arch_args"] == ARCH_ARGS
+    assert model.count_params() == original.count_params()
+    assert spec.metadata["arch_args"] == ARCH_ARGS  # read off the graph
     # Its probabilities are the uncalibrated model's (within int8 weight rounding), not the
     # sharper calibrated ones that the int8 file gives.
     ours = np.asarray(model.predict(sample.astype(np.float32), verbose=0))

@@ -153,6 +153,7 @@ def model_spec(
         "val_images": len(data.splits["val"]),
         "duplicates": data.duplicates,
         "arch": cfg.arch,
+        **({"arch_args": cfg.arch_kwargs} if cfg.arch_kwargs else {}),
         "params": int(model.count_params()),
         "flops": int(count_flops(model)),
         **extra,

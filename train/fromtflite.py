@@ -87,6 +87,34 @@ class _Int8Model:
         return np.concatenate(results)
 
 
+def _arch_args(int8: _Int8Model) -> dict[str, tuple[int, ...]]:
+    """The ``edge`` builder's ``stem``, ``widths`` and ``blocks``, read off the int8 graph: the
+    convs before the first max-pool are the stem; after each max-pool, the first conv's output
+    channels are the stage's width and its ADDs its residual blocks. (The spec does not record
+    ``--arch-args``: the shipped robust model has four stages, which a rebuild with the default
+    three took for a wrong network.)"""
+    stem: list[int] = []
+    widths: list[int] = []
+    blocks: list[int] = []
+    for op in int8.ops:
+        name = op["op_name"]
+        if name == "MAX_POOL_2D":
+            widths.append(0)
+            blocks.append(0)
+        elif name == "CONV_2D":
+            out = int(int8.tensors[op["inputs"][1]]["shape"][0])  # OHWI
+            if not widths:
+                stem.append(out)
+            elif not widths[-1]:
+                widths[-1] = out
+        elif name == "ADD" and blocks:
+            blocks[-1] += 1
+    args = {"stem": tuple(stem), "widths": tuple(widths)}
+    if set(blocks) != {1}:
+        args["blocks"] = tuple(blocks)
+    return args
+
+
 def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, dict[str, Any]]:
     """The float Keras ``edge`` model of the int8 edgefer model ``blob``.
 
@@ -111,26 +139,26 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
     other = sorted({op["op_name"] for op in int8.ops} - EDGE_OPS)
     if other:
         raise ValueError(f"not an edge model: it has {', '.join(other)} ops")
-    convs: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+    # In op order, by shape: a shape may come more than once (a 192->192 conv in stages 3
+    # and 4), and the Keras layers of one shape were made in the same order.
+    convs: dict[tuple[int, ...], list[tuple[np.ndarray, np.ndarray]]] = {}
     dense = None
     for op in int8.ops:
         if op["op_name"] == "CONV_2D":
             w = int8.weights(op["inputs"][1]).transpose(1, 2, 3, 0)  # to (kh, kw, in, out)
-            convs[w.shape] = (w, int8.weights(op["inputs"][2]))
+            convs.setdefault(w.shape, []).append((w, int8.weights(op["inputs"][2])))
         elif op["op_name"] == "FULLY_CONNECTED":
             dense = (int8.weights(op["inputs"][1]).T, int8.weights(op["inputs"][2]))
-    kwargs = {k: tuple(v) for k, v in meta.get("arch_args", {}).items() if k in ("stem", "widths")}
+    kwargs = _arch_args(int8)
     height, width = spec.input_size
     model = archs.edge((height, width, spec.channels), len(spec.labels), **kwargs)
     conv_layers, norms, heads = edge_layers(model)
     shapes = sorted(tuple(c.kernel.shape) for c in conv_layers)
-    if dense is None or sorted(convs) != shapes:
-        raise ValueError(
-            f"its convolutions do not make an edge network with {kwargs or 'defaults'}"
-        )
+    if dense is None or sorted(s for s, ws in convs.items() for _ in ws) != shapes:
+        raise ValueError(f"its convolutions do not make an edge network with {kwargs}")
     folded = []
     for k, (conv, norm) in enumerate(zip(conv_layers, norms, strict=True)):
-        w, b = convs[tuple(conv.kernel.shape)]
+        w, b = convs[tuple(conv.kernel.shape)].pop(0)
         if k == 0:
             w = w * 255.0  # Rescaling(1/255) is folded into the first conv
         conv.set_weights([w])
@@ -174,6 +202,7 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
         "images": len(x),
     }
     metadata = {k: v for k, v in meta.items() if k not in _NOT_OF_THE_FLOAT_MODEL}
+    metadata["arch_args"] = {k: list(v) for k, v in kwargs.items()}  # for to-torch, say
     metadata["rebuilt_from_int8"] = {k: report[k] for k in ("agreement", "temperature_undone")}
     return model, ModelSpec(**{**spec.__dict__, "metadata": metadata}), report
 
