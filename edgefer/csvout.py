@@ -214,7 +214,13 @@ def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
     """
     raw = path.read_bytes()
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
-    lines = list(io.StringIO(raw[bom:].decode("utf-8"), newline=""))
+    body = raw[bom:]
+    cut = body.rfind(b"\n") + 1  # what follows has no line end: maybe torn mid-character
+    try:
+        tail, whole_characters = body[cut:].decode("utf-8"), True
+    except UnicodeDecodeError:
+        tail, whole_characters = body[cut:].decode("utf-8", "surrogateescape"), False
+    lines = list(io.StringIO(body[:cut].decode("utf-8") + tail, newline=""))
     reader = csv.reader(lines)
     records, starts = [], []  # each record's first line (a quoted name may hold a newline)
     while True:
@@ -225,12 +231,12 @@ def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
         records.append(record)
     if not raw.endswith(b"\n") and records:
         last = layout.split(records[-1])
-        if len(records) == 1 or (last is not None and not last.error):
+        if whole_characters and (len(records) == 1 or (last is not None and not last.error)):
             with open(path, "ab") as f:  # whole: only its line end is missing
                 f.write(b"\n")
         else:  # torn (an error row counts as torn: its message may be cut short)
             kept = "".join(lines[: starts[len(records) - 1]])
-            os.truncate(path, bom + len(kept.encode("utf-8")))
+            os.truncate(path, bom + len(kept.encode("utf-8", "surrogateescape")))
             records.pop()
     return [r for r in records[1:] if r]
 

@@ -139,6 +139,10 @@ def test_torn_last_line_is_repaired(tmp_path):
     # An error row may be torn in its message: cut, so that its file is tried again.
     out.write_text(header + "a.jpg,,,,,truncated or cor")
     assert read_existing(out, LABELS) == set() and out.read_text() == header
+    # Torn inside a character (a full disk): cut, not refused as "not UTF-8".
+    out.write_bytes((header + "a.jpg,happy,0.7,0.7,0.3,\n").encode() + "café".encode()[:-1])
+    assert read_existing(out, LABELS) == {"a.jpg"}
+    assert out.read_text() == header + "a.jpg,happy,0.7,0.7,0.3,\n"
 
 
 def test_a_whole_last_row_without_its_newline_is_kept(tmp_path):
