@@ -100,7 +100,7 @@ def prepare_data(cfg: FitConfig, run: Path | None = None) -> Dataset:
         for name, s in data.splits.items()
     }
     protocol = data.protocol + f", limit {cfg.limit}"
-    return Dataset(data.labels, splits, protocol, data.duplicates, data.notes)
+    return Dataset(data.labels, splits, protocol, data.duplicates, data.notes, data.assignment)
 
 
 def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
@@ -564,8 +564,10 @@ def fit(
         raise FileExistsError(f"{out} already holds a run; use --resume or another --out")
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.time()
-    data = prepare_data(cfg, out)
-    if data.assignment is not None and not (out / SPLIT_FILE).exists():
+    # A new run splits afresh (a split.json left by an attempt that never finished an epoch
+    # may be of another seed or data); a resumed one makes its split again.
+    data = prepare_data(cfg, out if resume else None)
+    if data.assignment is not None and not resume:
         (out / SPLIT_FILE).write_text(json.dumps(data.assignment))
     train, val = data.splits["train"], data.splits["val"]
     weights = class_weights(train.y, len(data.labels), cfg.class_weight_power)
