@@ -142,7 +142,7 @@ def check_folders(options: WatchOptions) -> None:
     _probe_move(folder, done)
 
 
-def claim_inbox(options: WatchOptions) -> int:
+def claim_inbox(options: WatchOptions) -> int | None:
     """Lock the folder for this daemon: a ``flock`` on it, held until the returned descriptor
     is closed, exclusive with ``done_dir`` and shared without (daemons that only read may share
     a folder: two models, two CSVs).
@@ -151,6 +151,9 @@ def claim_inbox(options: WatchOptions) -> int:
     beside it) takes what the other is classifying: rows twice over two CSVs, rows for paths
     already gone, errors for files moved away.
 
+    None where the folder cannot be locked at all (NFS, whose emulated flock takes no
+    exclusive lock on a directory): a warning, and the daemon goes on without.
+
     Raises:
         WatchError: another edgefer watch holds a lock that this one's excludes.
     """
@@ -158,8 +161,15 @@ def claim_inbox(options: WatchOptions) -> int:
     moves = options.done_dir is not None
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if moves else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            log.warning(
+                "cannot lock %s (%s): another watch on it is not kept out",
+                options.folder,
+                exc.strerror,
+            )
+            return None
         why = (
             "is watched by another edgefer watch; one that moves files out (--done-dir) needs "
             "the folder to itself"
@@ -347,13 +357,15 @@ def stop_on_signals(stop: threading.Event) -> dict:
     """Make SIGTERM, SIGINT and SIGHUP set ``stop``; returns the handlers they had.
 
     SIGHUP too (a closed terminal, a ``kill -HUP``): by default it killed the daemon mid-batch,
-    without its last log lines."""
+    without its last log lines. Unless it is ignored (``nohup``): that is kept."""
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("%s: finishing the current batch", signal.Signals(signum).name)
         stop.set()
 
-    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    signals = [signal.SIGTERM, signal.SIGINT]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals.append(signal.SIGHUP)
     return {s: signal.signal(s, on_signal) for s in signals}
 
 

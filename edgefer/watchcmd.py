@@ -188,5 +188,6 @@ def watch(
     finally:
         ledger.close()
         classifier.close()
-        os.close(inbox_lock)
+        if inbox_lock is not None:
+            os.close(inbox_lock)
     raise typer.Exit(code)

@@ -189,6 +189,14 @@ def test_sighup_stops_the_daemon_as_sigterm_does():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup: kept so
+    try:
+        previous = stop_on_signals(threading.Event())
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_one_daemon_per_folder_that_files_are_moved_out_of(tmp_path):
@@ -210,6 +218,21 @@ def test_one_daemon_per_folder_that_files_are_moved_out_of(tmp_path):
     for fd in readers:
         os.close(fd)
     os.close(claim_inbox(moving))
+
+
+def test_a_folder_that_takes_no_lock_is_watched_without(tmp_path, monkeypatch, caplog):
+    # NFS emulates flock with byte-range locks: a directory opened read-only gets EBADF. That
+    # is no other daemon: a warning, not "watched by another edgefer watch".
+    from edgefer import watch
+
+    def flock(_fd, _op):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(watch.fcntl, "flock", flock)
+    options = WatchOptions(str(tmp_path), str(tmp_path / "a.csv"), done_dir=str(tmp_path / "d"))
+    with caplog.at_level(logging.WARNING):
+        assert watch.claim_inbox(options) is None
+    assert "cannot lock" in caplog.text
 
 
 def test_is_candidate():
