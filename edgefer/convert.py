@@ -52,18 +52,22 @@ def labelled_images(directory: Path, labels: tuple[str, ...]) -> list[tuple[Path
 
 
 def check_labelled_folder(directory: Path, labels: tuple[str, ...]) -> None:
-    """Raises ConvertError unless ``directory`` is a folder whose sub-folders are all labels
-    (one named otherwise, ``Angry`` for ``angry``, would be left out of the measure)."""
+    """Raises ConvertError unless ``directory`` is a folder, or when it has a folder named as a
+    label but for case (``Angry`` for ``angry``), whose images would be left out of the
+    measure. Other folders are classes the model was not trained on (``--classes``): ignored.
+    """
     if not directory.is_dir():
         raise ConvertError(f"validation folder not found: {directory}")
-    strays = sorted(
-        p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+    folded = {label.casefold(): label for label in labels}
+    misnamed = sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.is_dir() and p.name not in labels and p.name.casefold() in folded
     )
-    strays = [name for name in strays if name not in labels]
-    if strays:
+    if misnamed:
         raise ConvertError(
-            f"{directory} has folders that are not the model's labels: {', '.join(strays)} "
-            f"(labels: {', '.join(labels)}; names must match exactly, case included)"
+            f"{directory} has folders named as the model's labels but for case: "
+            + ", ".join(f"{name} (label {folded[name.casefold()]})" for name in misnamed)
         )
 
 

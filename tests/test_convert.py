@@ -142,9 +142,12 @@ def test_validation_images_in_subfolders_count_and_other_folders_are_refused(
     args = ["-o", tmp_path / "m.tflite", "--quantize", "none", "--validate", data]
     refused = _convert(tiny_keras, *args)
     assert refused.exit_code == EXIT_USAGE
-    assert f"not the model's labels: {LABELS[1].title()}" in " ".join(refused.output.split())
+    expected = f"but for case: {LABELS[1].title()} (label {LABELS[1]})"
+    assert expected in " ".join(refused.output.split())
     assert not (tmp_path / "m.tflite").exists()
     (data / LABELS[1].title()).rmdir()
+    (data / "other").mkdir()  # a class the model was not trained on (--classes): ignored
+    shutil.copy(data / LABELS[1] / "000.png", data / "other")
     result = _convert(tiny_keras, *args)
     assert result.exit_code == EXIT_OK and "parity on 60 images" in result.output
 
