@@ -181,16 +181,17 @@ def test_sighup_stops_the_daemon_as_sigterm_does():
 
     from edgefer.watch import stop_on_signals
 
-    stop = threading.Event()
-    previous = stop_on_signals(stop)
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the tests may run under nohup
     try:
-        os.kill(os.getpid(), signal.SIGHUP)  # the default action ended the process mid-batch
-        assert stop.wait(5)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup: kept so
-    try:
+        stop = threading.Event()
+        previous = stop_on_signals(stop)
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)  # the default action ended it mid-batch
+            assert stop.wait(5)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup: kept so
         previous = stop_on_signals(threading.Event())
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
         for sig, handler in previous.items():
