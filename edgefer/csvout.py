@@ -261,9 +261,14 @@ def open_csv(path: Path):
 
 
 def read_existing(
-    path: Path, labels: tuple[str, ...], faces: bool = False, time_column: bool = False
+    path: Path,
+    labels: tuple[str, ...],
+    faces: bool = False,
+    time_column: bool = False,
+    repair: bool = True,
 ) -> set[str]:
-    """Paths (as written in the CSV) already present in ``path``; repairs a torn last line.
+    """Paths (as written in the CSV) already present in ``path``; repairs a torn last line
+    (``repair=False``: reads the file as it is, e.g. a CSV rotated out, not ours to change).
 
     The header is checked before anything is changed: a file that is not this model's CSV is
     refused as it is.
@@ -274,7 +279,12 @@ def read_existing(
     """
     if not check_header(path, labels, faces, time_column):
         return set()
-    return {row[0] for row in _repair_tail(path, Layout(labels, faces, time_column))}
+    if repair:
+        return {row[0] for row in _repair_tail(path, Layout(labels, faces, time_column))}
+    with open_csv(path) as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        return {row[0] for row in reader if row}
 
 
 def _check_header(

@@ -62,7 +62,6 @@ from edgefer.csvout import (
     csv_line,
     csv_row,
     file_time,
-    open_csv,
     path_key,
     read_existing,
 )
@@ -305,11 +304,7 @@ class Ledger:
         """The path cells of a rotated CSV, read as it is (never repaired: it is not ours to
         change); empty, with a warning, for one of other columns or not UTF-8 text."""
         try:
-            if check_header(archive, self.labels, self.faces, self.time_column):
-                with open_csv(archive) as f:
-                    rows = csv.reader(f)
-                    next(rows, None)
-                    return {row[0] for row in rows if row}
+            return read_existing(archive, self.labels, self.faces, self.time_column, repair=False)
         except (CsvError, UnicodeDecodeError, csv.Error, OSError) as exc:
             log.warning("%s: rows not adopted: %s", archive, exc)
         return set()
