@@ -24,7 +24,7 @@ from rich.text import Text
 
 from edgefer import __version__
 from edgefer.classifier import Classifier, ClassifierOptions, ModelError
-from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, as_utf8
+from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, as_utf8, names_missing_folder
 from edgefer.discovery import discover, empty_folders, images_below
 from edgefer.faceopts import (
     AnnotateOption,
@@ -485,7 +485,7 @@ def convert(
     from edgefer.convert import convert as run_convert
     from edgefer.runtime import default_threads
 
-    if output.endswith(("/", os.sep)) and not os.path.isdir(output):  # Path() drops the "/"
+    if names_missing_folder(output):
         raise fail(f"output directory does not exist: {output}")
     try:
         with _converter_scratch():

@@ -241,6 +241,12 @@ def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
     return [r for r in records[1:] if r]
 
 
+def names_missing_folder(output: str) -> bool:
+    """Whether an output given as ``dir/`` names a folder that is not there (``Path`` drops the
+    slash, and the file ``dir`` would be written instead)."""
+    return output.endswith(("/", os.sep)) and not os.path.isdir(output)
+
+
 def _names_stdout(output: str) -> bool:
     """Whether ``output`` is this process's standard output under a name (``/dev/stdout``,
     ``/dev/fd/1``, the very file it was redirected to)."""
@@ -375,7 +381,7 @@ class CsvSink:
                 raise CsvError(f"cannot write {output}: standard output is closed")
             self._stream = sys.stdout
             needs_header = not append  # `-o - --append >> labels.csv`: rows only
-        elif output.endswith(("/", os.sep)) and not os.path.isdir(output):
+        elif names_missing_folder(output):
             raise CsvError(f"output directory does not exist: {output}")
         else:
             try:
