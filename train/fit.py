@@ -69,7 +69,7 @@ def build_model(cfg: FitConfig, n_classes: int, steps_per_epoch: int) -> keras.M
     return model
 
 
-#: A run's split of one data folder (``Dataset.assignment``), written by its first epoch.
+#: A run's split of one data folder (``Dataset.assignment``), written before its first epoch.
 SPLIT_FILE = "split.json"
 
 
