@@ -7,7 +7,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from edgefer.preprocess import IMAGE_SUFFIXES
+from edgefer.preprocess import IMAGE_SUFFIXES, Stream
 
 
 def _is_hidden(name: str) -> bool:
@@ -63,9 +63,10 @@ def discover(
     path are one file: the spelling met first is kept).
 
     A named file is always included (even a hidden one, a non-image or a missing one, which
-    then gets an error row); a named directory contributes its non-hidden entries with image
-    suffixes (FIFOs, sockets and devices excepted), and with ``recursive`` those of its
-    subdirectories (symlinked ones are not followed). Subdirectories that cannot be listed are
+    then gets an error row; a named FIFO or device comes back as a
+    :class:`~edgefer.preprocess.Stream`); a named directory contributes its non-hidden entries
+    with image suffixes (FIFOs, sockets and devices excepted), and with ``recursive`` those of
+    its subdirectories (symlinked ones are not followed). Subdirectories that cannot be listed are
     skipped and described (``"path: reason"``) in ``unlistable``.
 
     Raises:
@@ -79,10 +80,16 @@ def discover(
     skipped = unlistable if unlistable is not None else []
     for item in inputs:
         path = os.fspath(item)
-        if os.path.isdir(path):
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):
+            mode = 0  # missing, a broken symlink, a loop...: it gets its error row
+        if stat.S_ISDIR(mode):
             os.listdir(path)  # raises PermissionError for an unreadable named directory
             for entry in _scan(path, recursive, skipped):
                 add(entry)
+        elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            add(Stream(path))
         else:
             add(path)
     return sorted(found.values())

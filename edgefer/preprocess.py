@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import io
 import os
+import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -54,6 +57,23 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # Our own limit (--max-pixels, checked right after the header is read and before any pixel is
 # decoded) replaces Pillow's fixed one, which refused images above ~179 MP whatever the option.
 Image.MAX_IMAGE_PIXELS = None
+
+
+#: The most read from a FIFO or device named as an input (``/dev/zero`` would never end).
+MAX_STREAM_BYTES = 256 << 20
+
+
+class Stream(str):
+    """A path named as an input that is a FIFO, pipe or character device (``mkfifo``'s,
+    ``<(...)``, ``/dev/stdin``), not a file (see :func:`edgefer.discovery.discover`). It is
+    read once, without waiting for a writer that is not there, and kept: ``--annotate`` reads
+    the image again."""
+
+    __slots__ = ()
+
+
+_stream_data: dict[str, bytes] = {}
+_stream_lock = threading.Lock()
 
 
 class ImageError(Exception):
@@ -119,9 +139,13 @@ def _sniff(path: Path) -> str | None:
     name; None for anything else."""
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
+            return _sniff_head(f.read(64))
     except OSError:
         return None
+
+
+def _sniff_head(head: bytes) -> str | None:
+    """:func:`_sniff` on a file's first 64 bytes."""
     if head[4:8] != b"ftyp":
         return None
     # The major brand, then (after a 4-byte version) the compatible ones, to the box's end.
@@ -136,11 +160,20 @@ def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
     """The image, opened lazily (header only), refused if it has more than ``max_pixels``."""
     # No stat() calls up front: on a folder of small PNGs they cost ~10% of decoding. Failures
     # are told apart after the fact, which only costs time on the bad files.
-    path = Path(source)
+    im = _open_stream(source) if isinstance(source, Stream) else _open_file(Path(source))
+    if im.width * im.height > max_pixels:
+        im.close()
+        raise ImageError(
+            f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
+        )
+    return im
+
+
+def _open_file(path: Path) -> Image.Image:
     if path.suffix.lower() in HEIF_SUFFIXES:
         _use_heif()
     try:
-        im = _open_any(path)
+        return _open_any(path)
     except IsADirectoryError as exc:
         raise ImageError("is a directory") from exc
     except FileNotFoundError as exc:
@@ -159,12 +192,61 @@ def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
         raise ImageError("not an image or unsupported format") from exc
     except OSError as exc:
         raise ImageError(_describe(exc)) from exc
-    if im.width * im.height > max_pixels:
-        im.close()
-        raise ImageError(
-            f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
-        )
-    return im
+
+
+def _open_stream(path: Stream) -> Image.Image:
+    data = _stream_data.get(path)
+    if data is None:
+        data = _read_stream(path)
+        with _stream_lock:
+            _stream_data[path] = data
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError as exc:
+        kind = _sniff_head(data[:64])
+        if kind == "HEIF":
+            if (why_not := _use_heif()) is not None:
+                raise ImageError(why_not) from exc
+            with contextlib.suppress(Image.UnidentifiedImageError):
+                return Image.open(io.BytesIO(data))
+        if kind == "AVIF" and not avif_available():
+            raise ImageError(_NEEDS[kind]) from exc
+        raise ImageError("not an image or unsupported format") from exc
+
+
+def _read_stream(path: str) -> bytes:
+    """All a FIFO or device gives, to its end. Opened without blocking, so that a FIFO
+    nobody writes to reads as empty at once instead of hanging the run (a pipe with a
+    writer, ``<(...)`` or ``/dev/stdin``, is then read to its end as usual)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError as exc:
+        raise ImageError("permission denied") from exc
+    except OSError as exc:
+        raise ImageError(exc.strerror or str(exc)) from exc
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        os.set_blocking(fd, True)
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > MAX_STREAM_BYTES:
+                raise ImageError(f"more than {MAX_STREAM_BYTES >> 20} MiB: not an image")
+            chunks.append(chunk)
+    except OSError as exc:
+        raise ImageError(exc.strerror or str(exc)) from exc
+    finally:
+        os.close(fd)
+    if not total:
+        raise ImageError("empty: a FIFO with no writer" if _is_fifo(path) else "empty file")
+    return b"".join(chunks)
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _open_any(path: Path) -> Image.Image:

@@ -1,5 +1,6 @@
 import csv
 import hashlib
+import io
 import os
 import stat
 import struct
@@ -559,3 +560,21 @@ def test_classify_time_gives_each_files_mtime_and_append_keeps_the_mode(tmp_path
     assert rows[0]["time"] != rows[1]["time"]
     result = run("classify", folder, "--append", "-m", int8_model, "-o", out)
     assert result.exit_code == EXIT_USAGE and "with a time column (--time)" in result.output
+
+
+def test_named_fifos_and_devices_are_read_without_hanging(tmp_path, int8_model):
+    # A FIFO named on the command line with nobody writing to it hung the run until it was
+    # killed; /dev/zero would never end. A pipe with a writer (`<(...)`, /dev/stdin) is read.
+    samples = Path(__file__).parent.parent / "samples"
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "edgefer", "classify", "-m", str(int8_model), "-o", "-", "-q"]
+    names = [str(fifo), "/dev/null", "/dev/zero", "/dev/stdin"]
+    with open(samples / "collins.jpg", "rb") as stdin:
+        done = subprocess.run([*cmd, *names], stdin=stdin, capture_output=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    rows = {r["path"]: r for r in csv.DictReader(io.StringIO(done.stdout.decode()))}
+    assert rows[str(fifo)]["error"] == "empty: a FIFO with no writer"
+    assert rows["/dev/null"]["error"] == "empty file"
+    assert rows["/dev/zero"]["error"].startswith("more than 256 MiB")
+    assert rows["/dev/stdin"]["label"] in LABELS and not rows["/dev/stdin"]["error"]
