@@ -29,12 +29,14 @@ def shipped_models_dir() -> Path:
 
 def model_path(model: str | os.PathLike | None = None) -> Path:
     """The file a model argument names: None means ``$EDGEFER_MODEL``, else the default model;
-    an existing path is itself; a shipped model's name (``robust``) is that model's file. Does
-    not check that the file exists (reading it does)."""
+    a shipped model's name (``robust``) is that model's file unless a file of that name is in
+    the working directory (a folder of that name is not a model: a folder of images called
+    ``default`` must not stand in for the default model); anything else is a path. Does not
+    check that the file exists (reading it does)."""
     if model is None:
         model = os.environ.get("EDGEFER_MODEL") or "default"
     path = Path(model)
-    if str(model) in SHIPPED_MODELS and not path.exists():
+    if str(model) in SHIPPED_MODELS and not path.is_file():
         return shipped_models_dir() / SHIPPED_MODELS[str(model)]
     return path
 

@@ -19,7 +19,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgefer.cli import EXIT_FAILURES, EXIT_OK, EXIT_PIPE, EXIT_USAGE, app
-from edgefer.shipped import SHIPPED_MODELS, default_model_path, model_path, shipped_models_dir
+from edgefer.shipped import (
+    DEFAULT_MODEL_NAME,
+    SHIPPED_MODELS,
+    default_model_path,
+    model_path,
+    shipped_models_dir,
+)
 
 runner = CliRunner()
 
@@ -529,6 +535,12 @@ def test_shipped_models_are_chosen_by_name(tmp_path, monkeypatch):
     Path("robust").write_bytes(b"")
     assert model_path("robust") == Path("robust")
     assert "the file is empty" in run("info", "robust").output
+    # ... but a folder of that name is not a model: a folder of images called "default" in the
+    # working directory made every run without --model fail ("model path is a directory").
+    Path("default").mkdir()
+    assert model_path(None) == model_path("default") == models / DEFAULT_MODEL_NAME
+    result = run("classify", "default", "-o", "-")
+    assert result.exit_code == EXIT_OK, result.output
 
 
 def test_an_unknown_model_name_lists_the_shipped_ones():
