@@ -216,6 +216,8 @@ def _probe_move(folder: str, done: str) -> None:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".edgefer-probe-")
         os.close(fd)
     except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise WatchError(f"cannot test moving files out of {folder}: {exc.strerror}") from exc
         raise WatchError(
             f"--done-dir needs write access to {folder} (moving a file out of a folder writes "
             f"to it): {exc.strerror}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -177,6 +178,10 @@ def watch(
             out, classifier.labels, faces=faces, rotation=rotation, time_column=time_column
         )
     except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
+        # A full disk is not a setup error: exit 1, so that systemd tries again (RestartSec)
+        # and the service comes back by itself once space is freed.
+        if _full_disk(exc):
+            raise fail(f"{exc} (will succeed once space is freed)", code=1) from None
         raise fail(str(exc)) from None
     unwatched = unwatched_images(options)
     if unwatched:
@@ -191,3 +196,12 @@ def watch(
         if inbox_lock is not None:
             os.close(inbox_lock)
     raise typer.Exit(code)
+
+
+def _full_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a full filesystem or an exhausted quota."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -468,3 +468,30 @@ def test_the_time_column_comes_from_the_identity_and_a_timed_csv_is_adopted(tmp_
     assert cells == ["time", time_of(images[0]), file_time(1_796_025_909_000_000_000)]
     with pytest.raises(CsvError, match="with a time column"):
         Ledger(out, LABELS)
+
+
+def test_a_full_disk_at_start_is_exit_1_for_systemd_to_retry(tmp_path, monkeypatch):
+    """A full disk made the start-up move test fail as a setup error (exit 2, "needs write
+    access"), which RestartPreventExitStatus=2 leaves down for good; it clears by itself."""
+    from typer.testing import CliRunner
+
+    from edgefer.cli import app
+
+    inbox, done = tmp_path / "inbox", tmp_path / "done"
+    inbox.mkdir()
+
+    def mkstemp(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("tempfile.mkstemp", mkstemp)
+    argv = ["watch", str(inbox), "--out", str(tmp_path / "x.csv"), "--done-dir", str(done)]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    assert "No space left on device" in result.output and "write access" not in result.output
+
+    def denied(*args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", denied)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "needs write access" in result.output
