@@ -210,7 +210,7 @@ def classify(
 
             open_detector(face_opts.detector, num_threads=1).close()
         if annotate is not None:
-            annotate.mkdir(parents=True, exist_ok=True)
+            _check_annotate(annotate, inputs)
     except (ValueError, OSError, FaceDetectorMissingError, RuntimeMissingError) as exc:
         raise fail(str(exc)) from None
     classifier = _load(model, labels, normalization, threads, batch_size)
@@ -221,7 +221,9 @@ def classify(
     try:
         unlistable: list[str] = []
         try:
-            paths = discover(inputs, recursive=recursive, unlistable=unlistable)
+            # The annotated copies are not inputs: a second run would classify them again.
+            skip = [annotate] if annotate is not None else []
+            paths = discover(inputs, recursive=recursive, unlistable=unlistable, skip=skip)
         except OSError as exc:
             raise fail(f"cannot list {exc.filename}: {exc.strerror}") from None
         for folder in unlistable:  # no row to carry it: a warning, and exit 1
@@ -315,6 +317,31 @@ def _interrupt_on_sigterm():
         return None
 
 
+def _check_annotate(folder: Path, inputs: list[Path]) -> None:
+    """Refuse an --annotate folder that is a folder to classify (its copies would be inputs of
+    the next run: classified, annotated and copied again) or that cannot be created; it is
+    created with the first copy, so that a run refused for another reason leaves nothing.
+
+    Raises:
+        ValueError: either of the above.
+    """
+    target = os.path.abspath(folder)
+    if any(os.path.isdir(i) and os.path.abspath(i) == target for i in inputs):
+        raise ValueError(
+            f"--annotate {folder} is a folder to classify: its copies would be classified "
+            "on the next run; give another folder"
+        )
+    existing = target
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot create --annotate {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) and existing != target:
+        raise ValueError(f"cannot create --annotate {folder}: {existing} is not writable")
+    if existing == target and not os.access(target, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write into --annotate {folder}: permission denied")
+
+
 def _annotate(results: list, folder: Path, max_pixels: int) -> None:
     """Write the annotated copy of one image; a failure is a warning, not a lost run."""
     from edgefer.faces import annotate, annotated_name
@@ -323,6 +350,7 @@ def _annotate(results: list, folder: Path, max_pixels: int) -> None:
     path = results[0].path
     boxes = [(r.box, f"{r.face}: {r.label} {r.confidence:.2f}") for r in results if r.box]
     try:
+        folder.mkdir(parents=True, exist_ok=True)  # here: a run that fails early leaves none
         annotate(path, boxes, folder / annotated_name(path), max_pixels)
     except (ImageError, OSError) as exc:
         warn(f"cannot annotate {path}: {exc}")

@@ -58,6 +58,7 @@ def discover(
     inputs: Iterable[str | os.PathLike],
     recursive: bool = False,
     unlistable: list[str] | None = None,
+    skip: Iterable[str | os.PathLike] = (),
 ) -> list[str]:
     """Sorted paths to classify, one per file (``a/x.jpg``, ``./a/x.jpg`` and its absolute
     path are one file: the spelling met first is kept).
@@ -66,8 +67,9 @@ def discover(
     then gets an error row; a named FIFO or device comes back as a
     :class:`~edgefer.preprocess.Stream`); a named directory contributes its non-hidden entries
     with image suffixes (FIFOs, sockets and devices excepted), and with ``recursive`` those of
-    its subdirectories (symlinked ones are not followed). Subdirectories that cannot be listed are
-    skipped and described (``"path: reason"``) in ``unlistable``.
+    its subdirectories (symlinked ones are not followed) but for the folders in ``skip`` (an
+    output folder inside an input). Subdirectories that cannot be listed are skipped and
+    described (``"path: reason"``) in ``unlistable``.
 
     Raises:
         PermissionError: a named directory cannot be listed.
@@ -78,6 +80,7 @@ def discover(
         found.setdefault(os.path.abspath(path), path)
 
     skipped = unlistable if unlistable is not None else []
+    excluded = frozenset(os.path.abspath(x) for x in skip)
     for item in inputs:
         path = os.fspath(item)
         try:
@@ -86,7 +89,7 @@ def discover(
             mode = 0  # missing, a broken symlink, a loop...: it gets its error row
         if stat.S_ISDIR(mode):
             os.listdir(path)  # raises PermissionError for an unreadable named directory
-            for entry in _scan(path, recursive, skipped):
+            for entry in _scan(path, recursive, skipped, excluded):
                 add(entry)
         elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
             add(Stream(path))

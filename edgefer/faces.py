@@ -458,6 +458,7 @@ def annotated_name(path: str) -> str:
     ``a/b/c.jpg``, ``p.jpg`` and ``p.png``) and deep paths stay within a file name's 255 bytes."""
     parts = [p for p in Path(path).parts if p not in ("/", "..", ".", "")]
     readable = os.fsencode("__".join(parts) or "image")[:150].decode("utf-8", "ignore")
+    readable = readable.lstrip(".") or "image"  # `.snap/p.jpg`: not a hidden copy
     digest = hashlib.sha1(os.fsencode(path)).hexdigest()[:8]
     return f"{readable}.{digest}.jpg"
 

@@ -193,6 +193,27 @@ def test_annotate_writes_checkable_copies(tmp_path, frontal):
     assert ((edge[:, 0] > 200) & (edge[:, 1] > 180) & (edge[:, 2] < 90)).any()
 
 
+def test_annotated_copies_are_not_inputs_and_a_refused_run_leaves_no_folder(tmp_path, frontal):
+    # An --annotate folder inside the input folder (-r) had its copies classified, annotated
+    # and copied again on each next run; one that is the input folder is refused. A run that
+    # failed at its output still created the --annotate folder.
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    place(frontal, (640, 480), [(40, 40, 160)]).save(inbox / "group.png")
+    ann, out = inbox / "ann", tmp_path / "a.csv"
+    for _ in range(2):
+        r = run_cli("classify", inbox, "-r", "--faces", "--annotate", ann, "-o", out)
+        assert r.returncode == 0, r.stderr
+    assert {row["path"] for row in read_rows(out)} == {str(inbox / "group.png")}
+    assert len(list(ann.iterdir())) == 1
+    r = run_cli("classify", inbox, "--faces", "--annotate", inbox, "-o", out)
+    assert r.returncode == 2 and "is a folder to classify" in r.stderr
+    gone = tmp_path / "new" / "ann"
+    r = run_cli("classify", inbox, "--faces", "--annotate", gone, "-o", tmp_path / "no/x.csv")
+    assert r.returncode == 2 and "output directory does not exist" in r.stderr
+    assert not (tmp_path / "new").exists()
+
+
 def test_haar_detector_or_its_install_hint(tmp_path, frontal, monkeypatch):
     photo = tmp_path / "p.jpg"
     place(frontal, (640, 480), [(60, 60, 200), (380, 200, 160)]).save(photo, quality=92)
@@ -300,6 +321,9 @@ def test_annotated_names_are_unique_per_path_and_fit_a_file_name():
     assert names[0].startswith("an__sub__p.jpg.")
     deep = annotated_name("/x/" + "d" * 200 + "/" + "é" * 200 + "/p.jpg")
     assert len(deep.encode()) <= 255
+    # A path from a hidden folder gave a hidden copy, which `ls` does not show.
+    assert annotated_name(".snap/p.jpg").startswith("snap__p.jpg.")
+    assert annotated_name(".jpg").startswith("jpg.")
 
 
 def test_boxes_stay_inside_the_photo_and_min_face_is_exact(tmp_path, frontal):
