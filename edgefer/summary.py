@@ -31,7 +31,7 @@ class Summary:
     skipped: int = 0
     #: How long the run took (None: not a run, e.g. ``edgefer summary`` of CSVs: no rate shown).
     seconds: float | None = None
-    #: With face detection: rows are faces; images read, and those without a face.
+    #: With face detection: rows are faces; images (read or not), and those without a face.
     faces: bool = False
     n_images: int = 0
     n_no_face: int = 0
@@ -46,7 +46,8 @@ class Summary:
                 self.n_images += 1
                 self.n_no_face += 1
                 return
-            self.n_images += result.face == 1
+            # An image's first face, or its one row: it could not be read (face None).
+            self.n_images += result.face in (1, None)
         if result.error is not None:
             self.errors[result.error] += 1
             examples = self.error_examples.setdefault(result.error, [])

@@ -143,6 +143,11 @@ def test_faces_csvs_count_images_and_faces(tmp_path):
     result = summary(path)
     assert result.exit_code == EXIT_OK, result.output
     assert "2 images, 2 faces, 1 images without a face, 0 failed" in result.output
+    # An image that could not be read is one of the images (it was left out of the count).
+    broken = ["b.jpg", "", "", "", "", "", "", "", "", "", "", "", "empty file"]
+    path = write_csv(tmp_path / "more.csv", [face(1, "happy"), broken, no_face], True)
+    result = summary(path)
+    assert "3 images, 1 faces, 1 images without a face, 1 failed" in result.output
 
 
 def test_refusals_exit_2(tmp_path):
