@@ -96,7 +96,10 @@ def avif_available() -> bool:
     """Whether this Pillow decodes AVIF (imports its AVIF module, ~50 ms, once)."""
     from PIL import features
 
-    return bool(features.check_module("avif"))
+    try:
+        return bool(features.check_module("avif"))
+    except ValueError:  # Pillow < 11.2 does not know the module's name: no AVIF either
+        return False
 
 
 def optional_formats() -> str:

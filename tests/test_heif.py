@@ -13,7 +13,7 @@ from conftest import gradient_image
 from PIL import Image, features
 
 from edgefer.faces import load_photo
-from edgefer.preprocess import IMAGE_SUFFIXES, load_image
+from edgefer.preprocess import IMAGE_SUFFIXES, avif_available, load_image
 from edgefer.watch import is_candidate
 
 pytest.importorskip("pi_heif")
@@ -207,3 +207,13 @@ def test_a_plugin_that_does_not_load_is_a_row_not_a_crash(tmp_path, gradient, in
     assert rows["b.heic"]["error"] == (
         "pi_heif cannot be loaded: libheif.so.1: cannot open shared object file"
     )
+
+
+def test_a_pillow_that_does_not_know_avif_has_none(monkeypatch):
+    # Pillow < 11.2 (Debian trixie's 11.1, kept by a --system-site-packages venv) raises
+    # "Unknown module avif": `edgefer info` crashed and AVIF rows carried the ValueError.
+    def check_module(name):
+        raise ValueError(f"Unknown module {name}")
+
+    monkeypatch.setattr(features, "check_module", check_module)
+    assert avif_available() is False
