@@ -130,6 +130,7 @@ class Ledger:
         self.started = time.time()
         self._done: dict[str, Identity] = {}
         self._state_lines = 0
+        self._written_end: int | None = None  # where the CSV ends after this run's last rows
         self._csv_fd = self._open_csv()
         self._state_fd = -1
         try:
@@ -364,6 +365,7 @@ class Ledger:
             lines.append(json.dumps([end, *identity, result.path]) + "\n")
         _write_all(self._csv_fd, b"".join(data))
         os.fsync(self._csv_fd)
+        self._written_end = end
         _write_all(self._state_fd, "".join(lines).encode("ascii"))
         os.fsync(self._state_fd)
         for result, identity in rows:
@@ -372,7 +374,16 @@ class Ledger:
 
     def _check_in_place(self) -> None:
         """Raise LedgerError if the CSV or state file was deleted or replaced under us: rows
-        appended to a file no longer in the folder would be lost without a word."""
+        appended to a file no longer in the folder would be lost without a word; or if the CSV
+        was cut shorter than this daemon wrote it (logrotate's ``copytruncate``): rows would go
+        on into a CSV without a header, at offsets the state does not record."""
+        if self._written_end is not None and self._csv_size() < self._written_end:
+            raise LedgerError(
+                f"{self.csv_path} was truncated while edgefer watch ran ({self._csv_size()} "
+                f"bytes, {self._written_end} written; logrotate's copytruncate?): edgefer "
+                "rotates its own CSV (--rotate); to start a new CSV, stop the daemon and move "
+                f"both {self.csv_path.name} and {self.state_path.name} away"
+            )
         for fd, path in ((self._csv_fd, self.csv_path), (self._state_fd, self.state_path)):
             opened = os.fstat(fd)
             try:
@@ -433,6 +444,7 @@ class Ledger:
         self.close()
         self._csv_fd = fd
         self._state_fd = self._open_state()
+        self._written_end = len(self._header)
         self.started = now
         log.info(
             "%s: started a new CSV; the rows so far are in %s (files still here with a row "

@@ -108,6 +108,21 @@ def test_csv_shorter_than_state_is_refused(tmp_path, images):
         Ledger(out, LABELS)
 
 
+def test_a_csv_truncated_while_running_stops_the_rows(tmp_path, images):
+    # logrotate's copytruncate: rows went on into the emptied CSV, without a header and at
+    # offsets the state did not record, with nothing logged until the next start refused it.
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(images[0]), identity(images[0]))])
+    ledger.rotate()  # its own rotation is not a truncation
+    ledger.append([(ok(images[1]), identity(images[1]))])
+    os.truncate(out, 0)
+    with pytest.raises(LedgerError, match="truncated while edgefer watch ran .*copytruncate"):
+        ledger.append([(ok(images[2]), identity(images[2]))])
+    assert out.read_bytes() == b""
+    ledger.close()
+
+
 def test_a_csv_that_does_not_fit_its_state_is_refused_not_cut(tmp_path, images):
     # Recovery cut whatever lay beyond the state's end: an old CSV put back beside a newer
     # state lost all its later rows (their files already in done/), and a CSV saved again with
