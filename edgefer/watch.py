@@ -64,6 +64,16 @@ TICK = 0.2
 #: holds it open). Not --settle: a writer that pauses for a second must not have its file
 #: classified (and with --done-dir moved away) half written.
 WRITE_TIMEOUT = 60.0
+#: A file taken as complete because it stood still (found by a scan: at a start, a file whose
+#: writer paused before the daemon came up is older than --settle; or with --poll, where a
+#: writer may pause for longer than --settle), not because its writer closed it, gets its
+#: error row, if it reads as cut short (or empty, or not yet an image), only if it is still the
+#: same after this long. A change meanwhile means a writer: it settles again as usual.
+RETRY_PARTIAL = 60.0
+#: The errors of a file that may still be being written.
+PARTIAL_ERRORS = frozenset(
+    {"truncated or corrupt image", "empty file", "not an image or unsupported format"}
+)
 #: Seconds between STATUS= updates, and between summary lines in the log.
 STATUS_EVERY = 2.0
 LOG_EVERY = 300.0
@@ -398,6 +408,10 @@ class Watcher:
         self._scan_iter = None
         self._caught_up = False
         self.n_classified = self.n_failed = self.n_caught_up = 0
+        #: Files found by a scan, not by an event: no close was seen for them (yet).
+        self.scanned: set[str] = set()
+        #: Files that read as partial, at the version that did, waiting for RETRY_PARTIAL.
+        self.partial: dict[str, Identity] = {}
         self.heartbeat = time.monotonic()
         self.error: BaseException | None = None
         #: Whether the observer reports closes after writing (inotify); if not, --settle rules.
@@ -448,9 +462,11 @@ class Watcher:
         if kind in ("deleted", "moved"):
             self.settler.discard(src)
             self.ledger.forget(src)
+            self._forget_partial(src)
         if kind == "moved":
             self._saw(dest, 0.0)
         elif kind == "closed":
+            self.scanned.discard(src)  # its writer is done with it
             self._saw(src, 0.0)
         elif kind in ("created", "modified") or src not in self.settler:
             self._saw(src, self.options.settle, kind)
@@ -537,6 +553,7 @@ class Watcher:
         age = time.time() - st.st_mtime_ns / 1e9
         quiet = age >= self.options.settle and not self.options.poll
         self.settler.track(path, identity, 0.0 if quiet else self.options.settle)
+        self.scanned.add(path)
         self.n_caught_up += 1
 
     def _after_catch_up(self) -> None:
@@ -602,7 +619,21 @@ class Watcher:
             first = results[0]
             if not first.ok and first.error != NO_FACE and not os.path.lexists(path):
                 log.info("%s: removed before it could be read; no row", path)
+                self._forget_partial(path)
                 continue
+            if self._maybe_partial(path, identity, first.error):
+                # Perhaps a writer that paused: tried again once this version has stood still
+                # for RETRY_PARTIAL, or sooner, settling as usual, if it changes.
+                log.info(
+                    "%s: %s; tried again in %g s, or when it changes",
+                    path,
+                    first.error,
+                    RETRY_PARTIAL,
+                )
+                self.partial[path] = identity
+                self.settler.track(path, identity, RETRY_PARTIAL, self.options.settle)
+                continue
+            self._forget_partial(path)
             rows += [(result, identity) for result in results]
             files.append((first, identity))
         self.ledger.append(rows)
@@ -615,6 +646,16 @@ class Watcher:
             if self.done_dir:
                 self._move_done(first.path, identity)
         log.debug("batch of %d in %.3f s", len(rows), time.monotonic() - start)
+
+    def _maybe_partial(self, path: str, identity: Identity, error: str | None) -> bool:
+        """Whether a file's error may be a writer's pause (see RETRY_PARTIAL) not yet waited
+        out at this version."""
+        by_time = self.options.poll or path in self.scanned
+        return by_time and error in PARTIAL_ERRORS and self.partial.get(path) != identity
+
+    def _forget_partial(self, path: str) -> None:
+        self.scanned.discard(path)
+        self.partial.pop(path, None)
 
     def _move_done(self, path: str, identity: Identity) -> None:
         """Rename a classified file into --done-dir (never over another file)."""

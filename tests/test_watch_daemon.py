@@ -207,6 +207,31 @@ def test_producers_and_systemd(tmp_path, int8_model, inbox, pngs):
     assert "corrupt.jpg" in log and "\x1b[" not in log  # plain lines, no colours off a TTY
 
 
+def test_a_file_whose_writer_paused_before_the_start_is_not_rowed_half_written(
+    tmp_path, int8_model, inbox, pngs
+):
+    # At a start, a file older than --settle was ready at once: one whose writer had paused
+    # (or whose daemon had been killed mid-upload) got a "truncated" row, and the whole
+    # image never got one. Now it waits for a change (or RETRY_PARTIAL) before an error row.
+    out = tmp_path / "labels.csv"
+    with open(inbox / "upload.png", "wb") as writer:
+        writer.write(pngs[0][: len(pngs[0]) // 2])
+        writer.flush()
+        old = time.time() - 30
+        os.utime(inbox / "upload.png", (old, old))
+        (inbox / "whole.png").write_bytes(pngs[1])  # caught up as usual
+        with Daemon(tmp_path, int8_model, inbox, out).start() as daemon:
+            daemon.wait_ready()
+            wait_for(lambda: paths_in(out), 20, "the whole file's row", daemon)
+            wait_for(lambda: "tried again" in daemon.log, 10, "the partial file held", daemon)
+            writer.write(pngs[0][len(pngs[0]) // 2 :])
+            writer.close()
+            wait_for(lambda: len(paths_in(out)) == 2, 20, "2 rows", daemon)
+            assert daemon.stop() == 0
+    errors = {os.path.basename(row[0]): row[-1] for row in check_csv(out)}
+    assert errors == {"whole.png": "", "upload.png": ""}
+
+
 @pytest.mark.parametrize(
     "n",
     [
