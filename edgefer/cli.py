@@ -36,6 +36,7 @@ from edgefer.faceopts import (
 )
 from edgefer.faces import FaceDetectorMissingError
 from edgefer.modelopts import ModelOption, ThreadsOption, TimeOption
+from edgefer.notify import stderr_is_journal
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, optional_formats
@@ -66,7 +67,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     ``message`` is plain text: paths like ``shots/[2024]/`` are printed as they are, never read
     as Rich markup (``[/x]`` in a folder name used to raise instead of printing the error).
     """
-    err.print(f"[bold red]error:[/] {escape(as_utf8(message))}", highlight=False, soft_wrap=True)
+    # Under systemd, journald reads the priority off a "<3>" prefix: `journalctl -p err` then
+    # shows why the service stopped, as it shows the daemon's own error lines.
+    prefix = "<3>" if stderr_is_journal() else ""
+    text = f"{prefix}[bold red]error:[/] {escape(as_utf8(message))}"
+    err.print(text, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -116,7 +116,7 @@ class _JournalFormatter(logging.Formatter):
         return "\n".join(f"<{level}>{line}" for line in text.splitlines())
 
 
-def _stderr_is_journal() -> bool:
+def stderr_is_journal() -> bool:
     """Whether stderr is journald's stream (systemd sets ``$JOURNAL_STREAM`` to its dev:inode)."""
     value = os.environ.get("JOURNAL_STREAM", "")
     try:
@@ -133,7 +133,7 @@ def setup_logging(verbose: bool = False) -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler._edgefer = True  # type: ignore[attr-defined]
-    if _stderr_is_journal():
+    if stderr_is_journal():
         handler.setFormatter(_JournalFormatter("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -15,7 +15,7 @@ import pytest
 
 from edgefer.csvout import CsvError, CsvSink, csv_header, file_time, time_of
 from edgefer.ledger import Ledger, LedgerError
-from edgefer.notify import _JournalFormatter, _stderr_is_journal
+from edgefer.notify import _JournalFormatter, stderr_is_journal
 from edgefer.pipeline import Result
 from edgefer.watch import (
     Settler,
@@ -305,11 +305,23 @@ def test_journald_lines_carry_their_priority(tmp_path, monkeypatch):
         st = os.fstat(stream.fileno())
         monkeypatch.setattr(sys, "stderr", stream)
         monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
-        assert _stderr_is_journal()
+        assert stderr_is_journal()
         monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # inherited, but stderr was redirected
-        assert not _stderr_is_journal()
+        assert not stderr_is_journal()
     record = logging.LogRecord("edgefer", logging.WARNING, "", 0, "a.jpg: empty\nmore", None, None)
     assert _JournalFormatter("%(message)s").format(record) == "<4>a.jpg: empty\n<4>more"
+
+
+def test_why_the_service_stopped_is_an_error_for_journald(tmp_path):
+    # The exit-2 reason was printed without a priority: `journalctl -p err` did not show it.
+    log = tmp_path / "stderr"
+    with open(log, "w") as stream:
+        st = os.fstat(stream.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        cmd = [sys.executable, "-m", "edgefer", "watch", str(tmp_path / "gone"), "--out", "x.csv"]
+        done = subprocess.run(cmd, stderr=stream, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert log.read_text().startswith("<3>error: folder does not exist")
 
 
 def test_a_non_utf8_file_name_gets_its_row_and_stays_done(tmp_path):
