@@ -353,6 +353,22 @@ class _Handler:
             self._overflow.set()
 
 
+class _StopRace(logging.Filter):
+    """Drops watchdog's "queue_events() called when the thread is inactive": its inotify
+    emitter logs it as an ERROR when a stop comes while it reads an event (a stop during a
+    burst of files, every time), which is harmless and would look like a fault in the journal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in str(record.msg)
+
+
+def quiet_stop_race() -> None:
+    """Install :class:`_StopRace` on watchdog's inotify logger (once)."""
+    logger = logging.getLogger("watchdog.observers.inotify")
+    if not any(isinstance(f, _StopRace) for f in logger.filters):
+        logger.addFilter(_StopRace())
+
+
 class _OverflowLog(logging.Handler):
     """watchdog reports a kernel inotify queue overflow only in its log: turn it into a rescan."""
 
@@ -758,6 +774,7 @@ class Watcher:
                 # at once), not a create (which has to settle).
                 observer = InotifyObserver(generate_full_events=True)
                 self.close_events = True
+                quiet_stop_race()
         # Not FileOpened/FileClosedNoWrite: our own reads would wake us. Not DirModified: noise.
         # (getattr: older watchdog releases lack some kinds; the filter is only an economy.)
         names = ("FileCreated", "FileModified", "FileAttrib", "FileClosed", "FileMoved")
