@@ -632,6 +632,9 @@ class Watcher:
         rows = []
         files = []
         for (path, identity), results in zip(batch, groups, strict=True):
+            # Alive while files come out: a batch of 16 large photos with --faces can take
+            # minutes on a Pi, which must not read as a hung worker to systemd's watchdog.
+            self.heartbeat = time.monotonic()
             first = results[0]
             if not first.ok and first.error != NO_FACE and not os.path.lexists(path):
                 log.info("%s: removed before it could be read; no row", path)

@@ -325,6 +325,32 @@ def test_why_the_service_stopped_is_an_error_for_journald(tmp_path):
     assert log.read_text().startswith("<3>error: folder does not exist")
 
 
+def test_the_worker_is_alive_while_a_long_batch_gives_files(tmp_path, images, monkeypatch):
+    # The heartbeat (what systemd's watchdog pings follow) moved only between batches: a batch
+    # of large photos with --faces on a Pi outlasts WatchdogSec, and the kill and restart
+    # redid the same batch forever.
+    from edgefer import watch
+
+    seen = []
+
+    def slow_classify(classifier, paths, **kwargs):
+        for path in paths:
+            time.sleep(0.01)
+            seen.append(watcher.heartbeat)
+            yield ok(path)
+
+    monkeypatch.setattr(watch, "classify_paths", slow_classify)
+    options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"))
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    for path in images:
+        watcher.ready.append((path, identity(path), 0.0))
+    start = watcher.heartbeat
+    watcher._run_batch()
+    assert seen[0] == start and seen[1] > seen[0] and seen[2] > seen[1]
+    assert csv_paths(tmp_path / "o.csv") == images
+    watcher.ledger.close()
+
+
 def test_watchdogs_stop_race_is_not_an_error_line(caplog):
     # A stop during a burst logged "ERROR InotifyEmitter.queue_events() called when the thread
     # is inactive" (3 stops of 3 in an audit): harmless, but a fault to read in the journal.
