@@ -82,9 +82,12 @@ def classify_photos(
     options: FaceOptions | None = None,
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_decoded: Callable[[], None] | None = None,
 ) -> Iterator[list[Result]]:
     """For each path, in order, the results of its faces (surest first), or one result whose
-    error is :data:`NO_FACE` or the decoding error.
+    error is :data:`NO_FACE` or the decoding error. ``on_decoded`` is called (on a decoding
+    thread) as each photo's faces are found: results come out in groups of up to eight photos,
+    which take seconds each on a Pi, and a daemon must show it is alive meanwhile.
 
     Raises:
         FaceDetectorMissingError: the detector's optional dependency is missing.
@@ -108,7 +111,10 @@ def classify_photos(
         )
 
     def decode(path: str) -> Found:
-        return decode_or_error(find, path)
+        found = decode_or_error(find, path)
+        if on_decoded is not None:
+            on_decoded()
+        return found
 
     batch: list[tuple[str, Found]] = []
     n_crops = 0

@@ -628,13 +628,16 @@ class Watcher:
                 [r] for r in classify_paths(self.classifier, paths, **kwargs)
             )
         else:
-            groups = classify_photos(self.classifier, paths, self.options.faces, **kwargs)
+            groups = classify_photos(
+                self.classifier, paths, self.options.faces, on_decoded=self._beat, **kwargs
+            )
         rows = []
         files = []
         for (path, identity), results in zip(batch, groups, strict=True):
-            # Alive while files come out: a batch of 16 large photos with --faces can take
-            # minutes on a Pi, which must not read as a hung worker to systemd's watchdog.
-            self.heartbeat = time.monotonic()
+            # Alive while files come out (and, with --faces, as each photo is searched): a
+            # batch of 16 large photos can take minutes on a Pi, which must not read as a hung
+            # worker to systemd's watchdog.
+            self._beat()
             first = results[0]
             if not first.ok and first.error != NO_FACE and not os.path.lexists(path):
                 log.info("%s: removed before it could be read; no row", path)
@@ -665,6 +668,9 @@ class Watcher:
             if self.done_dir:
                 self._move_done(first.path, identity)
         log.debug("batch of %d in %.3f s", len(rows), time.monotonic() - start)
+
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
 
     def _maybe_partial(self, path: str, identity: Identity, error: str | None) -> bool:
         """Whether a file's error may be a writer's pause (see RETRY_PARTIAL) not yet waited

@@ -232,6 +232,24 @@ def test_haar_detector_or_its_install_hint(tmp_path, frontal, monkeypatch):
         open_detector("haar")
 
 
+def test_each_searched_photo_is_reported_as_it_is_done(tmp_path, frontal):
+    # What keeps `watch --faces` alive for systemd's watchdog while a group of large photos is
+    # searched (results come out only per group of up to eight).
+    from edgefer.classifier import Classifier, ClassifierOptions
+
+    paths = []
+    for i, boxes in enumerate(([(40, 40, 160)], [], [(300, 100, 150)])):
+        place(frontal, (640, 480), boxes).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    paths.append(str(tmp_path / "missing.png"))
+    done = []
+    with Classifier(ClassifierOptions()) as classifier:
+        groups = classify_photos(classifier, paths, on_decoded=lambda: done.append(1))
+        first = next(groups)
+        assert len(done) == 4  # all four searched before the group's first result
+        assert [first, *groups][0][0].face == 1
+
+
 def test_recall_and_accuracy_on_pasted_fer2013_faces():
     """Detection recall at IoU >= 0.5 and per-face label accuracy, on FER2013 val faces pasted
     at 48-240 px (a third rotated up to 20 degrees) into 960x720 backgrounds."""
