@@ -403,9 +403,13 @@ def load_photo(
             if im.format == "JPEG":
                 im.draft("RGB", (work_side, work_side))
             im.load()
+            loaded = im.size
             if _may_have_exif(im):
                 with contextlib.suppress(Exception):
                     im = ImageOps.exif_transpose(im)
+            # EXIF turned it a quarter (told before any resizing: the working copy of a
+            # 3201x3200 photo is square, which read as a turn and swapped the bounds)
+            turned = im.size != loaded
             k = min(1.0, work_side / max(im.size))
             size = (max(1, round(im.width * k)), max(1, round(im.height * k)))
             im = _convert_mode(im, 3, size, reducing_gap=2.0)
@@ -416,7 +420,7 @@ def load_photo(
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(_describe(exc)) from exc
-    if (im.width > im.height) != (full_size[0] > full_size[1]):  # EXIF turned it a quarter
+    if turned:
         full_size = (full_size[1], full_size[0])
     return im, full / max(im.size), full_size
 

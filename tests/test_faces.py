@@ -26,6 +26,7 @@ from edgefer.faces import (  # noqa: E402
     FaceDetectorMissingError,
     annotate,
     annotated_name,
+    load_photo,
     open_detector,
 )
 from edgefer.photos import NO_FACE, FaceOptions, classify_photos  # noqa: E402
@@ -128,6 +129,18 @@ def test_exif_rotated_photo_boxes_are_upright_pixels(tmp_path, frontal):
     assert run_cli("classify", photo, "--faces", "-o", out).returncode == 0
     (row,) = read_rows(out)
     assert composites.match([(150, 200, 220, 220)], [box_of(row)]), row
+
+
+def test_the_full_size_of_a_nearly_square_photo_is_not_swapped(tmp_path):
+    # Its working copy rounds to a square, which read as an EXIF quarter turn: (3200, 3201),
+    # and boxes at its edge reached a pixel past the image.
+    Image.new("RGB", (3201, 3200), "grey").save(tmp_path / "p.png")
+    assert load_photo(str(tmp_path / "p.png"))[2] == (3201, 3200)
+    stored = Image.new("RGB", (3200, 3201), "grey")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter to view: 3201 wide
+    stored.save(tmp_path / "t.jpg", exif=exif)
+    assert load_photo(str(tmp_path / "t.jpg"))[2] == (3201, 3200)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
