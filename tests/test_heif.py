@@ -216,4 +216,8 @@ def test_a_pillow_that_does_not_know_avif_has_none(monkeypatch):
         raise ValueError(f"Unknown module {name}")
 
     monkeypatch.setattr(features, "check_module", check_module)
-    assert avif_available() is False
+    avif_available.cache_clear()
+    try:
+        assert avif_available() is False
+    finally:
+        avif_available.cache_clear()  # the real answer again for the tests after this one
