@@ -520,6 +520,8 @@ def convert(
 
     if names_missing_folder(output):
         raise fail(f"output directory does not exist: {output}")
+    if calibration is not None and quantize != "int8":
+        warn(f"--calibration is for --quantize int8; {quantize} does not use it")
     try:
         with _converter_scratch():
             result = run_convert(
@@ -542,6 +544,11 @@ def convert(
         Text(f"wrote {result.output} ({result.size:,} bytes, {quantize})"), soft_wrap=True
     )
     _warn_skipped("calibration", result.calibration_skipped)
+    if result.calibration_missing:
+        warn(
+            f"calibration: no folder for {', '.join(result.calibration_missing)} in {calibration}; "
+            "the int8 ranges were set on the other labels' images only"
+        )
     parity = result.parity
     if parity is None:
         return

@@ -51,13 +51,21 @@ def labelled_images(directory: Path, labels: tuple[str, ...]) -> list[tuple[Path
     return items
 
 
-def check_labelled_folder(directory: Path, labels: tuple[str, ...]) -> None:
+def check_labelled_folder(
+    directory: Path, labels: tuple[str, ...], purpose: str = "validation", flat_ok: bool = False
+) -> None:
     """Raises ConvertError unless ``directory`` is a folder, or when it has a folder named as a
-    label but for case (``Angry`` for ``angry``), whose images would be left out of the
-    measure. Other folders are classes the model was not trained on (``--classes``): ignored.
+    label but for case (``Angry`` for ``angry``), whose images would be left out, or (unless
+    ``flat_ok``: calibration may use any images) no folder named as a label at all. Other
+    folders are classes the model was not trained on (``--classes``): ignored.
     """
     if not directory.is_dir():
-        raise ConvertError(f"validation folder not found: {directory}")
+        raise ConvertError(f"{purpose} folder not found: {directory}")
+    if not flat_ok and not any((directory / label).is_dir() for label in labels):
+        raise ConvertError(
+            f"no label folders in {purpose} folder {directory} (expected <label>/<image> "
+            f"folders for {', '.join(labels)})"
+        )
     folded = {label.casefold(): label for label in labels}
     misnamed = sorted(
         p.name
@@ -126,15 +134,27 @@ def load_batch(paths: list[Path], spec: ModelSpec) -> tuple[np.ndarray, Skipped]
     return images, skipped
 
 
-def load_keras(model_path: Path):
-    """Raises ConvertError for a missing or unreadable .keras file."""
+def check_model_file(model_path: Path) -> None:
+    """Raises ConvertError for a model path that is not a file (missing, a SavedModel folder)."""
+    if model_path.is_dir():
+        raise ConvertError(
+            f"{model_path} is a folder (a SavedModel?): edgefer converts .keras and .h5 files, "
+            "which Keras 3 loads; save the model with model.save('model.keras')"
+        )
     if not model_path.is_file():
         raise ConvertError(f"no such Keras model: {model_path}")
+
+
+def load_keras(model_path: Path):
+    """Raises ConvertError for a missing or unreadable .keras file."""
+    check_model_file(model_path)
     tf = import_tensorflow()
     try:
         return tf.keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a corrupt file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "File not found" in first:  # Keras's words for a file it cannot open as a model
+            first = "not a Keras model (.keras or .h5), or a damaged one"
         raise ConvertError(f"cannot load {model_path}: {first[:200]}") from exc
 
 
@@ -156,6 +176,11 @@ def resolve_spec(model_path: Path, spec_path: Path | None) -> ModelSpec:
 
 
 def check_model_matches_spec(model, spec: ModelSpec) -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ConvertError(
+            f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; edgefer "
+            "runs models of one image input and one output (the class scores)"
+        )
     in_shape = tuple(model.inputs[0].shape[1:])
     out_units = model.outputs[0].shape[-1]
     expected = (*spec.input_size, spec.channels)
@@ -164,6 +189,27 @@ def check_model_matches_spec(model, spec: ModelSpec) -> None:
     if out_units != len(spec.labels):
         raise ConvertError(
             f"model has {out_units} outputs but the spec lists {len(spec.labels)} labels"
+        )
+
+
+def check_output_kind(model, spec: ModelSpec) -> None:
+    """Refuse a spec whose ``output`` does not say what the model gives: logits read as
+    probabilities are clipped into nonsense, and a softmax read as logits is flattened. Told
+    from the model's answers to a few random images (a softmax sums to 1 whatever the input).
+    """
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, *spec.input_size, spec.channels), dtype=np.uint8)
+    raw = np.asarray(model(normalize(pixels, spec.mean, spec.std), training=False), np.float64)
+    softmax_like = raw.min() >= -1e-6 and np.abs(raw.sum(axis=-1) - 1).max() < 1e-3
+    if spec.output == "probabilities" and not softmax_like:
+        raise ConvertError(
+            "the model's outputs are not probabilities (negative, or rows not summing to 1) "
+            'but the spec says so: for a model without a final softmax set "output": '
+            '"logits" in the spec'
+        )
+    if spec.output == "logits" and softmax_like:
+        raise ConvertError(
+            'the model ends in a softmax but the spec says "output": "logits"; set "probabilities"'
         )
 
 
@@ -213,12 +259,21 @@ def to_tflite(
 
 def check_output(path: Path, force: bool) -> None:
     """Refuse an output that cannot be written: checked first, not after minutes of work."""
+    if str(path) == "-":
+        raise ConvertError("-o -: a model is written to a file (stdout carries the report)")
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # /dev/stdout, a FIFO, a device: replacing it by rename would put a file in its place.
+        raise ConvertError(f"{path} is not a regular file; write the model to a file")
     if path.is_dir():
         raise ConvertError(f"output is a directory, not a file: {path}")
     if path.exists() and not force:
         raise ConvertError(f"{path} exists; pass --force to replace it")
     if not path.parent.is_dir():
         raise ConvertError(f"output directory does not exist: {path.parent}")
+    if path.parent.resolve() in (Path("/dev"), Path("/proc")) or path.is_symlink():
+        # /dev/stdout with stdout sent to a file resolves to a regular file, yet the rename
+        # would replace the link itself (and with it /dev/stdout for everyone, as root).
+        raise ConvertError(f"{path} is a link or a device path; write the model to a file")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise ConvertError(f"cannot write to {path.parent}: permission denied")
 
@@ -284,7 +339,7 @@ def parity_report(
     model, model_path: Path, tflite_bytes: bytes, directory: Path, spec: ModelSpec, threads: int
 ) -> Parity:
     """Compare Keras and the converted model on ``directory/<label>/`` images."""
-    from edgefer.classifier import Classifier, ClassifierOptions
+    from edgefer.classifier import Classifier, ClassifierOptions, to_probabilities
 
     items = labelled_images(directory, spec.labels)
     if not items:
@@ -294,8 +349,9 @@ def parity_report(
         raise ConvertError(f"no readable images in {directory} to validate with")
     x = normalize(pixels, spec.mean, spec.std)
     start = time.perf_counter()
-    keras_probs = np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
+    keras_raw = np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
     keras_s = time.perf_counter() - start
+    keras_probs = to_probabilities(keras_raw, spec.output)  # as the device reads the TFLite
     with Classifier(ClassifierOptions(model=tflite_bytes, num_threads=threads, batch_size=16)) as c:
         start = time.perf_counter()
         tflite_probs = c.predict(pixels)
@@ -326,6 +382,8 @@ class Conversion:
     parity: Parity | None
     #: Calibration images that could not be read, left out of the quantization ranges.
     calibration_skipped: Skipped = field(default_factory=list)
+    #: Labels without a calibration folder of images, where others had one.
+    calibration_missing: tuple[str, ...] = ()
 
 
 def convert(
@@ -348,17 +406,19 @@ def convert(
     if quantize not in QUANTIZATIONS:
         raise ConvertError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
     check_output(output, force)
-    if not model_path.is_file():
-        raise ConvertError(f"no such Keras model: {model_path}")
+    check_model_file(model_path)
     spec = resolve_spec(model_path, spec_path)
     if validate_dir is not None:  # before the conversion, not after it
         check_labelled_folder(validate_dir, spec.labels)
     calibration, skipped = None, []
+    calibration_missing: tuple[str, ...] = ()
     if quantize == "int8":
         if calibration_dir is None:
             raise ConvertError("--quantize int8 needs --calibration DIR (a few hundred images)")
-        if not calibration_dir.is_dir():
-            raise ConvertError(f"calibration folder not found: {calibration_dir}")
+        check_labelled_folder(calibration_dir, spec.labels, "calibration", flat_ok=True)
+        missing = tuple(x for x in spec.labels if not (calibration_dir / x).is_dir())
+        if len(missing) < len(spec.labels):
+            calibration_missing = missing
         calibration, skipped = load_batch(
             calibration_sample(calibration_dir, spec.labels, calibration_size), spec
         )
@@ -367,6 +427,7 @@ def convert(
             raise ConvertError(f"no readable images in calibration folder {calibration_dir}{why}")
     model = load_keras(model_path)
     check_model_matches_spec(model, spec)
+    check_output_kind(model, spec)
     tf = import_tensorflow()
     blob = to_tflite(model, spec, quantize, calibration)
     metadata = dict(spec.metadata)
@@ -386,4 +447,4 @@ def convert(
     if validate_dir is not None:
         parity = parity_report(model, model_path, data, validate_dir, spec, threads)
     write_atomic(output, data, force)
-    return Conversion(output, spec, len(data), parity, skipped)
+    return Conversion(output, spec, len(data), parity, skipped, calibration_missing)

@@ -214,6 +214,98 @@ def test_bad_inputs_exit_2(tmp_path, tiny_keras, tiny_data):
     assert not out.exists()
 
 
+def _model(folder: Path, outputs: str, spec: ModelSpec) -> Path:
+    """A small untrained Keras model of LABELS' grey input: ``outputs`` "softmax", "logits" or
+    "two" (softmax scores and an auxiliary output)."""
+    tf = import_tensorflow()
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((*spec.input_size, spec.channels))
+    h = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    scores = keras.layers.Dense(len(spec.labels), activation=None if outputs == "logits" else None)(
+        h
+    )
+    if outputs != "logits":
+        scores = keras.layers.Softmax()(scores)
+    heads = [scores, keras.layers.Dense(2)(h)] if outputs == "two" else scores
+    folder.mkdir(parents=True)
+    keras.Model(inputs, heads).save(folder / "model.keras")
+    (folder / "spec.json").write_text(spec.to_json())
+    return folder / "model.keras"
+
+
+def test_models_and_outputs_that_cannot_work_are_refused_before_converting(
+    tmp_path, tiny_keras, tiny_data
+):
+    """Each of these was written (exit 0) and failed only later, or did damage: found by an
+    audit of convert on users' own models."""
+    out = tmp_path / "o.tflite"
+    spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1)
+    # -o - wrote a file named "-"; an existing FIFO or link was replaced by a file (with
+    # -o /dev/stdout --force, as root: the system's /dev/stdout).
+    dash = _convert(tiny_keras, "-o", "-", "--quantize", "none")
+    assert dash.exit_code == EXIT_USAGE and "stdout carries the report" in dash.output
+    os.mkfifo(tmp_path / "fifo.tflite")
+    (tmp_path / "real.tflite").write_bytes(b"")
+    os.symlink(tmp_path / "real.tflite", tmp_path / "link.tflite")
+    for name, why in (("fifo.tflite", "not a regular file"), ("link.tflite", "is a link")):
+        r = _convert(tiny_keras, "-o", tmp_path / name, "--quantize", "none", "--force")
+        assert r.exit_code == EXIT_USAGE and why in r.output, r.output
+    assert (tmp_path / "link.tflite").is_symlink() and not Path("-").exists()
+
+    # Two outputs: converted, then unusable ("expected 1 input and 1 output").
+    two = _model(tmp_path / "two", "two", spec)
+    r = _convert(two, "-o", out, "--quantize", "none")
+    assert r.exit_code == EXIT_USAGE and "1 inputs and 2 outputs" in r.output
+    # Logits under a spec that says probabilities: classify printed clipped logits.
+    logits = _model(tmp_path / "logits", "logits", spec)
+    r = _convert(logits, "-o", out, "--quantize", "none")
+    assert r.exit_code == EXIT_USAGE and '"output": "logits"' in r.output
+    # A SavedModel folder was "no such Keras model"; a damaged file "File not found".
+    r = _convert(tmp_path / "two", "-o", out, "--quantize", "none")
+    assert r.exit_code == EXIT_USAGE and "is a folder (a SavedModel?)" in r.output
+    damaged = tmp_path / "damaged" / "model.keras"
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"PK\x03\x04 not a zip")
+    (damaged.parent / "spec.json").write_text(spec.to_json())
+    r = _convert(damaged, "-o", out, "--quantize", "none")
+    assert r.exit_code == EXIT_USAGE and "not a Keras model (.keras or .h5)" in r.output
+    # A --validate folder without label folders was refused only after the conversion.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(next((tiny_data / LABELS[0]).iterdir()), flat / "x.png")
+    r = _convert(tiny_keras, "-o", out, "--quantize", "none", "--validate", flat)
+    assert r.exit_code == EXIT_USAGE and "no label folders in validation folder" in r.output
+    # Calibration folders named as the labels but for case fell back to a flat sample.
+    upper = tmp_path / "upper"
+    for label in LABELS:
+        shutil.copytree(tiny_data / label, upper / label.upper())
+    r = _convert(tiny_keras, "-o", out, "--calibration", upper)
+    assert r.exit_code == EXIT_USAGE and "but for case" in r.output
+    assert not out.exists()
+
+
+def test_logits_models_convert_and_calibration_gaps_are_said(tmp_path, tiny_data):
+    spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1, output="logits")
+    logits = _model(tmp_path / "logits", "logits", spec)
+    out = tmp_path / "o.tflite"
+    r = _convert(logits, "-o", out, "--quantize", "none", "--validate", tiny_data)
+    assert r.exit_code == EXIT_OK, r.output
+    # The parity table compared raw Keras logits with TFLite probabilities: 0.80 for float32.
+    line = next(x for x in r.output.splitlines() if "max |Δp|" in x)
+    assert float(line.replace("│", " ").split()[-1]) < 1e-3, line
+    softmax = _model(tmp_path / "softmax", "softmax", spec)  # ... and the other way round
+    r = _convert(softmax, "-o", out, "--quantize", "none", "--force")
+    assert r.exit_code == EXIT_USAGE and "ends in a softmax" in r.output
+    some = tmp_path / "some"
+    shutil.copytree(tiny_data / LABELS[0], some / LABELS[0])
+    r = _convert(logits, "-o", out, "--force", "--calibration", some)
+    assert r.exit_code == EXIT_OK, r.output
+    assert f"no folder for {', '.join(LABELS[1:])}" in r.output
+    r = _convert(logits, "-o", out, "--force", "--quantize", "dynamic", "--calibration", some)
+    assert r.exit_code == EXIT_OK and "--calibration is for --quantize int8" in r.output
+
+
 def test_sigterm_during_convert_ends_it_like_ctrl_c(tmp_path):
     # Python's default SIGTERM ended the process at once: TensorFlow's temporary SavedModel
     # (twice the model's size) stayed in /tmp. Now it unwinds, as Ctrl-C does, and exits 143.
