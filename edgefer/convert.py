@@ -185,7 +185,10 @@ def check_model_matches_spec(model, spec: ModelSpec) -> None:
     out_units = model.outputs[0].shape[-1]
     expected = (*spec.input_size, spec.channels)
     if in_shape != expected:
-        raise ConvertError(f"model input {in_shape} does not match the spec's {expected}")
+        hint = ""
+        if None in in_shape:  # TFLite wants fixed sizes: the device feeds one size anyway
+            hint = f"; give the model a fixed input, keras.Input({expected})"
+        raise ConvertError(f"model input {in_shape} does not match the spec's {expected}{hint}")
     if out_units != len(spec.labels):
         raise ConvertError(
             f"model has {out_units} outputs but the spec lists {len(spec.labels)} labels"
