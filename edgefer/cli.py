@@ -39,7 +39,7 @@ from edgefer.modelopts import ModelOption, ThreadsOption, TimeOption
 from edgefer.notify import stderr_is_journal
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
-from edgefer.preprocess import DEFAULT_MAX_PIXELS, optional_formats
+from edgefer.preprocess import DEFAULT_MAX_PIXELS, Stream, optional_formats
 from edgefer.runtime import RuntimeMissingError
 from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file, read_spec
 from edgefer.summary import Summary
@@ -242,7 +242,8 @@ def classify(
         sink = CsvSink(
             output, classifier.labels, append=append, faces=faces, time_column=time_column
         )
-        todo = [p for p in paths if not sink.seen(p)]
+        # A pipe's name (/dev/fd/63, /dev/stdin) says nothing of what comes through it.
+        todo = [p for p in paths if isinstance(p, Stream) or not sink.seen(p)]
         summary = Summary(
             classifier.labels,
             low_confidence,
@@ -331,7 +332,10 @@ def _check_annotate(folder: Path, inputs: list[Path]) -> None:
         ValueError: either of the above.
     """
     target = os.path.abspath(folder)
-    if any(os.path.isdir(i) and os.path.abspath(i) == target for i in inputs):
+    if os.path.lexists(target) and not os.path.isdir(target):  # a broken link, say
+        raise ValueError(f"--annotate {folder} is not a folder")
+    real = os.path.realpath(target)
+    if any(os.path.isdir(i) and os.path.realpath(i) == real for i in inputs):
         raise ValueError(
             f"--annotate {folder} is a folder to classify: its copies would be classified "
             "on the next run; give another folder"

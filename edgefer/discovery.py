@@ -31,6 +31,13 @@ def _is_special(entry: os.DirEntry) -> bool:
     return not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False))
 
 
+def _names_a_descriptor(path: str) -> bool:
+    """``/dev/stdin``, ``/dev/fd/N``, ``/proc/self/fd/N``: this process's open file, whatever it
+    is (a file redirected in with ``<``), not a file of that name."""
+    name = os.path.abspath(path)
+    return name == "/dev/stdin" or name.startswith(("/dev/fd/", "/proc/self/fd/"))
+
+
 def _scan(
     directory: str, recursive: bool, unlistable: list[str], skip: frozenset[str] = frozenset()
 ) -> Iterator[str]:
@@ -91,7 +98,7 @@ def discover(
             os.listdir(path)  # raises PermissionError for an unreadable named directory
             for entry in _scan(path, recursive, skipped, excluded):
                 add(entry)
-        elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or _names_a_descriptor(path):
             add(Stream(path))
         else:
             add(path)

@@ -130,12 +130,14 @@ class Ledger:
         self.started = time.time()
         self._done: dict[str, Identity] = {}
         self._state_lines = 0
-        self._written_end: int | None = None  # where the CSV ends after this run's last rows
+        self._written_end: int | None = None  # where the CSV ends, as this daemon left it
         self._csv_fd = self._open_csv()
         self._state_fd = -1
         try:
             self._recover()
             self._state_fd = self._open_state()
+            # From here the CSV only grows by this daemon's rows: shorter means cut under it.
+            self._written_end = self._csv_size()
         except BaseException:
             self.close()
             raise

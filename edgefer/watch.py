@@ -424,7 +424,7 @@ class Watcher:
         self._scan_iter = None
         self._caught_up = False
         self.n_classified = self.n_failed = self.n_caught_up = 0
-        #: Files found by a scan, not by an event: no close was seen for them (yet).
+        #: Files found by a scan, or created whole (`ln`): no close was seen for them (yet).
         self.scanned: set[str] = set()
         #: Files that read as partial, at the version that did, waiting for RETRY_PARTIAL.
         self.partial: dict[str, Identity] = {}
@@ -516,6 +516,8 @@ class Watcher:
             writing = kind == "modified" or (kind == "created" and st.st_size == 0)
             if writing and self.close_events:
                 delay = max(self.options.settle, WRITE_TIMEOUT)
+            elif kind == "created":  # made whole (`ln`, a new subfolder's files): by time
+                self.scanned.add(path)
             self.settler.track(path, (st.st_size, st.st_mtime_ns), delay, delay or None)
 
     # -- catch-up scan --------------------------------------------------------------------

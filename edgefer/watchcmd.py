@@ -177,12 +177,23 @@ def watch(
         ledger = Ledger(
             out, classifier.labels, faces=faces, rotation=rotation, time_column=time_column
         )
-    except (WatchError, ModelError, RuntimeMissingError, SpecError, CsvError, ValueError) as exc:
+    except (
+        WatchError,
+        ModelError,
+        RuntimeMissingError,
+        SpecError,
+        CsvError,
+        ValueError,
+        OSError,  # writing a new CSV's header or its state, say
+    ) as exc:
+        message = str(exc)
+        if type(exc) is OSError or (isinstance(exc, OSError) and exc.strerror):
+            message = f"cannot start on {out}: {exc.strerror or exc}"
         # A full disk is not a setup error: exit 1, so that systemd tries again (RestartSec)
         # and the service comes back by itself once space is freed.
         if _full_disk(exc):
-            raise fail(f"{exc} (will succeed once space is freed)", code=1) from None
-        raise fail(str(exc)) from None
+            raise fail(f"{message} (will succeed once space is freed)", code=1) from None
+        raise fail(message) from None
     unwatched = unwatched_images(options)
     if unwatched:
         log.warning("images in %s are not watched: add --recursive to classify them", unwatched)

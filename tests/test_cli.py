@@ -590,3 +590,10 @@ def test_named_fifos_and_devices_are_read_without_hanging(tmp_path, int8_model):
     assert rows["/dev/null"]["error"] == "empty file"
     assert rows["/dev/zero"]["error"].startswith("more than 256 MiB")
     assert rows["/dev/stdin"]["label"] in LABELS and not rows["/dev/stdin"]["error"]
+    # A pipe's name says nothing of what comes through it: --append does not skip it.
+    out = tmp_path / "piped.csv"
+    for _ in range(2):
+        with open(samples / "collins.jpg", "rb") as stdin:
+            argv = [*cmd[:-3], "-o", str(out), "--append", "/dev/stdin"]
+            subprocess.run(argv, stdin=stdin, capture_output=True, check=True)
+    assert [r["path"] for r in csv.DictReader(out.open())] == ["/dev/stdin", "/dev/stdin"]

@@ -221,6 +221,12 @@ def test_annotated_copies_are_not_inputs_and_a_refused_run_leaves_no_folder(tmp_
     assert len(list(ann.iterdir())) == 1
     r = run_cli("classify", inbox, "--faces", "--annotate", inbox, "-o", out)
     assert r.returncode == 2 and "is a folder to classify" in r.stderr
+    os.symlink(inbox, tmp_path / "link")  # the input folder by another name
+    r = run_cli("classify", inbox, "--faces", "--annotate", tmp_path / "link", "-o", out)
+    assert r.returncode == 2 and "is a folder to classify" in r.stderr
+    os.symlink(tmp_path / "nowhere", tmp_path / "broken")  # each copy failed, exit 0
+    r = run_cli("classify", inbox, "--faces", "--annotate", tmp_path / "broken", "-o", out)
+    assert r.returncode == 2 and "is not a folder" in r.stderr
     gone = tmp_path / "new" / "ann"
     r = run_cli("classify", inbox, "--faces", "--annotate", gone, "-o", tmp_path / "no/x.csv")
     assert r.returncode == 2 and "output directory does not exist" in r.stderr

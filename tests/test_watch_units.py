@@ -122,6 +122,15 @@ def test_a_csv_truncated_while_running_stops_the_rows(tmp_path, images):
         ledger.append([(ok(images[2]), identity(images[2]))])
     assert out.read_bytes() == b""
     ledger.close()
+    # ... also before this run's first rows (a daily restart, then logrotate at night).
+    out.unlink()
+    out.with_name("labels.csv.state").unlink()
+    Ledger(out, LABELS).close()
+    ledger = Ledger(out, LABELS)
+    os.truncate(out, 0)
+    with pytest.raises(LedgerError, match="truncated while edgefer watch ran"):
+        ledger.append([(ok(images[2]), identity(images[2]))])
+    ledger.close()
 
 
 def test_a_csv_that_does_not_fit_its_state_is_refused_not_cut(tmp_path, images):
@@ -351,6 +360,26 @@ def test_the_worker_is_alive_while_a_long_batch_gives_files(tmp_path, images, mo
     watcher.ledger.close()
 
 
+def test_files_taken_as_complete_by_time_are_the_ones_retried(tmp_path, images):
+    # A file linked in whole (`ln`) has no close event: like one found by a scan, it is ready
+    # by --settle alone, so it too may read as cut short while its writer is still at work.
+    from watchdog.events import FileClosedEvent, FileCreatedEvent
+
+    from edgefer import watch
+
+    options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"))
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher.close_events = True
+    watcher._on_event(FileCreatedEvent(images[0]))
+    assert images[0] in watcher.scanned
+    assert watcher._maybe_partial(images[0], identity(images[0]), "truncated or corrupt image")
+    assert not watcher._maybe_partial(images[0], identity(images[0]), "permission denied")
+    watcher._on_event(FileClosedEvent(images[0]))  # a writer closed it: its errors are final
+    assert images[0] not in watcher.scanned
+    assert not watcher._maybe_partial(images[0], identity(images[0]), "empty file")
+    watcher.ledger.close()
+
+
 def test_watchdogs_stop_race_is_not_an_error_line(caplog):
     # A stop during a burst logged "ERROR InotifyEmitter.queue_events() called when the thread
     # is inactive" (3 stops of 3 in an audit): harmless, but a fault to read in the journal.
@@ -562,3 +591,13 @@ def test_a_full_disk_at_start_is_exit_1_for_systemd_to_retry(tmp_path, monkeypat
     monkeypatch.setattr("tempfile.mkstemp", denied)
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and "needs write access" in result.output
+    monkeypatch.undo()
+
+    # A new CSV whose header cannot be written (what a full disk does first): a traceback.
+    def write_all(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("edgefer.ledger._write_all", write_all)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    assert "cannot start on" in result.output and "once space is freed" in result.output
