@@ -463,8 +463,8 @@ def summary_command(
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not a CSV written by edgefer"
             raise fail(f"cannot read {path}: {reason}") from None
-    if by is not None and not report.first:
-        raise fail(f"--by {by}: no row has a time (write the CSV with --time)")
+    if by is not None and not report.timed:  # a timed CSV without rows yet is no error
+        raise fail(f"--by {by}: no CSV has a time column (write the CSV with --time)")
     StdoutConsole().print(report.render())
 
 

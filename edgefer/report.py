@@ -10,6 +10,7 @@ left out and counted.
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,6 +27,19 @@ from edgefer.pipeline import Result
 from edgefer.summary import Summary
 
 PERIODS = ("hour", "day", "week", "month")
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def _has_surrogates(row: list[str]) -> bool:
+    """Whether a row read with ``surrogateescape`` held bytes that are not UTF-8."""
+    return any("\udc80" <= ch <= "\udcff" for cell in row for ch in cell)
+
+
 #: The period of a row without a time (a CSV written without --time, or an unreadable file).
 NO_TIME = "no time"
 
@@ -74,15 +88,29 @@ class Report:
     _first_at: datetime | None = None
     _last_at: datetime | None = None
     _first_path: Path | None = None
+    #: Whether any CSV read has a time column (the first may not: one from before --time).
+    timed: bool = False
+    _read_ids: set = field(default_factory=set)
 
     def read(self, path: Path) -> None:
-        """Add the rows of one CSV.
+        """Add the rows of one CSV (once: the same file given twice, ``labels.csv`` beside
+        ``labels*.csv``, is read once).
+
+        A last row without its line end is a row being written (or torn by a crash): it is
+        left out and counted as incomplete unless it is a whole classified row. Bytes that
+        are not UTF-8 (a row torn inside a character, a hand-edited name) do not stop the
+        reading.
 
         Raises:
             CsvError: not an edgefer CSV, or one of other labels or face mode than the first.
-            OSError, UnicodeDecodeError, csv.Error: the file cannot be read as CSV text.
+            OSError, csv.Error: the file cannot be read as CSV text.
         """
-        with open_csv(path) as f:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) in self._read_ids:
+            return
+        self._read_ids.add((st.st_dev, st.st_ino))
+        unterminated = st.st_size > 0 and _last_byte(path) != b"\n"
+        with open_csv(path, errors="surrogateescape") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             layout = Layout.of(header)
@@ -103,12 +131,26 @@ class Report:
                     "was not"
                 )
             self.files += 1
+            self.timed = self.timed or layout.time_column
+            previous = None
             for row in reader:
-                cells = layout.split(row)
-                if cells is None:
-                    self.incomplete += bool(row)  # a row still being written, or damaged
-                    continue
-                self._add(cells)
+                if previous is not None:
+                    self._add_row(layout, previous)
+                previous = row
+            if previous is not None:
+                cells = layout.split(previous)
+                torn = unterminated and (cells is None or cells.error or _has_surrogates(previous))
+                if torn:
+                    self.incomplete += 1  # its error message, say, may be cut short
+                else:
+                    self._add_row(layout, previous)
+
+    def _add_row(self, layout: Layout, row: list[str]) -> None:
+        cells = layout.split(row)
+        if cells is None or (not cells.error and cells.label not in layout.labels):
+            self.incomplete += bool(row)  # a row still being written, or damaged
+            return
+        self._add(cells)
 
     def _add(self, cells: Cells) -> None:
         path, when, label, error = cells.path, cells.time, cells.label, cells.error

@@ -117,7 +117,38 @@ def test_first_and_last_are_instants_not_strings(tmp_path):
     assert "from 2026-10-25T02:30:00+02:00 to 2026-10-25T02:10:00+01:00" in result.output
     only_bad = write_csv(tmp_path / "bad.csv", rows[2:], time_column=True)
     result = summary(only_bad, "--by", "day")
-    assert result.exit_code == EXIT_USAGE and "no row has a time" in result.output
+    assert result.exit_code == EXIT_OK and NO_TIME in result.output
+
+
+def test_rows_being_written_duplicates_and_damage(tmp_path):
+    """Found by an audit of summary on a daemon's CSVs: each of these failed the whole summary
+    or counted what it should not."""
+    rows = [ok("happy", 0.9), ok("sad", 0.8)]
+    # A last row torn inside a character (é cut after its first byte): "not a CSV" before.
+    torn = write_csv(tmp_path / "torn.csv", rows)
+    with open(torn, "ab") as f:
+        f.write(b"/tmp/caf\xc3")
+    # A last error row torn inside its message: counted as a failure "truncated or co".
+    cut = write_csv(tmp_path / "cut.csv", rows, torn="y.jpg,,,,,,truncated or co")
+    # A whole last row whose line end an editor dropped is a row.
+    whole = write_csv(tmp_path / "whole.csv", rows, torn=csv_line(ok("sad", 0.7)).rstrip("\n"))
+    for path, classified in ((torn, 2), (cut, 2), (whole, 3)):
+        result = summary(path)
+        assert result.exit_code == EXIT_OK, result.output
+        assert f"{classified} classified, 0 failed" in result.output, (path, result.output)
+        assert ("1 incomplete row left out" in result.output) == (classified == 2)
+    # The same file twice (`summary labels.csv labels*.csv`) was counted twice.
+    result = summary(whole, whole, tmp_path / "." / "whole.csv")
+    assert "3 classified" in result.output and "1 CSV" in result.output
+    # A label that is not one of the header's was counted but in no label's row.
+    odd = ok("happy", 0.9)
+    odd[1] = "contempt"
+    result = summary(write_csv(tmp_path / "odd.csv", [*rows, odd]))
+    assert "2 classified" in result.output and "1 incomplete row" in result.output
+    # A timed CSV with no rows yet (just rotated) has an empty table, not "write with --time".
+    empty = write_csv(tmp_path / "empty.csv", [], time_column=True)
+    result = summary(empty, "--by", "day")
+    assert result.exit_code == EXIT_OK, result.output
 
 
 def test_rotated_csvs_are_read_together_and_hours_fit_80_columns(tmp_path):
@@ -162,7 +193,7 @@ def test_refusals_exit_2(tmp_path):
         ((plain, other), "o.csv is for other labels (x, y) than "),
         ((text,), "notes.csv is not a CSV written by edgefer"),
         ((tmp_path / "gone.csv",), "cannot read"),
-        ((plain, "--by", "day"), "no row has a time (write the CSV with --time)"),
+        ((plain, "--by", "day"), "no CSV has a time column (write the CSV with --time)"),
         ((plain, "--by", "year"), "expected one of hour, day, week, month"),
     ]
     for args, message in cases:
