@@ -159,10 +159,13 @@ class Report:
             result = Result(path, error=error, face=face)
         else:
             try:
-                result = Result(path, label, float(cells.confidence), face=face)
+                confidence = float(cells.confidence)
             except ValueError:
+                confidence = -1.0
+            if not 0.0 <= confidence <= 1.0:  # nan, or a damaged cell
                 self.incomplete += 1
                 return
+            result = Result(path, label, confidence, face=face)
         self.summary.add(result)
         at = _instant(when) if when else None
         if at is not None:

@@ -141,10 +141,10 @@ def test_rows_being_written_duplicates_and_damage(tmp_path):
     result = summary(whole, whole, tmp_path / "." / "whole.csv")
     assert "3 classified" in result.output and "1 CSV" in result.output
     # A label that is not one of the header's was counted but in no label's row.
-    odd = ok("happy", 0.9)
-    odd[1] = "contempt"
-    result = summary(write_csv(tmp_path / "odd.csv", [*rows, odd]))
-    assert "2 classified" in result.output and "1 incomplete row" in result.output
+    odd, nan = ok("happy", 0.9), ok("sad", 0.9)
+    odd[1], nan[2] = "contempt", "nan"
+    result = summary(write_csv(tmp_path / "odd.csv", [*rows, odd, nan]))
+    assert "2 classified" in result.output and "2 incomplete rows" in result.output
     # A timed CSV with no rows yet (just rotated) has an empty table, not "write with --time".
     empty = write_csv(tmp_path / "empty.csv", [], time_column=True)
     result = summary(empty, "--by", "day")
