@@ -260,10 +260,10 @@ def _names_stdout(output: str) -> bool:
 csv.field_size_limit(2**31 - 1)
 
 
-def open_csv(path: Path, errors: str = "strict"):
+def open_csv(path: Path):
     """An edgefer CSV opened for reading. utf-8-sig: a CSV saved by a spreadsheet as "CSV UTF-8"
     starts with a byte-order mark."""
-    return open(path, newline="", encoding="utf-8-sig", errors=errors)  # noqa: SIM115
+    return open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
 
 
 def read_existing(

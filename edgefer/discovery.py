@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,11 +32,13 @@ def _is_special(entry: os.DirEntry) -> bool:
     return not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False))
 
 
+_DESCRIPTOR = re.compile(r"/dev/stdin|/dev/fd/\d+|/proc/self/fd/\d+")
+
+
 def _names_a_descriptor(path: str) -> bool:
     """``/dev/stdin``, ``/dev/fd/N``, ``/proc/self/fd/N``: this process's open file, whatever it
     is (a file redirected in with ``<``), not a file of that name."""
-    name = os.path.abspath(path)
-    return name == "/dev/stdin" or name.startswith(("/dev/fd/", "/proc/self/fd/"))
+    return _DESCRIPTOR.fullmatch(os.path.abspath(path)) is not None
 
 
 def _scan(

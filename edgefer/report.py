@@ -10,7 +10,9 @@ left out and counted.
 from __future__ import annotations
 
 import csv
+import io
 import os
+import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -21,18 +23,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import Cells, CsvError, Layout, open_csv
+from edgefer.csvout import Cells, CsvError, Layout
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.summary import Summary
 
 PERIODS = ("hour", "day", "week", "month")
-
-
-def _last_byte(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1)
 
 
 def _has_surrogates(row: list[str]) -> bool:
@@ -109,8 +105,15 @@ class Report:
         if (st.st_dev, st.st_ino) in self._read_ids:
             return
         self._read_ids.add((st.st_dev, st.st_ino))
-        unterminated = st.st_size > 0 and _last_byte(path) != b"\n"
-        with open_csv(path, errors="surrogateescape") as f:
+        with open(path, "rb") as raw:
+            # The file as it was when stat'ed (a daemon may append meanwhile): whether its last
+            # line is whole is told from the very bytes that are parsed. (A pipe: all of it.)
+            data = raw.read(st.st_size) if stat.S_ISREG(st.st_mode) else raw.read()
+        unterminated = bool(data) and not data.endswith(b"\n")
+        text = io.TextIOWrapper(
+            io.BytesIO(data), encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+        with text as f:
             reader = csv.reader(f)
             header = next(reader, None)
             layout = Layout.of(header)

@@ -159,6 +159,7 @@ def watch(
         faces=face_opts,
     )
     notifier = Notifier.from_env()
+    inbox_lock: int | None = None
     try:
         # A missing folder fails before the model loads, unless it is to be waited for: then
         # the model is checked first, and the folders and the CSV once the folder is there.
@@ -186,13 +187,16 @@ def watch(
         ValueError,
         OSError,  # writing a new CSV's header or its state, say
     ) as exc:
+        if inbox_lock is not None:  # the CSV could not be opened: the folder is not ours
+            os.close(inbox_lock)
         message = str(exc)
-        if type(exc) is OSError or (isinstance(exc, OSError) and exc.strerror):
-            message = f"cannot start on {out}: {exc.strerror or exc}"
-        # A full disk is not a setup error: exit 1, so that systemd tries again (RestartSec)
-        # and the service comes back by itself once space is freed.
-        if _full_disk(exc):
-            raise fail(f"{message} (will succeed once space is freed)", code=1) from None
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"cannot start: {exc.filename or out}: {exc.strerror}"
+        # A full disk, a failing disk or a share gone away is not a setup error: exit 1, so
+        # that systemd tries again (RestartSec) and the service comes back by itself.
+        transient = _transient(exc)
+        if transient:
+            raise fail(f"{message} ({transient})", code=1) from None
         raise fail(message) from None
     unwatched = unwatched_images(options)
     if unwatched:
@@ -209,10 +213,22 @@ def watch(
     raise typer.Exit(code)
 
 
-def _full_disk(exc: BaseException) -> bool:
-    """Whether ``exc`` was caused by a full filesystem or an exhausted quota."""
+#: Errors that pass by themselves, and what to say of them.
+_TRANSIENT = {
+    errno.ENOSPC: "will succeed once space is freed",
+    errno.EDQUOT: "will succeed once space is freed",
+    errno.EIO: "an I/O error: tried again",
+    errno.ESTALE: "a network share's stale handle: tried again",
+    errno.ETIMEDOUT: "timed out: tried again",
+    errno.ENOTCONN: "a network share not connected: tried again",
+}
+
+
+def _transient(exc: BaseException | None) -> str:
+    """What to say if ``exc`` was caused by an error that passes by itself (a full disk, a
+    network share gone for a while), else ""."""
     while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
+        if isinstance(exc, OSError) and exc.errno in _TRANSIENT:
+            return _TRANSIENT[exc.errno]
         exc = exc.__cause__ or exc.__context__
-    return False
+    return ""

@@ -101,3 +101,13 @@ def test_empty_folders_are_those_that_gave_no_file_however_spelled(tmp_path, mon
     assert empty_folders(inputs, discover(inputs)) == ["b", "d"]
     assert empty_folders(inputs, discover(inputs, recursive=True), recursive=True) == ["d"]
     assert empty_folders(["./b/"], discover(["./b/"], recursive=True), recursive=True) == []
+
+
+def test_only_descriptors_themselves_are_streams(tmp_path):
+    # /dev/fd/N/x.jpg (N a folder's descriptor) is a file in a folder, not this process's
+    # stream: it was read as a pipe, and --append never skipped it.
+    from edgefer.preprocess import Stream
+
+    found = discover(["/dev/stdin", "/dev/fd/987/x.jpg", "/proc/self/fd/987"])
+    kinds = {p: isinstance(p, Stream) for p in found}
+    assert kinds == {"/dev/stdin": True, "/dev/fd/987/x.jpg": False, "/proc/self/fd/987": True}

@@ -600,4 +600,18 @@ def test_a_full_disk_at_start_is_exit_1_for_systemd_to_retry(tmp_path, monkeypat
     monkeypatch.setattr("edgefer.ledger._write_all", write_all)
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 1, result.output
-    assert "cannot start on" in result.output and "once space is freed" in result.output
+    assert "cannot start:" in result.output and "once space is freed" in result.output
+    monkeypatch.undo()
+
+    # A network share gone stale is tried again; a state file that is a folder needs a fix
+    # (exit 2), and the message names that file, not the CSV.
+    def stale(self):
+        raise OSError(errno.ESTALE, "Stale file handle")
+
+    monkeypatch.setattr("edgefer.ledger.Ledger._recover", stale)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1 and "stale handle: tried again" in result.output, result.output
+    monkeypatch.undo()
+    (tmp_path / "x.csv.state").mkdir()
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "x.csv.state" in result.output, result.output
