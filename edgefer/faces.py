@@ -401,7 +401,11 @@ def load_photo(
             full_size = im.size
             full = max(im.size)
             if im.format == "JPEG":
-                im.draft("RGB", (work_side, work_side))
+                # The smallest 1/2^k scale whose long side is still >= work_side. (Asking for
+                # a work_side square kept a 4:3 photo at full size, its short side being under
+                # it at half size: a 12 MP photo took ~120 MB and 4x the decode time.)
+                k = min(1.0, work_side / full)
+                im.draft("RGB", (math.ceil(im.width * k), math.ceil(im.height * k)))
             im.load()
             loaded = im.size
             if _may_have_exif(im):

@@ -131,6 +131,26 @@ def test_exif_rotated_photo_boxes_are_upright_pixels(tmp_path, frontal):
     assert composites.match([(150, 200, 220, 220)], [box_of(row)]), row
 
 
+def test_a_phone_photo_is_decoded_reduced(tmp_path, monkeypatch):
+    # A 4000x3000 JPEG was decoded at full size (a 1600 px square was asked of the reduced
+    # decode, which its 1500 px short side at half size did not meet): ~120 MB per photo.
+    from PIL import JpegImagePlugin
+
+    sizes = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size, *args):
+        result = draft(self, mode, size, *args)
+        sizes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    Image.new("RGB", (4000, 3000), "grey").save(tmp_path / "p.jpg")
+    image, factor, full = load_photo(str(tmp_path / "p.jpg"))
+    assert sizes == [(2000, 1500)] and image.size == (1600, 1200)
+    assert factor == 2.5 and full == (4000, 3000)
+
+
 def test_the_full_size_of_a_nearly_square_photo_is_not_swapped(tmp_path):
     # Its working copy rounds to a square, which read as an EXIF quarter turn: (3200, 3201),
     # and boxes at its edge reached a pixel past the image.
