@@ -428,7 +428,7 @@ def summary_command(
         list[Path],
         typer.Argument(
             help="CSVs written by classify or watch (labels.csv and the ones --rotate put "
-            "aside: labels*.csv).",
+            "aside: labels*.csv); '-' for standard input.",
             dir_okay=False,
             show_default=False,
             metavar="CSV",
@@ -457,7 +457,7 @@ def summary_command(
     report = Report(low_confidence, by)
     for path in csvs:
         try:
-            report.read(path)
+            report.read(Path("/dev/stdin") if str(path) == "-" else path)  # `... | summary -`
         except CsvError as exc:
             raise fail(str(exc)) from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:

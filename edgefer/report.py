@@ -15,7 +15,7 @@ import os
 import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from rich import box
@@ -52,17 +52,18 @@ def _instant(cell: str) -> datetime | None:
 
 def period_of(cell: str, by: str) -> str:
     """The ``by`` period (a key of :data:`PERIODS`) of a ``time`` cell, in that cell's own local
-    time: ``2026-11-30T08`` (hour), ``2026-11-30``, ``2026-W49``, ``2026-11``."""
+    time: ``2026-11-30T08`` (hour), ``2026-11-30``, ``2026-W49``, ``2026-11``. Any ISO 8601
+    time counts (``2026-11-30 08:05``, as a spreadsheet saves it, too); else :data:`NO_TIME`."""
     try:
-        day = date.fromisoformat(cell[:10])
+        at = datetime.fromisoformat(cell)  # as written: its own offset, not converted
     except ValueError:
         return NO_TIME
     if by == "hour":
-        return cell[:13] if cell[10:11] == "T" and cell[11:13].isdigit() else NO_TIME
+        return at.strftime("%Y-%m-%dT%H")
     if by == "week":
-        year, week, _ = day.isocalendar()
+        year, week, _ = at.isocalendar()
         return f"{year}-W{week:02d}"
-    return cell[:7] if by == "month" else cell[:10]
+    return at.strftime("%Y-%m") if by == "month" else at.strftime("%Y-%m-%d")
 
 
 @dataclass

@@ -69,6 +69,9 @@ def test_periods_of_a_time_cell(by, key):
     assert period_of("2026-11-30T08:05:09+01:00", by) == key  # a Monday: ISO week 49
     assert period_of("", by) == NO_TIME
     assert period_of("yesterday", by) == NO_TIME
+    # As a spreadsheet saves it (a space, not T): it was "no time" per hour but had a day.
+    assert period_of("2026-11-30 08:05:09+01:00", by) == key
+    assert period_of("2026-11-30Tgarbage", by) == NO_TIME  # was given a day
 
 
 def test_iso_weeks_cross_the_year():
@@ -211,3 +214,19 @@ def test_seven_labels_per_hour_fit_80_columns(tmp_path):
     assert result.exit_code == EXIT_OK, result.output
     assert ["hour", *fer, "failed"] in table_lines(result.output)
     assert "…" not in result.output
+
+
+def test_a_csv_piped_in_as_dash(tmp_path):
+    # `summary -` was taken for a file named "-" ("No such file").
+    import subprocess
+    import sys
+
+    path = write_csv(tmp_path / "a.csv", [ok("happy", 0.9), ok("sad", 0.8)])
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefer", "summary", "-"],
+        input=path.read_bytes(),
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert b"2 classified, 0 failed" in done.stdout
