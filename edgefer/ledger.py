@@ -131,6 +131,7 @@ class Ledger:
         self._done: dict[str, Identity] = {}
         self._state_lines = 0
         self._written_end: int | None = None  # where the CSV ends, as this daemon left it
+        new = not os.path.lexists(self.csv_path)
         self._csv_fd = self._open_csv()
         self._state_fd = -1
         try:
@@ -139,6 +140,9 @@ class Ledger:
             # From here the CSV only grows by this daemon's rows: shorter means cut under it.
             self._written_end = self._csv_size()
         except BaseException:
+            if new and self._csv_size() <= len(self._header):  # made here, holds no row
+                with contextlib.suppress(OSError):
+                    os.unlink(self.csv_path)
             self.close()
             raise
 

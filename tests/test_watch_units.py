@@ -615,3 +615,4 @@ def test_a_full_disk_at_start_is_exit_1_for_systemd_to_retry(tmp_path, monkeypat
     (tmp_path / "x.csv.state").mkdir()
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and "x.csv.state" in result.output, result.output
+    assert not (tmp_path / "x.csv").exists()  # a refused start leaves no empty CSV behind
