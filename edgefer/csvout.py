@@ -202,6 +202,13 @@ def csv_line(cells: list[str]) -> str:
     return buf.getvalue()
 
 
+def torn_row(cells: Cells | None, whole_characters: bool = True) -> bool:
+    """Whether a last row without its line end was cut short (a crash, or a row still being
+    written), rather than only missing the line end (a file saved by an editor): some bytes
+    not whole characters, cells missing, or an error row (its message may be cut short)."""
+    return not whole_characters or cells is None or bool(cells.error)
+
+
 def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
     """The rows after the header; a last row without its line end is given one when it is
     whole (a file saved by an editor that drops the final newline) and cut off when a crash
@@ -231,7 +238,7 @@ def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
         records.append(record)
     if not raw.endswith(b"\n") and records:
         last = layout.split(records[-1])
-        if whole_characters and (len(records) == 1 or (last is not None and not last.error)):
+        if (whole_characters and len(records) == 1) or not torn_row(last, whole_characters):
             with open(path, "ab") as f:  # whole: only its line end is missing
                 f.write(b"\n")
         else:  # torn (an error row counts as torn: its message may be cut short)

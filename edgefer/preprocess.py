@@ -187,14 +187,19 @@ def _open_file(path: Path) -> Image.Image:
         empty = path.is_file() and path.stat().st_size == 0
         if empty:
             raise ImageError("empty file") from exc
-        kind = _sniff(path)
-        if kind == "HEIF" and (why_not := _use_heif()) is not None:
-            raise ImageError(why_not) from exc
-        if kind == "AVIF" and not avif_available():
-            raise ImageError(_NEEDS[kind]) from exc
-        raise ImageError("not an image or unsupported format") from exc
+        raise _unidentified(_sniff(path)) from exc
     except OSError as exc:
         raise ImageError(_describe(exc)) from exc
+
+
+def _unidentified(kind: str | None) -> ImageError:
+    """The error for bytes Pillow cannot open, by what their ftyp box says they are (see
+    :func:`_sniff`): what to install for HEIF or AVIF, else not an image."""
+    if kind == "HEIF" and (why_not := _use_heif()) is not None:
+        return ImageError(why_not)
+    if kind == "AVIF" and not avif_available():
+        return ImageError(_NEEDS[kind])
+    return ImageError("not an image or unsupported format")
 
 
 def _open_stream(path: Stream) -> Image.Image:
@@ -207,14 +212,10 @@ def _open_stream(path: Stream) -> Image.Image:
         return Image.open(io.BytesIO(data))
     except Image.UnidentifiedImageError as exc:
         kind = _sniff_head(data[:64])
-        if kind == "HEIF":
-            if (why_not := _use_heif()) is not None:
-                raise ImageError(why_not) from exc
+        if kind == "HEIF" and _use_heif() is None:  # its opener is registered now: again
             with contextlib.suppress(Image.UnidentifiedImageError):
                 return Image.open(io.BytesIO(data))
-        if kind == "AVIF" and not avif_available():
-            raise ImageError(_NEEDS[kind]) from exc
-        raise ImageError("not an image or unsupported format") from exc
+        raise _unidentified(kind) from exc
 
 
 def _read_stream(path: str) -> bytes:

@@ -23,7 +23,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import Cells, CsvError, Layout
+from edgefer.csvout import Cells, CsvError, Layout, torn_row
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.summary import Summary
@@ -31,13 +31,13 @@ from edgefer.summary import Summary
 PERIODS = ("hour", "day", "week", "month")
 
 
+#: The period of a row without a time (a CSV written without --time, or an unreadable file).
+NO_TIME = "no time"
+
+
 def _has_surrogates(row: list[str]) -> bool:
     """Whether a row read with ``surrogateescape`` held bytes that are not UTF-8."""
     return any("\udc80" <= ch <= "\udcff" for cell in row for ch in cell)
-
-
-#: The period of a row without a time (a CSV written without --time, or an unreadable file).
-NO_TIME = "no time"
 
 
 def _instant(cell: str) -> datetime | None:
@@ -142,9 +142,8 @@ class Report:
                     self._add_row(layout, previous)
                 previous = row
             if previous is not None:
-                cells = layout.split(previous)
-                torn = unterminated and (cells is None or cells.error or _has_surrogates(previous))
-                if torn:
+                whole = not _has_surrogates(previous)
+                if unterminated and torn_row(layout.split(previous), whole):
                     self.incomplete += 1  # its error message, say, may be cut short
                 else:
                     self._add_row(layout, previous)
