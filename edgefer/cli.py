@@ -526,8 +526,9 @@ def convert(
         raise fail(f"output directory does not exist: {output}")
     if calibration is not None and quantize != "int8":
         warn(f"--calibration is for --quantize int8; {quantize} does not use it")
+    ctrl_c: list[bool] = []  # set by the SIGINT handler
     try:
-        with _converter_scratch():
+        with _converter_scratch(ctrl_c):
             result = run_convert(
                 model,
                 Path(output),
@@ -542,6 +543,12 @@ def convert(
     except ConvertError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
+        raise fail("interrupted; nothing written", 130) from None
+    except Exception:
+        # Ctrl-C inside TensorFlow's C code can come out as another error (a SystemError
+        # "returned a result with an exception set"): after a Ctrl-C, it is the Ctrl-C.
+        if not ctrl_c:
+            raise
         raise fail("interrupted; nothing written", 130) from None
     console = StdoutConsole()
     console.print(
@@ -580,9 +587,10 @@ def convert(
 
 
 @contextlib.contextmanager
-def _converter_scratch() -> Iterator[None]:
+def _converter_scratch(ctrl_c: list[bool]) -> Iterator[None]:
     """Temporary files (TensorFlow's SavedModel, twice the model's size) go to a folder of
-    this run's, removed at the end, and on SIGTERM at once, with exit 143.
+    this run's, removed at the end, and on SIGTERM at once, with exit 143. A Ctrl-C is
+    noted in ``ctrl_c`` before it is raised as usual.
 
     Python's default SIGTERM left the SavedModel in /tmp; raising into the converter, as
     classify's handler does, ended in the converter's own errors instead (an IndexError,
@@ -596,16 +604,22 @@ def _converter_scratch() -> Iterator[None]:
             os.write(stderr, b"error: interrupted; nothing written\n")
         os._exit(128 + signal.SIGTERM)
 
+    def on_sigint(signum: int, frame: object) -> None:
+        ctrl_c.append(True)
+        signal.default_int_handler(signum, frame)
+
     previous_dir, tempfile.tempdir = tempfile.tempdir, scratch
     try:
-        previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored (&)
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
     except ValueError:  # not the main thread (an embedding program): leave signals be
-        previous_handler = None
+        previous = {}
     try:
         yield
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         tempfile.tempdir = previous_dir
         shutil.rmtree(scratch, ignore_errors=True)
         os.close(stderr)

@@ -326,6 +326,35 @@ def test_sigterm_during_convert_ends_it_like_ctrl_c(tmp_path):
     assert "interrupted; nothing written" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("ctrl_c", [True, False])
+def test_ctrl_c_that_tensorflow_turns_into_another_error_is_still_ctrl_c(tmp_path, ctrl_c):
+    # Ctrl-C inside TensorFlow's C code came out, 1 time in 5, as a SystemError traceback
+    # ("returned a result with an exception set"). Another error with no Ctrl-C stays one.
+    script = (
+        "import os, signal\n"
+        "import edgefer.convert\n"
+        "from edgefer.cli import app\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
+        "def convert(*args):\n"
+        f"    if {ctrl_c}:\n"
+        "        try:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        except KeyboardInterrupt:\n"
+        "            pass  # swallowed in the C code, which then fails its own way\n"
+        "    raise SystemError('returned a result with an exception set')\n"
+        "edgefer.convert.convert = convert\n"
+        "app(['convert', 'm.keras', '-o', 'o.tflite'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    if ctrl_c:
+        assert done.returncode == 130, done.stderr
+        assert "interrupted; nothing written" in done.stderr and "Traceback" not in done.stderr
+    else:
+        assert done.returncode == 1 and "SystemError" in done.stderr, done.stderr
+
+
 def test_without_tensorflow_it_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(ConvertError, match=r'pip install "edgefer\[train\]"'):
