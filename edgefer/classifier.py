@@ -150,14 +150,27 @@ class Classifier:
         self.path: Path | None = (
             None if isinstance(options.model, bytes | bytearray) else model_path(options.model)
         )
-        self.model_bytes = bytes(options.model) if self.path is None else _read_model(self.path)
+        # A model from the environment is named as such: a typo in a service's environment
+        # file is otherwise a path nobody knows where to look for.
+        from_env = os.environ.get("EDGEFER_MODEL") if options.model is None else None
+        try:
+            self.model_bytes = bytes(options.model) if self.path is None else _read_model(self.path)
+        except ModelError as exc:
+            if not from_env:
+                raise
+            raise ModelError(f"$EDGEFER_MODEL={from_env}: {exc}") from exc.__cause__
         try:
             self._load(options)
         except ModelError as exc:
             # Which file: the default model, $EDGEFER_MODEL and --model all end up here.
             if self.path is None:
                 raise
-            raise ModelError(f"{self.path}: {exc}") from exc.__cause__
+            where = str(self.path)
+            if from_env:
+                where = f"$EDGEFER_MODEL={from_env}" + (
+                    "" if where == from_env else f" ({self.path})"
+                )
+            raise ModelError(f"{where}: {exc}") from exc.__cause__
 
     def _load(self, options: ClassifierOptions) -> None:
         body = flatbuffer(self.model_bytes)

@@ -24,7 +24,7 @@ from rich.text import Text
 
 from edgefer import __version__
 from edgefer.classifier import Classifier, ClassifierOptions, ModelError
-from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, as_utf8, names_missing_folder
+from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, names_missing_folder, printable
 from edgefer.discovery import discover, empty_folders, images_below
 from edgefer.faceopts import (
     AnnotateOption,
@@ -70,7 +70,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     # Under systemd, journald reads the priority off a "<3>" prefix: `journalctl -p err` then
     # shows why the service stopped, as it shows the daemon's own error lines.
     prefix = "<3>" if stderr_is_journal() else ""
-    text = f"{prefix}[bold red]error:[/] {escape(as_utf8(message))}"
+    text = f"{prefix}[bold red]error:[/] {escape(printable(message))}"
     err.print(text, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
@@ -97,9 +97,26 @@ class StdoutConsole(Console):
         raise _reader_gone()
 
 
+def show(console: Console, renderable: object, min_width: int = 0) -> None:
+    """Print a table to a terminal at its width, or ``min_width`` if wider (what a table needs
+    to show every count whole: the terminal wraps its lines); to a file, a pipe or a log at the
+    table's own width, as wide as that is (unless $COLUMNS says otherwise): folded at 80
+    columns, a sha256 or a path no longer matched a ``grep``, and a count was cut to "12…"."""
+    width = max(console.width, min_width)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        wide = console.options.update_width(10_000)
+        width = max(width, console.measure(renderable, options=wide).maximum)
+    # print(width=) cannot go past the console's width: set it, for this table only.
+    before, console.width = console._width, width  # noqa: SLF001 (no public way back to auto)
+    try:
+        console.print(renderable)
+    finally:
+        console._width = before  # noqa: SLF001
+
+
 def warn(message: str) -> None:
     """Print one warning line to stderr; ``message`` is plain text, as for :func:`fail`."""
-    err.print(f"[yellow]warning:[/] {escape(as_utf8(message))}", highlight=False)
+    err.print(f"[yellow]warning:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -259,7 +276,8 @@ def classify(
             TimeRemainingColumn(),
             console=err,
             transient=True,
-            disable=not err.is_terminal or quiet,
+            # Not over CSV rows going to the same terminal: they would land on the bar.
+            disable=not err.is_terminal or quiet or (sink.to_stdout and _stdout_is_terminal()),
         )
         start = time.perf_counter()
         with sink, progress:
@@ -276,8 +294,9 @@ def classify(
                     summary.add(result)
                 n_files += 1
                 # A copy of a photo without a face too: that is where a missed face is seen.
-                if annotate is not None and results[0].error in (None, NO_FACE):
-                    _annotate(results, annotate, max_pixels)
+                copy = annotate is not None and results[0].error in (None, NO_FACE)
+                if copy and not _annotate(results, annotate, max_pixels):
+                    annotate = None  # the folder takes no copies: one warning is enough
                 progress.advance(task)
     except ReaderGoneError:
         raise _reader_gone() from None
@@ -302,12 +321,19 @@ def classify(
     summary.seconds = time.perf_counter() - start
     classifier.close()
     if not quiet:
-        summary.print(out)
+        show(out, summary.render())
     raise typer.Exit(EXIT_FAILURES if summary.n_failed or summary.unlisted else EXIT_OK)
 
 
 class _Terminated(Exception):
     """SIGTERM during a run (``timeout``, ``kill``, a stopping service)."""
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except (OSError, ValueError):  # closed, or a stream without a descriptor
+        return False
 
 
 def _interrupt_on_sigterm():
@@ -351,8 +377,10 @@ def _check_annotate(folder: Path, inputs: list[Path]) -> None:
         raise ValueError(f"cannot write into --annotate {folder}: permission denied")
 
 
-def _annotate(results: list, folder: Path, max_pixels: int) -> None:
-    """Write the annotated copy of one image; a failure is a warning, not a lost run."""
+def _annotate(results: list, folder: Path, max_pixels: int) -> bool:
+    """Write the annotated copy of one image; a failure is a warning, not a lost run. Returns
+    False when the folder cannot take copies (a full or read-only disk): then the copies stop,
+    with one warning, not one per image."""
     from edgefer.faces import annotate, annotated_name
     from edgefer.preprocess import ImageError
 
@@ -361,13 +389,18 @@ def _annotate(results: list, folder: Path, max_pixels: int) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)  # here: a run that fails early leaves none
         annotate(path, boxes, folder / annotated_name(path), max_pixels)
-    except (ImageError, OSError) as exc:
+    except ImageError as exc:  # this image (it changed since it was classified, say)
         warn(f"cannot annotate {path}: {exc}")
+    except OSError as exc:
+        warn(f"cannot write annotated copies to {folder}: {exc.strerror or exc}; no more copies")
+        return False
+    return True
 
 
 def _plain_row(table: Table, *cells: str) -> None:
-    """A table row of plain text: paths, labels and model metadata are never Rich markup."""
-    table.add_row(*(Text(cell) for cell in cells))
+    """A table row of plain text: paths, labels and model metadata are never Rich markup (nor
+    control characters)."""
+    table.add_row(*(Text(printable(cell)) for cell in cells))
 
 
 def _sha256(data: bytes) -> str:
@@ -418,7 +451,7 @@ def info(
     _plain_row(table, "phone photos", optional_formats())
     for key, value in sorted(spec.metadata.items()):
         _plain_row(table, key, _readable(value))
-    StdoutConsole().print(table)
+    show(StdoutConsole(), table)
     classifier.close()
 
 
@@ -465,7 +498,8 @@ def summary_command(
             raise fail(f"cannot read {path}: {reason}") from None
     if by is not None and not report.timed:  # a timed CSV without rows yet is no error
         raise fail(f"--by {by}: no CSV has a time column (write the CSV with --time)")
-    StdoutConsole().print(report.render())
+    console = StdoutConsole()
+    show(console, report.render(), report.min_width(console))
 
 
 def _readable(value: object, nested: bool = False) -> str:
@@ -510,7 +544,10 @@ def convert(
     spec: Annotated[
         Path | None, typer.Option(help="Model spec JSON (default: spec.json beside the model).")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    # No --no-force: its column cut --calibration-size to "--calibration-si…" at 80 columns.
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing output file.")
+    ] = False,
     threads: ThreadsOption = None,
 ) -> None:
     """Convert a Keras model to a self-describing TFLite model, optionally quantized.
@@ -552,7 +589,8 @@ def convert(
         raise fail("interrupted; nothing written", 130) from None
     console = StdoutConsole()
     console.print(
-        Text(f"wrote {result.output} ({result.size:,} bytes, {quantize})"), soft_wrap=True
+        Text(printable(f"wrote {result.output} ({result.size:,} bytes, {quantize})")),
+        soft_wrap=True,
     )
     _warn_skipped("calibration", result.calibration_skipped)
     if result.calibration_missing:
@@ -575,7 +613,7 @@ def convert(
     table.add_row("top-1 agreement", "", f"{parity.agreement:.4f}")
     table.add_row("max |Δp|", "", f"{parity.max_abs_diff:.4f}")
     table.add_row("accuracy drop (points)", "", f"{parity.drop_points:+.2f}")
-    console.print(table)
+    show(console, table)
     if parity.drop_points > max_drop:
         err.print(
             f"[bold red]quantization lost {parity.drop_points:.2f} points (> {max_drop})[/]: "
@@ -638,4 +676,9 @@ app.command()(watch)
 
 def main() -> None:
     """Console-script entry point."""
+    # Summaries and messages to a terminal or log that is not UTF-8 (a Latin-1 locale): a name
+    # it cannot show comes out as \\xNN, not as a UnicodeEncodeError ending the command.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     app()

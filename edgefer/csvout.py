@@ -80,6 +80,41 @@ def as_utf8(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+#: C0 and C1 control characters and DEL, for :func:`printable`.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal or a log line: as :func:`as_utf8`, and control characters as
+    ``\\xNN``. A file name is anyone's text (an upload to a watched folder): ESC ``[2J`` in
+    one cleared the screen, a CR hid what came before it, a newline forged a log line."""
+    return as_utf8(text).translate(_CONTROLS)
+
+
+class _StdoutBytes(io.TextIOWrapper):
+    """UTF-8 text onto stdout's bytes; closing it (or losing it) leaves stdout open."""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.flush()
+
+
+def _utf8_stdout() -> TextIO:
+    """Standard output for the CSV, which is UTF-8 wherever it goes: ``sys.stdout``, or where
+    that encodes otherwise (a Latin-1 locale, ``PYTHONIOENCODING=ascii``: the first name with
+    an "ä" ended the run), a UTF-8 writer onto its bytes."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    buffer = getattr(sys.stdout, "buffer", None)
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    if utf8 or buffer is None:
+        return sys.stdout
+    sys.stdout.flush()
+    return _StdoutBytes(buffer, encoding="utf-8", newline="", write_through=True)
+
+
 FACE_COLUMNS = ("face", "x", "y", "w", "h", "det_score")
 
 
@@ -196,9 +231,14 @@ def csv_row(
 
 
 def csv_line(cells: list[str]) -> str:
-    """One CSV record as text, in :class:`CsvSink`'s dialect (``\\n`` line ends)."""
+    """One CSV record as text, in :class:`CsvSink`'s dialect (``\\n`` line ends).
+
+    A record with a CR in a cell (a file name can hold one) is quoted whole: csv quotes only
+    the line terminator's characters, and a bare CR ends the line for csv readers and
+    spreadsheets (``summary`` saw two torn rows in one)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(cells)
+    quoting = csv.QUOTE_ALL if any("\r" in cell for cell in cells) else csv.QUOTE_MINIMAL
+    csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(cells)
     return buf.getvalue()
 
 
@@ -386,7 +426,7 @@ class CsvSink:
         if self.to_stdout:
             if sys.stdout is None:  # started with its stdout closed (`>&-`)
                 raise CsvError(f"cannot write {output}: standard output is closed")
-            self._stream = sys.stdout
+            self._stream = _utf8_stdout()
             needs_header = not append  # `-o - --append >> labels.csv`: rows only
         elif names_missing_folder(output):
             raise CsvError(f"output directory does not exist: {output}")
@@ -397,10 +437,9 @@ class CsvSink:
                 raise CsvError(f"{output} is not a CSV written by edgefer") from exc
             except OSError as exc:
                 raise _write_error(output, exc) from exc
-        self._writer = csv.writer(self._stream, lineterminator="\n")
         if needs_header:
             try:
-                self._writer.writerow(csv_header(labels, faces, time_column))
+                self._stream.write(csv_line(csv_header(labels, faces, time_column)))
             except OSError as exc:  # a stream whose reader has gone, a full disk
                 self.close(commit=False)
                 raise _write_error(output, exc) from exc
@@ -455,7 +494,7 @@ class CsvSink:
     def write(self, result: Result) -> None:
         """Raises CsvError: the output cannot be written (disk full, I/O error)."""
         try:
-            self._writer.writerow(self._row(result, self._time(result.path)))
+            self._stream.write(csv_line(self._row(result, self._time(result.path))))
             if not self._durable:
                 self._stream.flush()  # a pipe reader sees rows as they come
         except OSError as exc:

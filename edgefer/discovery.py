@@ -75,11 +75,12 @@ def discover(
 
     A named file is always included (even a hidden one, a non-image or a missing one, which
     then gets an error row; a named FIFO or device comes back as a
-    :class:`~edgefer.preprocess.Stream`); a named directory contributes its non-hidden entries
-    with image suffixes (FIFOs, sockets and devices excepted), and with ``recursive`` those of
-    its subdirectories (symlinked ones are not followed) but for the folders in ``skip`` (an
-    output folder inside an input). Subdirectories that cannot be listed are skipped and
-    described (``"path: reason"``) in ``unlistable``.
+    :class:`~edgefer.preprocess.Stream`, as does ``-``, standard input); a named directory
+    contributes its non-hidden entries with image suffixes (FIFOs, sockets and devices
+    excepted), and with ``recursive`` those of its subdirectories (symlinked ones are not
+    followed) but for the folders in ``skip`` (an output folder inside an input).
+    Subdirectories that cannot be listed are skipped and described (``"path: reason"``) in
+    ``unlistable``.
 
     Raises:
         PermissionError: a named directory cannot be listed.
@@ -93,6 +94,8 @@ def discover(
     excluded = frozenset(os.path.abspath(x) for x in skip)
     for item in inputs:
         path = os.fspath(item)
+        if path == "-":  # standard input, as for `-o -` and `summary -` (a file: ./-)
+            path = "/dev/stdin"
         try:
             mode = os.stat(path).st_mode
         except (OSError, ValueError):

@@ -17,6 +17,8 @@ import os
 import socket
 import sys
 
+from edgefer.csvout import printable
+
 log = logging.getLogger(__name__)
 
 
@@ -107,7 +109,17 @@ class Notifier:
 _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
 
 
-class _JournalFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    """Messages with their control characters as ``\\xNN`` (:func:`~edgefer.csvout.printable`):
+    they name files, and a file name is anyone's text (a tracebacks' lines stay lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.message = printable(record.message)
+        return super().formatMessage(safe)
+
+
+class _JournalFormatter(_Formatter):
     """``<priority>message``: journald reads the level from the prefix and adds the time."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -136,7 +148,7 @@ def setup_logging(verbose: bool = False) -> None:
     if stderr_is_journal():
         handler.setFormatter(_JournalFormatter("%(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     # Only our own debug lines: Pillow's would log every PNG chunk.

@@ -272,7 +272,11 @@ def _may_have_exif(im: Image.Image) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    """A short, stable reason for a decoding failure, fit for a CSV cell."""
+    """A short, stable reason for a decoding failure, fit for a CSV cell: for a system error
+    its text alone ("too many levels of symbolic links"), not Python's with the errno and the
+    path, which made each file's failure a reason of its own in the summary."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
     message = str(exc) or type(exc).__name__
     if "truncated" in message.lower() or "broken data stream" in message:
         return "truncated or corrupt image"

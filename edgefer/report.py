@@ -19,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import Cells, CsvError, Layout, torn_row
+from edgefer.csvout import Cells, CsvError, Layout, printable, torn_row
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.summary import Summary
@@ -131,8 +131,8 @@ class Report:
             elif layout.faces != self.layout.faces:
                 mode = "with" if layout.faces else "without"
                 raise CsvError(
-                    f"{path} was written {mode} face detection (--faces), {self._first_path} "
-                    "was not"
+                    f"{path} was written {mode} face detection (--faces), unlike "
+                    f"{self._first_path}: summarise the two kinds apart"
                 )
             self.files += 1
             self.timed = self.timed or layout.time_column
@@ -189,8 +189,16 @@ class Report:
         if self.incomplete:
             plural = "s" if self.incomplete != 1 else ""
             line += f"; {self.incomplete} incomplete row{plural} left out"
-        parts.append(Text(line))
+        parts.append(Text(printable(line)))
         return Group(*parts)
+
+    def min_width(self, console: Console) -> int:
+        """Columns the summary needs so that no count in its period table is cut ("12…"): the
+        table's own width; 0 without ``by``."""
+        if self.by is None:
+            return 0
+        wide = console.options.update_width(10_000)
+        return console.measure(self._period_table(), options=wide).maximum
 
     def _period_table(self) -> Table:
         # No vertical rules or edge: a day, seven labels and "failed" fit in 80 columns.
@@ -204,7 +212,7 @@ class Report:
         )
         table.add_column(self.by, no_wrap=True)
         for label in self.layout.labels:
-            table.add_column(Text(label), justify="right")
+            table.add_column(Text(printable(label)), justify="right")
         table.add_column("failed", justify="right")
         for period in sorted(self.per_period, key=lambda p: (p == NO_TIME, p)):
             counts = self.per_period[period]

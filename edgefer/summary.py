@@ -9,12 +9,14 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import as_utf8
+from edgefer.csvout import printable
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 
 #: How many failing paths to list per distinct error message.
 EXAMPLES_PER_ERROR = 3
+#: How many distinct error messages to list, the most frequent first; the rest are one row.
+REASONS_SHOWN = 10
 
 
 @dataclass
@@ -56,7 +58,8 @@ class Summary:
             return
         self.per_label[result.label] += 1
         self.confidence_sum[result.label] += result.confidence
-        self.n_low += result.confidence < self.low_confidence
+        # As the CSV has it (6 decimals): `edgefer summary` of that CSV then counts the same.
+        self.n_low += round(result.confidence, 6) < self.low_confidence
 
     @property
     def n_ok(self) -> int:
@@ -81,27 +84,34 @@ class Summary:
             n = self.per_label[label]
             mean = self.mean_confidence(label)
             share = f"{n / self.n_ok:.1%}" if self.n_ok else "-"
-            table.add_row(Text(label), str(n), share, f"{mean:.3f}" if mean is not None else "-")
+            table.add_row(
+                Text(printable(label)), str(n), share, f"{mean:.3f}" if mean is not None else "-"
+            )
         parts: list = [table]
         if self.errors:
             failed = Table(title="failures", title_justify="left")
             failed.add_column("reason")
             failed.add_column("files", justify="right")
-            failed.add_column("e.g.")
-            for reason, n in self.errors.most_common():
+            failed.add_column("e.g.", overflow="fold")  # a path cut with "…" names no file
+            shown = self.errors.most_common(REASONS_SHOWN)
+            for reason, n in shown:
                 # Paths and messages are plain text: "[/x]" in a folder name is not markup.
                 examples = ", ".join(self.error_examples[reason])
-                failed.add_row(Text(as_utf8(reason)), str(n), Text(as_utf8(examples)))
+                failed.add_row(Text(printable(reason)), str(n), Text(printable(examples)))
+            if len(self.errors) > len(shown):
+                others = len(self.errors) - len(shown)
+                rest = self.n_failed - sum(n for _, n in shown)
+                failed.add_row(f"{others} other reason{'s' if others > 1 else ''}", str(rest), "")
             parts.append(failed)
         total = (
             f"{self.n_ok} classified, {self.n_failed} failed, "
-            f"{self.n_low} below {self.low_confidence:.2f} confidence"
+            f"{self.n_low} below {_threshold(self.low_confidence)} confidence"
         )
         if self.faces:
             total = (
                 f"{self.n_images} images, {self.n_ok} faces, {self.n_no_face} images without a "
                 f"face, {self.n_failed} failed, {self.n_low} faces below "
-                f"{self.low_confidence:.2f} confidence"
+                f"{_threshold(self.low_confidence)} confidence"
             )
         if self.skipped:
             total += f", {self.skipped} already in the CSV"
@@ -113,8 +123,14 @@ class Summary:
             total += f"; {self.seconds:.2f} s, {rate:.1f} images/s"
         parts.append(total)
         if self.model:
-            parts.append(Text(f"model {self.model}"))
+            parts.append(Text(printable(f"model {self.model}")))
         return Group(*parts)
 
     def print(self, console: Console) -> None:
         console.print(self.render())
+
+
+def _threshold(value: float) -> str:
+    """``0.50`` as ever; a threshold with more decimals as given (0.999 was "1.00")."""
+    text = f"{value:.2f}"
+    return text if float(text) == value else f"{value:g}"

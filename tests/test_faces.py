@@ -419,3 +419,35 @@ def test_annotate_copies_photos_without_faces_and_fits_captions(tmp_path, fronta
         assert len(rows) > 30, size
         assert rows.min() > 0 and cols.min() > 0, size  # not cut by an edge
         assert rows.max() < copy.shape[0] - 1 and cols.max() < copy.shape[1] - 1, size
+
+
+def test_annotate_stops_with_one_warning_when_the_folder_takes_no_copies(
+    tmp_path, frontal, monkeypatch
+):
+    # A full or read-only disk (or root writing to /proc, past the os.access check) gave one
+    # warning per image, with Python's "[Errno 28] ...: 'path'" text.
+    import errno
+
+    from typer.testing import CliRunner
+
+    import edgefer.faces
+    from edgefer.cli import app
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(3):
+        place(frontal, (640, 480), [(40, 40, 160)]).save(inbox / f"p{i}.png")
+    calls = []
+
+    def full(*args, **kwargs):
+        calls.append(args)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(args[2]))
+
+    monkeypatch.setattr(edgefer.faces, "annotate", full)
+    out = tmp_path / "a.csv"
+    argv = ["classify", str(inbox), "--faces", "--annotate", str(tmp_path / "ann"), "-o", str(out)]
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 1 and len(read_rows(out)) == 3
+    assert r.output.count("warning:") == 1
+    assert "No space left on device; no more copies" in " ".join(r.output.split())

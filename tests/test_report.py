@@ -192,7 +192,7 @@ def test_refusals_exit_2(tmp_path):
     text = tmp_path / "notes.csv"
     text.write_text("hello,world\n")
     cases = [
-        ((plain, faces), "f.csv was written with face detection (--faces), "),
+        ((plain, faces), "f.csv was written with face detection (--faces), unlike "),
         ((plain, other), "o.csv is for other labels (x, y) than "),
         ((text,), "notes.csv is not a CSV written by edgefer"),
         ((tmp_path / "gone.csv",), "cannot read"),

@@ -318,8 +318,16 @@ def test_journald_lines_carry_their_priority(tmp_path, monkeypatch):
         assert stderr_is_journal()
         monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # inherited, but stderr was redirected
         assert not stderr_is_journal()
-    record = logging.LogRecord("edgefer", logging.WARNING, "", 0, "a.jpg: empty\nmore", None, None)
-    assert _JournalFormatter("%(message)s").format(record) == "<4>a.jpg: empty\n<4>more"
+    # A newline in a message (a file's name) is shown as \x0a: it cannot forge a journal line.
+    record = logging.LogRecord("edgefer", logging.WARNING, "", 0, "a\n.jpg: empty", None, None)
+    assert _JournalFormatter("%(message)s").format(record) == "<4>a\\x0a.jpg: empty"
+    try:  # a traceback's lines are lines, each with the priority
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("edgefer", logging.ERROR, "", 0, "a", None, sys.exc_info())
+    lines = _JournalFormatter("%(message)s").format(record).splitlines()
+    assert lines[:2] == ["<3>a", "<3>Traceback (most recent call last):"]
+    assert lines[-1] == "<3>ValueError: boom"
 
 
 def test_why_the_service_stopped_is_an_error_for_journald(tmp_path):
