@@ -278,7 +278,10 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
         return exc.strerror[:1].lower() + exc.strerror[1:]
     message = str(exc) or type(exc).__name__
-    if "truncated" in message.lower() or "broken data stream" in message:
+    # Pillow's words for a cut-short file: JPEG/PNG, and WebP's ("could not create decoder
+    # object" for any cut). As one reason, watch knows it for a file perhaps still written.
+    cut = ("truncated", "broken data stream", "could not create decoder object")
+    if any(x in message.lower() for x in cut):
         return "truncated or corrupt image"
     return message[:120]
 

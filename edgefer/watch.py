@@ -81,6 +81,15 @@ LOG_EVERY = 300.0
 FOLDER_CHECK = 2.0
 
 
+def inotify_watch_limit() -> int | None:
+    """``fs.inotify.max_user_watches``, the inotify watches a user may have (Linux)."""
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 class WatchError(Exception):
     """A problem with the folders given, found before watching starts."""
 
@@ -412,9 +421,15 @@ class Watcher:
         self.classifier = classifier
         self.ledger = ledger
         self.root = os.path.abspath(options.folder)
+        #: What is watched: inotify does not follow a link given as the folder (watchdog adds
+        #: its watch with IN_DONT_FOLLOW), so an inbox that was a link saw no event at all.
+        #: Events come back in the folder's own spelling (:meth:`_as_given`), as scans do.
+        self._watched = os.path.realpath(self.root)
         st = os.stat(self.root)
         self._root_id = (st.st_dev, st.st_ino)
-        self.done_dir = os.path.abspath(options.done_dir) if options.done_dir else None
+        self.done_dir = (
+            self._as_given(os.path.realpath(options.done_dir)) if options.done_dir else None
+        )
         self.events: queue.Queue = queue.Queue(MAX_EVENTS)
         self.overflow = threading.Event()
         self.stop = stop or threading.Event()
@@ -424,6 +439,9 @@ class Watcher:
         self._scan_iter = None
         self._caught_up = False
         self.n_classified = self.n_failed = self.n_caught_up = 0
+        #: Folders watched (with --recursive, inotify: a watch each, of a per-user limit).
+        self.n_folders = 1
+        self._told_watches = False
         #: Files found by a scan, or created whole (`ln`): no close was seen for them (yet).
         self.scanned: set[str] = set()
         #: Files that read as partial, at the version that did, waiting for RETRY_PARTIAL.
@@ -466,14 +484,23 @@ class Watcher:
             except queue.Empty:
                 return
 
+    def _as_given(self, path: str) -> str:
+        """``path`` under the watched (real) folder, spelled under the folder as given."""
+        if self._watched != self.root and (
+            path == self._watched or path.startswith(self._watched + os.sep)
+        ):
+            return self.root + path[len(self._watched) :]
+        return path
+
     def _on_event(self, event) -> None:
-        kind, src = event.event_type, os.fsdecode(event.src_path)
-        dest = os.fsdecode(event.dest_path) if kind == "moved" else ""
+        kind, src = event.event_type, self._as_given(os.fsdecode(event.src_path))
+        dest = self._as_given(os.fsdecode(event.dest_path)) if kind == "moved" else ""
         if event.is_directory:
             # A folder created or moved in: its files may predate the new watch, so scan it.
             new = dest or src
             if self.options.recursive and kind in ("created", "moved") and self._eligible_dir(new):
                 self.scan_dirs.append(new)
+                self._count_folder()
             return
         if kind in ("deleted", "moved"):
             self.settler.discard(src)
@@ -553,6 +580,8 @@ class Watcher:
             if entry.is_dir(follow_symlinks=False):
                 if self.options.recursive:
                     self.scan_dirs.append(path)
+                    if not self._caught_up:  # a rescan counts no folder twice
+                        self._count_folder()
                 return
             if not is_candidate(entry.name):
                 return
@@ -573,6 +602,25 @@ class Watcher:
         self.settler.track(path, identity, 0.0 if quiet else self.options.settle)
         self.scanned.add(path)
         self.n_caught_up += 1
+
+    def _count_folder(self) -> None:
+        """Count a folder watched; say once when they near the inotify watches a user may
+        have: watchdog leaves a folder past them unwatched without a word, and files then
+        arriving in it are missed until the next start (a camera that files its shots by the
+        hour, with --done-dir, which leaves the emptied folders, reaches it in time)."""
+        self.n_folders += 1
+        if self._told_watches or not self.close_events:
+            return
+        limit = inotify_watch_limit()
+        if limit is not None and self.n_folders > 0.9 * limit:
+            self._told_watches = True
+            log.warning(
+                "%d folders watched, of the %d inotify watches a user may have "
+                "(fs.inotify.max_user_watches): files in folders past them are missed; "
+                "raise it (sysctl), remove old empty folders, or use --poll",
+                self.n_folders,
+                limit,
+            )
 
     def _after_catch_up(self) -> None:
         gone = self.ledger.prune()
@@ -676,8 +724,9 @@ class Watcher:
 
     def _maybe_partial(self, path: str, identity: Identity, error: str | None) -> bool:
         """Whether a file's error may be a writer's pause (see RETRY_PARTIAL) not yet waited
-        out at this version."""
-        by_time = self.options.poll or path in self.scanned
+        out at this version. An empty file may be so however it completed: a producer may
+        create it, close it and fill it later (a placeholder, reopened without O_CREAT)."""
+        by_time = self.options.poll or path in self.scanned or error == "empty file"
         return by_time and error in PARTIAL_ERRORS and self.partial.get(path) != identity
 
     def _forget_partial(self, path: str) -> None:
@@ -792,7 +841,9 @@ class Watcher:
         names += ("FileDeleted", "DirCreated", "DirMoved")
         kinds = [getattr(ev, n + "Event") for n in names if hasattr(ev, n + "Event")]
         handler = _Handler(self.events, self.overflow)
-        observer.schedule(handler, self.root, recursive=self.options.recursive, event_filter=kinds)
+        observer.schedule(
+            handler, self._watched, recursive=self.options.recursive, event_filter=kinds
+        )
         logging.getLogger("watchdog").addHandler(_OverflowLog(self.overflow))
         observer.daemon = True
         observer.start()

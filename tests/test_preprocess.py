@@ -130,6 +130,18 @@ def test_bad_inputs_raise_image_error(tmp_path, gradient, make, message):
         load_image(bad, (8, 8), 1)
 
 
+@pytest.mark.parametrize("lossless", [False, True])
+def test_a_cut_webp_reads_as_truncated(tmp_path, gradient, lossless):
+    # Pillow says "could not create decoder object" for any cut WebP: watch took it for a final
+    # error, gave a half-uploaded WebP its failure row and moved it to --done-dir.
+    whole = tmp_path / "whole.webp"
+    gradient.save(whole, lossless=lossless)
+    for cut in (40, whole.stat().st_size // 2, whole.stat().st_size - 1):
+        (tmp_path / "cut.webp").write_bytes(whole.read_bytes()[:cut])
+        with pytest.raises(ImageError, match="^truncated or corrupt image$"):
+            load_image(tmp_path / "cut.webp", (8, 8), 1)
+
+
 def test_unsupported_format(tmp_path):
     path = tmp_path / "x.svg"
     path.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')

@@ -588,3 +588,34 @@ def test_help_does_not_load_watchdog_or_a_runtime():
     assert "--settle" in result.stdout
     for module in ("watchdog", "tensorflow", "ai_edge_litert", "tflite_runtime"):
         assert f" {module}" not in result.stderr
+
+
+def test_an_inbox_that_is_a_link_to_a_folder_is_watched(tmp_path, int8_model, pngs):
+    # inotify does not follow a link given as the folder: no event came, and files were
+    # classified only by the scan at the next start. Rows name the folder as it was given.
+    real = tmp_path / "real"
+    real.mkdir()
+    inbox = tmp_path / "inbox"
+    inbox.symlink_to(real)
+    out, done = tmp_path / "labels.csv", inbox / "done"
+    with Daemon(tmp_path, int8_model, inbox, out, "--done-dir", done).start() as daemon:
+        daemon.wait_ready()
+        (inbox / "a.png").write_bytes(pngs[0])
+        wait_for(lambda: (real / "done" / "a.png").exists(), 20, "a.png done", daemon)
+        assert daemon.stop() == 0
+    assert [(row[0], row[-1]) for row in check_csv(out)] == [(str(inbox / "a.png"), "")]
+
+
+def test_an_empty_file_closed_then_filled_gets_one_row(tmp_path, int8_model, inbox, pngs):
+    # A placeholder created empty and closed, filled a moment later, got an "empty file"
+    # failure row and (with --done-dir) was moved away empty; the image came second as x.1.png.
+    out, done = tmp_path / "labels.csv", tmp_path / "done"
+    with Daemon(tmp_path, int8_model, inbox, out, "--done-dir", done).start() as daemon:
+        daemon.wait_ready()
+        (inbox / "x.png").write_bytes(b"")
+        wait_for(lambda: "tried again" in daemon.log, 20, "the retry", daemon)
+        (inbox / "x.png").write_bytes(pngs[0])
+        wait_for(lambda: (done / "x.png").exists(), 20, "x.png done", daemon)
+        assert daemon.stop() == 0
+    assert [(row[0], row[-1]) for row in check_csv(out)] == [(str(inbox / "x.png"), "")]
+    assert (done / "x.png").read_bytes() == pngs[0] and not (done / "x.1.png").exists()

@@ -384,7 +384,31 @@ def test_files_taken_as_complete_by_time_are_the_ones_retried(tmp_path, images):
     assert not watcher._maybe_partial(images[0], identity(images[0]), "permission denied")
     watcher._on_event(FileClosedEvent(images[0]))  # a writer closed it: its errors are final
     assert images[0] not in watcher.scanned
+    assert not watcher._maybe_partial(images[0], identity(images[0]), "truncated or corrupt image")
+    # ... but for an empty file: a placeholder, closed, may be filled later. Once only.
+    assert watcher._maybe_partial(images[0], identity(images[0]), "empty file")
+    watcher.partial[images[0]] = identity(images[0])
     assert not watcher._maybe_partial(images[0], identity(images[0]), "empty file")
+    watcher.ledger.close()
+
+
+def test_nearing_the_inotify_watch_limit_is_said_once(tmp_path, monkeypatch, caplog):
+    # watchdog leaves a folder past the limit unwatched without a word: its files were missed.
+    from edgefer import watch
+
+    (tmp_path / "in").mkdir()
+    monkeypatch.setattr(watch, "inotify_watch_limit", lambda: 4)
+    options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher.close_events = True
+    with caplog.at_level(logging.WARNING, logger="edgefer.watch"):
+        for _ in range(2):
+            watcher._count_folder()
+        assert not caplog.records  # 3 of 4
+        for _ in range(3):
+            watcher._count_folder()
+    (record,) = caplog.records
+    assert "4 folders watched, of the 4 inotify watches" in record.getMessage()
     watcher.ledger.close()
 
 
