@@ -183,8 +183,14 @@ def _load(
 @app.command()
 def classify(
     inputs: Annotated[
-        # readable=False: an unreadable file gets its error row, as one found in a folder does.
-        list[Path], typer.Argument(help="Image files and/or folders of images.", readable=False)
+        # Strings, not Paths: Path("./-") is "-", which is standard input. Not checked here: an
+        # unreadable or missing file gets its error row, as one found in a folder does.
+        list[str],
+        typer.Argument(
+            help="Image files and/or folders of images; '-' for standard input.",
+            show_default=False,
+            metavar="INPUT...",
+        ),
     ],
     output: Annotated[str, typer.Option("--output", "-o", help="CSV to write, or '-' for stdout.")],
     model: ModelOption = None,
@@ -349,7 +355,7 @@ def _interrupt_on_sigterm():
         return None
 
 
-def _check_annotate(folder: Path, inputs: list[Path]) -> None:
+def _check_annotate(folder: Path, inputs: list[str]) -> None:
     """Refuse an --annotate folder that is a folder to classify (its copies would be inputs of
     the next run: classified, annotated and copied again) or that cannot be created; it is
     created with the first copy, so that a run refused for another reason leaves nothing.
@@ -458,13 +464,12 @@ def info(
 @app.command("summary")
 def summary_command(
     csvs: Annotated[
-        list[Path],
+        list[str],  # not Paths: Path("./-") is "-", standard input
         typer.Argument(
             help="CSVs written by classify or watch (labels.csv and the ones --rotate put "
             "aside: labels*.csv); '-' for standard input.",
-            dir_okay=False,
             show_default=False,
-            metavar="CSV",
+            metavar="CSV...",
         ),
     ],
     by: Annotated[
@@ -490,7 +495,7 @@ def summary_command(
     report = Report(low_confidence, by)
     for path in csvs:
         try:
-            report.read(Path("/dev/stdin") if str(path) == "-" else path)  # `... | summary -`
+            report.read("/dev/stdin" if path == "-" else path)  # `... | summary -`
         except CsvError as exc:
             raise fail(str(exc)) from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -578,6 +583,8 @@ def convert(
                 threads or default_threads(),
             )
     except ConvertError as exc:
+        if ctrl_c:  # the converter's failure, wrapped: "conversion failed: ... exception set"
+            raise fail("interrupted; nothing written", 130) from None
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; nothing written", 130) from None

@@ -80,8 +80,13 @@ def as_utf8(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-#: C0 and C1 control characters and DEL, for :func:`printable`.
+#: For :func:`printable`: C0 and C1 control characters and DEL; the line and paragraph
+#: separators (line ends to ``str.splitlines``: a journal line forged); the bidirectional
+#: overrides and isolates, which reorder what a terminal shows.
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROLS.update(
+    {c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+)
 
 
 def printable(text: str) -> str:
@@ -233,13 +238,13 @@ def csv_row(
 def csv_line(cells: list[str]) -> str:
     """One CSV record as text, in :class:`CsvSink`'s dialect (``\\n`` line ends).
 
-    A record with a CR in a cell (a file name can hold one) is quoted whole: csv quotes only
-    the line terminator's characters, and a bare CR ends the line for csv readers and
-    spreadsheets (``summary`` saw two torn rows in one)."""
+    A cell with a CR (a file name can hold one) is quoted: csv quotes only the line
+    terminator's characters, and a bare CR ends the line for csv readers and spreadsheets
+    (``summary`` saw two torn rows in one). Written with CRLF, so that csv quotes both, then
+    ended with LF."""
     buf = io.StringIO()
-    quoting = csv.QUOTE_ALL if any("\r" in cell for cell in cells) else csv.QUOTE_MINIMAL
-    csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(cells)
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerow(cells)
+    return buf.getvalue()[:-2] + "\n"
 
 
 def torn_row(cells: Cells | None, whole_characters: bool = True) -> bool:

@@ -16,7 +16,6 @@ import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from rich import box
 from rich.console import Console, Group
@@ -84,12 +83,12 @@ class Report:
     last: str = ""
     _first_at: datetime | None = None
     _last_at: datetime | None = None
-    _first_path: Path | None = None
+    _first_path: str | os.PathLike | None = None
     #: Whether any CSV read has a time column (the first may not: one from before --time).
     timed: bool = False
     _read_ids: set = field(default_factory=set)
 
-    def read(self, path: Path) -> None:
+    def read(self, path: str | os.PathLike) -> None:
         """Add the rows of one CSV (once: the same file given twice, ``labels.csv`` beside
         ``labels*.csv``, is read once).
 

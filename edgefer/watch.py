@@ -149,7 +149,9 @@ def check_folders(options: WatchOptions) -> None:
     if options.done_dir is None:
         return
     done = os.path.abspath(options.done_dir)
-    if done == folder or folder.startswith(done + os.sep):
+    # Through links too: the inbox's real folder as --done-dir took every file for done.
+    real_folder, real_done = os.path.realpath(folder), os.path.realpath(done)
+    if real_done == real_folder or real_folder.startswith(real_done + os.sep):
         raise WatchError("--done-dir must not be the watched folder or contain it")
     try:
         os.makedirs(done, exist_ok=True)
@@ -442,6 +444,7 @@ class Watcher:
         #: Folders watched (with --recursive, inotify: a watch each, of a per-user limit).
         self.n_folders = 1
         self._told_watches = False
+        self._watch_limit: int | None = None
         #: Files found by a scan, or created whole (`ln`): no close was seen for them (yet).
         self.scanned: set[str] = set()
         #: Files that read as partial, at the version that did, waiting for RETRY_PARTIAL.
@@ -611,8 +614,10 @@ class Watcher:
         self.n_folders += 1
         if self._told_watches or not self.close_events:
             return
-        limit = inotify_watch_limit()
-        if limit is not None and self.n_folders > 0.9 * limit:
+        if self._watch_limit is None:  # read once, not per folder
+            self._watch_limit = inotify_watch_limit() or 0
+        limit = self._watch_limit
+        if limit and self.n_folders > 0.9 * limit:
             self._told_watches = True
             log.warning(
                 "%d folders watched, of the %d inotify watches a user may have "

@@ -327,22 +327,25 @@ def test_sigterm_during_convert_ends_it_like_ctrl_c(tmp_path):
 
 
 @pytest.mark.parametrize("ctrl_c", [True, False])
-def test_ctrl_c_that_tensorflow_turns_into_another_error_is_still_ctrl_c(tmp_path, ctrl_c):
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "wrapped"])
+def test_ctrl_c_that_tensorflow_turns_into_another_error_is_still_ctrl_c(tmp_path, ctrl_c, wrapped):
     # Ctrl-C inside TensorFlow's C code came out, 1 time in 5, as a SystemError traceback
-    # ("returned a result with an exception set"). Another error with no Ctrl-C stays one.
+    # ("returned a result with an exception set"), or wrapped by to_tflite as "conversion
+    # failed: ...". Another error with no Ctrl-C stays one.
+    error = "edgefer.convert.ConvertError" if wrapped else "SystemError"
     script = (
         "import os, signal\n"
         "import edgefer.convert\n"
         "from edgefer.cli import app\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
-        "def convert(*args):\n"
+        "def check_output(*args):  # the first step of convert()\n"
         f"    if {ctrl_c}:\n"
         "        try:\n"
         "            os.kill(os.getpid(), signal.SIGINT)\n"
         "        except KeyboardInterrupt:\n"
         "            pass  # swallowed in the C code, which then fails its own way\n"
-        "    raise SystemError('returned a result with an exception set')\n"
-        "edgefer.convert.convert = convert\n"
+        f"    raise {error}('conversion failed: returned a result with an exception set')\n"
+        "edgefer.convert.check_output = check_output\n"
         "app(['convert', 'm.keras', '-o', 'o.tflite'])\n"
     )
     done = subprocess.run(
@@ -351,6 +354,8 @@ def test_ctrl_c_that_tensorflow_turns_into_another_error_is_still_ctrl_c(tmp_pat
     if ctrl_c:
         assert done.returncode == 130, done.stderr
         assert "interrupted; nothing written" in done.stderr and "Traceback" not in done.stderr
+    elif wrapped:
+        assert done.returncode == 2 and "error: conversion failed" in done.stderr, done.stderr
     else:
         assert done.returncode == 1 and "SystemError" in done.stderr, done.stderr
 

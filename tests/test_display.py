@@ -56,9 +56,12 @@ def test_control_characters_in_names_never_reach_the_terminal(tmp_path, int8_mod
 
 
 def test_a_record_with_a_cr_is_quoted_and_reads_back_whole():
-    line = csv_line(["a\rb.png", "happy", "0.5"])
-    assert line == '"a\rb.png","happy","0.5"\n'
-    assert next(csv.reader(io.StringIO(line, newline=""))) == ["a\rb.png", "happy", "0.5"]
+    # Only that cell: an empty cell quoted ("") could be torn after its opening quote, which
+    # --append's repair would have taken for a whole row.
+    line = csv_line(["a\rb.png", "happy", "", "0.5"])
+    assert line == '"a\rb.png",happy,,0.5\n'
+    assert next(csv.reader(io.StringIO(line, newline=""))) == ["a\rb.png", "happy", "", "0.5"]
+    assert csv_line(["a\nb.png", 'q"z']) == '"a\nb.png","q""z"\n'
     assert csv_line(["a.png", "happy"]) == "a.png,happy\n"
 
 
@@ -87,6 +90,8 @@ def test_printable_escapes_c0_c1_and_del_and_keeps_the_rest():
         "a\\x00\\x07\\x1b\\x7f\\x85\\x9f b\u00e9\u5199"
     )
     assert printable("caf\udce9.jpg") == "caf\\xe9.jpg"  # a Latin-1 name's byte, as before
+    # Line ends to str.splitlines (a journal line forged), and bidi overrides (text reordered).
+    assert printable("a\u2028b\u2029c\u202ed\u2066e") == "a\\u2028b\\u2029c\\u202ed\\u2066e"
 
 
 def test_a_system_error_is_its_text_alone_so_files_share_a_reason(tmp_path, int8_model):
@@ -241,6 +246,26 @@ def test_a_dash_among_the_inputs_is_standard_input(tmp_path, int8_model):
     assert done.returncode == 0, done.stderr
     (row,) = csv.DictReader(io.StringIO(done.stdout.decode()))
     assert row["path"] == "/dev/stdin" and row["label"] and not row["error"]
+    # A file named "-" is ./- (a Path made of "./-" is "-": it read standard input too).
+    (tmp_path / "-").write_bytes((SAMPLES / "collins.jpg").read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefer", "classify", "./-", "-m", int8_model, "-o", "-", "-q"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    (row,) = csv.DictReader(io.StringIO(done.stdout.decode()))
+    assert row["path"] == "./-" and row["label"] and not row["error"], done.stderr
+    (tmp_path / "-").write_text("not a CSV\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefer", "summary", "./-"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert b"./- is not a CSV written by edgefer" in done.stderr
 
 
 def test_the_csv_on_stdout_is_utf8_whatever_the_terminal_encodes(tmp_path, int8_model):

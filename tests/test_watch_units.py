@@ -648,3 +648,21 @@ def test_a_full_disk_at_start_is_exit_1_for_systemd_to_retry(tmp_path, monkeypat
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and "x.csv.state" in result.output, result.output
     assert not (tmp_path / "x.csv").exists()  # a refused start leaves no empty CSV behind
+
+
+def test_the_inbox_behind_a_link_as_done_dir_is_refused(tmp_path):
+    # Spelled through the link, the inbox's real folder passed the check, and every file then
+    # counted as already in --done-dir: nothing was ever classified.
+    from edgefer.watch import WatchError, check_folders
+
+    real = tmp_path / "real"
+    (real / "sub").mkdir(parents=True)
+    (tmp_path / "inbox").symlink_to(real)
+    for done in (real, tmp_path):
+        options = WatchOptions(str(tmp_path / "inbox"), str(tmp_path / "o.csv"), done_dir=str(done))
+        with pytest.raises(WatchError, match="must not be the watched folder or contain it"):
+            check_folders(options)
+    options = WatchOptions(
+        str(tmp_path / "inbox"), str(tmp_path / "o.csv"), done_dir=str(real / "sub")
+    )
+    check_folders(options)  # inside it is allowed, as ever
