@@ -500,8 +500,11 @@ class Watcher:
         dest = self._as_given(os.fsdecode(event.dest_path)) if kind == "moved" else ""
         if event.is_directory:
             # A folder created or moved in: its files may predate the new watch, so scan it.
-            new = dest or src
-            if self.options.recursive and kind in ("created", "moved") and self._eligible_dir(new):
+            # (One moved out of the folder has no destination here: nothing to scan; scanning
+            # where it was logged "cannot list".)
+            new = dest if kind == "moved" else src
+            scan = self.options.recursive and kind in ("created", "moved") and new
+            if scan and self._eligible_dir(new):
                 self.scan_dirs.append(new)
                 self._count_folder()
             return

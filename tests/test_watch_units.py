@@ -666,3 +666,22 @@ def test_the_inbox_behind_a_link_as_done_dir_is_refused(tmp_path):
         str(tmp_path / "inbox"), str(tmp_path / "o.csv"), done_dir=str(real / "sub")
     )
     check_folders(options)  # inside it is allowed, as ever
+
+
+def test_a_folder_moved_out_is_not_scanned(tmp_path, caplog):
+    # A subfolder moved out of a --recursive inbox (no destination inside it) was scanned where
+    # it had been: "WARNING cannot list .../sub: No such file or directory".
+    from watchdog.events import DirCreatedEvent, DirMovedEvent
+
+    from edgefer import watch
+
+    (tmp_path / "in" / "new").mkdir(parents=True)
+    options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher.scan_dirs.clear()
+    watcher._on_event(DirMovedEvent(str(tmp_path / "in" / "gone"), ""))
+    assert not watcher.scan_dirs
+    watcher._on_event(DirMovedEvent(str(tmp_path / "x"), str(tmp_path / "in" / "new")))
+    watcher._on_event(DirCreatedEvent(str(tmp_path / "in" / "made")))
+    assert list(watcher.scan_dirs) == [str(tmp_path / "in" / "new"), str(tmp_path / "in" / "made")]
+    watcher.ledger.close()
