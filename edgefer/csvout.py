@@ -19,9 +19,11 @@ import csv
 import errno
 import io
 import os
+import re
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -254,43 +256,75 @@ def torn_row(cells: Cells | None, whole_characters: bool = True) -> bool:
     return not whole_characters or cells is None or bool(cells.error)
 
 
-def _repair_tail(path: Path, layout: Layout) -> list[list[str]]:
-    """The rows after the header; a last row without its line end is given one when it is
-    whole (a file saved by an editor that drops the final newline) and cut off when a crash
-    tore it (so that its file is classified again).
+def _repair_tail(path: Path, layout: Layout, key: Callable[[str], str] = str) -> set[str]:
+    """The paths (first cells, through ``key``) of the rows after the header; a last row
+    without its line end is given one when it is whole (a file saved by an editor that drops
+    the final newline) and cut off when a crash tore it (so that its file is classified again).
 
-    The whole file is read and parsed before anything is changed.
+    Read as a stream, keeping the paths only: the whole file and its parsed rows in memory
+    took 1.2 KB per row (345 MB for a CSV of 230,000 rows, to append three). The whole file is
+    read and parsed before anything is changed.
 
     Raises:
         UnicodeDecodeError: the file is not UTF-8 text.
     """
-    raw = path.read_bytes()
-    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
-    body = raw[bom:]
-    cut = body.rfind(b"\n") + 1  # what follows has no line end: maybe torn mid-character
-    try:
-        tail, whole_characters = body[cut:].decode("utf-8"), True
-    except UnicodeDecodeError:
-        tail, whole_characters = body[cut:].decode("utf-8", "surrogateescape"), False
-    lines = list(io.StringIO(body[:cut].decode("utf-8") + tail, newline=""))
-    reader = csv.reader(lines)
-    records, starts = [], []  # each record's first line (a quoted name may hold a newline)
-    while True:
-        starts.append(reader.line_num)
-        record = next(reader, None)
-        if record is None:
-            break
-        records.append(record)
-    if not raw.endswith(b"\n") and records:
-        last = layout.split(records[-1])
-        if (whole_characters and len(records) == 1) or not torn_row(last, whole_characters):
+    with open(path, "rb") as raw:
+        bom = len(codecs.BOM_UTF8) if raw.read(3) == codecs.BOM_UTF8 else 0
+        size = raw.seek(0, os.SEEK_END)
+        raw.seek(max(size - 1, 0))
+        terminated = raw.read(1) == b"\n"
+        raw.seek(bom)
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        consumed = bom  # bytes of the lines handed to the reader so far
+        whole_characters = True
+
+        def lines():
+            nonlocal consumed, whole_characters
+            for line in text:  # split at \n, \r and \r\n, as the csv reader splits
+                if line.isascii():  # most lines: a byte a character, no escapes
+                    consumed += len(line)
+                    yield line
+                    continue
+                consumed += len(line.encode("utf-8", "surrogateescape"))
+                if _SURROGATE.search(line):
+                    if line.endswith(("\n", "\r")):  # not the unterminated tail: not UTF-8
+                        raise UnicodeDecodeError("utf-8", b"", 0, 1, f"not UTF-8 text: {path}")
+                    whole_characters = False  # torn inside a character
+                yield line
+
+        reader = csv.reader(lines())
+        paths: set[str] = set()
+        n_records = 0
+        last: list[str] | None = None
+        last_start = bom  # where the last record begins
+        while True:
+            begin = consumed  # the reader takes a record's lines as it needs them, no more
+            record = next(reader, None)
+            if record is None:
+                break
+            if last and n_records > 1:  # the record before, not the header
+                paths.add(key(last[0]))
+            n_records += 1
+            last, last_start = record, begin
+        text.detach()
+    if last is None:
+        return paths
+    if not terminated:
+        if (whole_characters and n_records == 1) or not torn_row(
+            layout.split(last), whole_characters
+        ):
             with open(path, "ab") as f:  # whole: only its line end is missing
                 f.write(b"\n")
         else:  # torn (an error row counts as torn: its message may be cut short)
-            kept = "".join(lines[: starts[len(records) - 1]])
-            os.truncate(path, bom + len(kept.encode("utf-8", "surrogateescape")))
-            records.pop()
-    return [r for r in records[1:] if r]
+            os.truncate(path, last_start)
+            return paths
+    if last and n_records > 1:
+        paths.add(key(last[0]))
+    return paths
+
+
+#: A byte that was not UTF-8, decoded with surrogateescape.
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def names_missing_folder(output: str) -> bool:
@@ -324,9 +358,11 @@ def read_existing(
     faces: bool = False,
     time_column: bool = False,
     repair: bool = True,
+    key: Callable[[str], str] = str,
 ) -> set[str]:
-    """Paths (as written in the CSV) already present in ``path``; repairs a torn last line
-    (``repair=False``: reads the file as it is, e.g. a CSV rotated out, not ours to change).
+    """Paths (as written in the CSV, through ``key``) already present in ``path``; repairs a
+    torn last line (``repair=False``: reads the file as it is, e.g. a CSV rotated out, not
+    ours to change).
 
     The header is checked before anything is changed: a file that is not this model's CSV is
     refused as it is.
@@ -338,11 +374,11 @@ def read_existing(
     if not check_header(path, labels, faces, time_column):
         return set()
     if repair:
-        return {row[0] for row in _repair_tail(path, Layout(labels, faces, time_column))}
+        return _repair_tail(path, Layout(labels, faces, time_column), key)
     with open_csv(path) as f:
         reader = csv.reader(f)
         next(reader, None)
-        return {row[0] for row in reader if row}
+        return {key(row[0]) for row in reader if row}
 
 
 def _check_header(
@@ -413,8 +449,8 @@ class CsvSink:
         self.labels = labels
         self.faces = faces
         self.time_column = time_column
-        self.existing: set[str] = set()
-        self._seen_keys: set[str] | None = None
+        #: With ``append``: the files the CSV has rows for, by :func:`path_key`.
+        self._seen_keys: set[str] = set()
         self._output = output
         self._target: Path | None = None  # the file renamed into place at the end
         self._tmp: str | None = None
@@ -467,7 +503,9 @@ class CsvSink:
         self._durable = True
         if append:  # into the file as they come (a new one too): an interrupted run keeps them
             if st is not None:
-                self.existing = read_existing(real, self.labels, self.faces, self.time_column)
+                self._seen_keys = read_existing(
+                    real, self.labels, self.faces, self.time_column, key=path_key
+                )
             self._stream = open(real, "a", newline="", encoding="utf-8")  # noqa: SIM115
             return real.stat().st_size == 0
         if not os.access(real.parent, os.W_OK | os.X_OK):
@@ -491,8 +529,6 @@ class CsvSink:
     def seen(self, path: str) -> bool:
         """Whether ``path`` already has a row (append mode), under this or another spelling
         (relative or absolute, resolved against the current directory)."""
-        if self._seen_keys is None:
-            self._seen_keys = {path_key(cell) for cell in self.existing}
         # ``path`` is a name, not a cell: not unneutralized (``'=x.jpg`` is not ``=x.jpg``).
         return os.path.abspath(as_utf8(path)) in self._seen_keys
 

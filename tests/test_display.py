@@ -69,6 +69,8 @@ def test_log_lines_show_control_characters_escaped_and_keep_tracebacks(capsys, m
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     root = logging.getLogger()
     before = list(root.handlers)
+    for handler in before:  # an earlier test's handler, on that test's stderr
+        root.removeHandler(handler)
     try:
         notify.setup_logging()
         log = logging.getLogger("edgefer.test")
@@ -78,8 +80,10 @@ def test_log_lines_show_control_characters_escaped_and_keep_tracebacks(capsys, m
         except ValueError:
             log.exception("failed")
     finally:
-        for handler in root.handlers[len(before) :]:
+        for handler in list(root.handlers):
             root.removeHandler(handler)
+        for handler in before:
+            root.addHandler(handler)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].endswith("WARNING in/a\\x1b[2J\\x0aINFO forged.png: not an image")
     assert lines[1].endswith("ERROR failed") and lines[2] == "Traceback (most recent call last):"
