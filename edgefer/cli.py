@@ -110,6 +110,9 @@ def show(console: Console, renderable: object, min_width: int = 0) -> None:
     before, console.width = console._width, width  # noqa: SLF001 (no public way back to auto)
     try:
         console.print(renderable)
+    except OSError as exc:  # a full disk, /dev/full (a reader gone is StdoutConsole's)
+        where = "standard error" if console.stderr else "standard output"
+        raise fail(f"cannot write {where}: {exc.strerror or exc}") from None
     finally:
         console._width = before  # noqa: SLF001
 
@@ -189,7 +192,7 @@ def classify(
         typer.Argument(
             help="Image files and/or folders of images; '-' for standard input.",
             show_default=False,
-            metavar="INPUT...",
+            metavar="INPUT",
         ),
     ],
     output: Annotated[str, typer.Option("--output", "-o", help="CSV to write, or '-' for stdout.")],
@@ -198,7 +201,10 @@ def classify(
         bool, typer.Option("--recursive", "-r", help="Descend into subfolders.")
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, help="Images per invoke.")
+        # At most 256: the interpreter's tensors are sized for a batch at load (for -b 4000,
+        # 627 MB to classify three images); a bare invoke is no faster at 32 than at 8
+        # (benchmarks/RESULTS.md, section 5).
+        int, typer.Option("--batch-size", "-b", min=1, max=256, help="Images per invoke.")
     ] = 16,
     threads: ThreadsOption = None,
     workers: Annotated[
@@ -243,7 +249,7 @@ def classify(
         raise fail(str(exc)) from None
     classifier = _load(model, labels, normalization, threads, batch_size)
     # From here on SIGTERM is Ctrl-C: the temp CSV is removed however early the run ends.
-    previous_handler = _interrupt_on_sigterm()
+    previous_handlers = _interrupt_on_signals()
     n_files = 0  # images done (with --faces, summary counts rows: faces)
     sink: CsvSink | None = None
     try:
@@ -265,6 +271,12 @@ def classify(
         sink = CsvSink(
             output, classifier.labels, append=append, faces=faces, time_column=time_column
         )
+        if sink.unresolved is not None:
+            warn(
+                f"{output} names files relative to another folder ({sink.unresolved} is not "
+                f"found from {os.getcwd()}): files already in it may get rows again; run from "
+                "the folder it was written in"
+            )
         # A pipe's name (/dev/fd/63, /dev/stdin) says nothing of what comes through it.
         todo = [p for p in paths if isinstance(p, Stream) or not sink.seen(p)]
         summary = Summary(
@@ -308,7 +320,17 @@ def classify(
         raise _reader_gone() from None
     except CsvError as exc:
         raise fail(str(exc)) from None
+    except RuntimeError as exc:
+        if "can't start new thread" not in str(exc):
+            raise
+        # Under a tight memory limit (`ulimit -v`) the decoding threads' stacks do not fit.
+        raise fail("out of memory starting the decoding threads; try --workers 1") from None
     except (KeyboardInterrupt, _Terminated) as exc:
+        # A second Ctrl-C, or a SIGTERM after it, waits: the temp CSV is being removed.
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals be
+            previous_handlers.setdefault(signal.SIGINT, signal.getsignal(signal.SIGINT))
+            for signum in previous_handlers:
+                signal.signal(signum, signal.SIG_IGN)
         if sink is not None:
             sink.close(commit=False)  # a no-op if the with block closed it
         if sink is None or not sink.keeps_partial:
@@ -317,11 +339,12 @@ def classify(
             kept = "rows so far went to stdout"
         else:
             kept = "rows so far were appended" if append else f"rows so far went to {output}"
-        code = 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+        code = 128 + exc.signum if isinstance(exc, _Terminated) else 130
         raise fail(f"interrupted after {n_files} files; {kept}", code) from None
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            if handler is not None:  # None: set outside Python, not ours to put back
+                signal.signal(signum, handler)
     # Rendered to stdout unless the CSV goes there; progress only on an interactive terminal.
     out = err if sink.to_stdout else StdoutConsole()
     summary.seconds = time.perf_counter() - start
@@ -332,7 +355,12 @@ def classify(
 
 
 class _Terminated(Exception):
-    """SIGTERM during a run (``timeout``, ``kill``, a stopping service)."""
+    """SIGTERM during a run (``timeout``, ``kill``, a stopping service), or SIGHUP (the SSH
+    session or terminal closed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _stdout_is_terminal() -> bool:
@@ -342,17 +370,22 @@ def _stdout_is_terminal() -> bool:
         return False
 
 
-def _interrupt_on_sigterm():
-    """Make SIGTERM end the run like Ctrl-C does (temp CSV removed, exit 143); returns the
-    previous handler. Python's default would kill the process and leave the temp file."""
+def _interrupt_on_signals() -> dict:
+    """Make SIGTERM, and SIGHUP where it is not ignored (``nohup``), end the run like Ctrl-C
+    does (temp CSV removed, exit 143 / 129); returns the previous handlers. Python's default
+    would kill the process and leave the temp file."""
 
-    def on_sigterm(_signum: int, _frame: object) -> None:
-        raise _Terminated
+    def on_signal(signum: int, _frame: object) -> None:
+        raise _Terminated(signum)
 
+    previous = {}
     try:
-        return signal.signal(signal.SIGTERM, on_sigterm)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, on_signal)
     except ValueError:  # called from another thread (an embedding program): leave it be
-        return None
+        pass
+    return previous
 
 
 def _check_annotate(folder: Path, inputs: list[str]) -> None:
@@ -469,7 +502,7 @@ def summary_command(
             help="CSVs written by classify or watch (labels.csv and the ones --rotate put "
             "aside: labels*.csv); '-' for standard input.",
             show_default=False,
-            metavar="CSV...",
+            metavar="CSV",
         ),
     ],
     by: Annotated[
@@ -688,4 +721,7 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # before a command's own handling: while the model loads, say
+        raise SystemExit(fail("interrupted", 130).exit_code) from None

@@ -327,6 +327,19 @@ def _repair_tail(path: Path, layout: Layout, key: Callable[[str], str] = str) ->
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
+def _check_same_file(output: str, fd: int) -> None:
+    """Raise if the file appended to is no longer at ``output`` (deleted or replaced during
+    the run: the rows went with it, and the run ended with exit 0)."""
+    try:
+        there = os.stat(os.path.realpath(output))
+    except FileNotFoundError:
+        there = None
+    if there is None or not os.path.samestat(there, os.fstat(fd)):
+        raise FileNotFoundError(
+            errno.ENOENT, "it was deleted or replaced during the run; its rows went with it"
+        )
+
+
 def names_missing_folder(output: str) -> bool:
     """Whether an output given as ``dir/`` names a folder that is not there (``Path`` drops the
     slash, and the file ``dir`` would be written instead)."""
@@ -451,9 +464,18 @@ class CsvSink:
         self.time_column = time_column
         #: With ``append``: the files the CSV has rows for, by :func:`path_key`.
         self._seen_keys: set[str] = set()
+        #: With ``append``: a relative path of the CSV's that is not found from the current
+        #: directory, when none of them is (a cron job in / appending to a CSV written in the
+        #: photos' parent folder adds every row again); None when they resolve.
+        self.unresolved: str | None = None
         self._output = output
         self._target: Path | None = None  # the file renamed into place at the end
         self._tmp: str | None = None
+        #: The output's folder, held open from the start: the temp file is renamed and removed
+        #: in it, not by a path that a folder moved or removed during the run has changed.
+        self._dir_fd: int | None = None
+        #: With ``append`` to a file: a CSV replaced or deleted meanwhile lost the rows.
+        self._appended = False
         self._mode = 0o644
         #: The rows go to standard output: ``-``, or a name for it (``-o /dev/stdout``, which
         #: written as a file would replace a ``>> all.csv`` by rename, or share a pipe with the
@@ -503,13 +525,25 @@ class CsvSink:
         self._durable = True
         if append:  # into the file as they come (a new one too): an interrupted run keeps them
             if st is not None:
+                relative: list[str] = []  # a few of them, to see whether they resolve here
+
+                def key(cell: str) -> str:
+                    if len(relative) < 20 and not os.path.isabs(plain := unneutralize(cell)):
+                        relative.append(plain)
+                    return path_key(cell)
+
                 self._seen_keys = read_existing(
-                    real, self.labels, self.faces, self.time_column, key=path_key
+                    real, self.labels, self.faces, self.time_column, key=key
                 )
+                if relative and not any(os.path.lexists(x) for x in relative):
+                    self.unresolved = relative[0]
             self._stream = open(real, "a", newline="", encoding="utf-8")  # noqa: SIM115
-            return real.stat().st_size == 0
+            self._appended = True
+            return os.fstat(self._stream.fileno()).st_size == 0
         if not os.access(real.parent, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(real.parent))
+            read_only = os.statvfs(real.parent).f_flag & os.ST_RDONLY  # say so, not "denied"
+            code = errno.EROFS if read_only else errno.EACCES
+            raise PermissionError(code, os.strerror(code), str(real.parent))
         umask = os.umask(0)
         os.umask(umask)
         # The file replaced keeps its mode (a private 0600 CSV stays private); a new one gets
@@ -517,6 +551,12 @@ class CsvSink:
         self._mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~umask
         fd, self._tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
         self._target = real
+        try:
+            self._dir_fd = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            os.close(fd)
+            os.unlink(self._tmp)
+            raise
         self._stream = open(fd, "w", newline="", encoding="utf-8")  # noqa: SIM115
         return True
 
@@ -573,32 +613,58 @@ class CsvSink:
             return
         self._closed = True
         error: OSError | None = None
+        flushed = False
         try:
-            self._stream.flush()
-            if commit and self._durable:
-                os.fsync(self._stream.fileno())
-        except OSError as exc:
-            error = exc
-        finally:
+            try:
+                self._stream.flush()
+                if commit and self._tmp is not None:
+                    os.fchmod(self._stream.fileno(), self._mode)
+                if commit and self._durable:
+                    os.fsync(self._stream.fileno())
+                if commit and self._appended:
+                    _check_same_file(self._output, self._stream.fileno())
+            except OSError as exc:
+                error = exc
+            flushed = True
+        finally:  # a second Ctrl-C during the flush still removes the temp file
             if self._owned:
                 try:
                     self._stream.close()
                 except OSError as exc:
                     error = error or exc
-        if self._tmp is not None:
-            if commit and error is None:
-                os.chmod(self._tmp, self._mode)
-                try:
-                    os.replace(self._tmp, self._target)
-                except OSError as exc:  # e.g. a directory created at that name during the run
-                    error = exc
-                else:
-                    self._tmp = None
             if self._tmp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._tmp)
+                error = self._finish_temp(commit and flushed and error is None) or error
         if commit and error is not None:
             raise _write_error(self._output, error) from error
+
+    def _finish_temp(self, commit: bool) -> OSError | None:
+        """Rename the temp file into place (``commit``) or remove it, in the folder it was
+        made in (one moved or removed meanwhile left a traceback, and the temp file in the
+        moved folder). Returns why it could not be put in place; ``_tmp`` is None if it was."""
+        assert self._tmp is not None and self._target is not None and self._dir_fd is not None
+        name, target = os.path.basename(self._tmp), self._target
+        error: OSError | None = None
+        try:
+            if commit:
+                try:
+                    here = os.stat(target.parent)
+                except FileNotFoundError:
+                    here = None
+                if here is None or not os.path.samestat(here, os.fstat(self._dir_fd)):
+                    reason = "its folder was moved or removed during the run"
+                    raise FileNotFoundError(errno.ENOENT, reason)
+                # e.g. a directory created at that name during the run: an OSError
+                os.replace(name, target.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+                self._tmp = None
+        except OSError as exc:
+            error = exc
+        finally:
+            if self._tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=self._dir_fd)
+            os.close(self._dir_fd)
+            self._dir_fd = None
+        return error
 
     def __enter__(self) -> CsvSink:
         return self

@@ -64,7 +64,7 @@ def watch(
         ),
     ] = 1.0,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")
+        int, typer.Option("--batch-size", "-b", min=1, max=256, help="Images per batch.")
     ] = 16,
     max_latency: Annotated[
         float,

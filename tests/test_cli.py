@@ -2,6 +2,7 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import stat
 import struct
 import subprocess
@@ -28,6 +29,7 @@ from edgefer.shipped import (
 )
 
 runner = CliRunner()
+SAMPLES = Path(__file__).parent.parent / "samples"
 
 
 def run(*args):
@@ -597,3 +599,149 @@ def test_named_fifos_and_devices_are_read_without_hanging(tmp_path, int8_model):
             argv = [*cmd[:-3], "-o", str(out), "--append", "/dev/stdin"]
             subprocess.run(argv, stdin=stdin, capture_output=True, check=True)
     assert [r["path"] for r in csv.DictReader(out.open())] == ["/dev/stdin", "/dev/stdin"]
+
+
+def test_sighup_ends_the_run_like_ctrl_c_unless_ignored(tmp_path, int8_model):
+    # Closing the SSH session or terminal sent SIGHUP: Python's default left the temp CSV.
+    import signal
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    Image.new("L", (4000, 4000), 128).save(folder / "0.png")  # ~40 ms to decode
+    for i in range(1, 400):
+        os.link(folder / "0.png", folder / f"{i}.png")
+    out = tmp_path / "out.csv"
+    cmd = [sys.executable, "-m", "edgefer", "classify", str(folder), "-m", str(int8_model)]
+    cmd += ["-o", str(out), "-t", "1", "--workers", "1", "-b", "1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.csv.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGHUP, stderr
+    assert "interrupted after" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]
+    # Under nohup (SIGHUP ignored) the run goes on to the end.
+    proc = subprocess.Popen(["nohup", *cmd], stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    while not list(tmp_path.glob(".out.csv.*.tmp")) and time.monotonic() < deadline + 60:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGHUP)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0 and len(read_rows(out)) == 400
+
+
+def test_an_output_folder_moved_or_removed_during_the_run_is_an_error_not_a_traceback(tmp_path):
+    from edgefer.csvout import CsvError, CsvSink
+    from edgefer.pipeline import Result
+
+    for how in ("moved", "removed"):
+        folder = tmp_path / how
+        folder.mkdir()
+        sink = CsvSink(str(folder / "v.csv"), ("a", "b"))
+        sink.write(Result("x.png", "a", 0.9, (0.9, 0.1)))
+        if how == "moved":
+            folder.rename(tmp_path / "elsewhere")
+        else:
+            shutil.rmtree(folder)
+        with pytest.raises(CsvError, match="its folder was moved or removed during the run"):
+            sink.close()
+    assert list((tmp_path / "elsewhere").iterdir()) == []  # the temp file did not stay behind
+
+
+def test_appending_to_a_csv_deleted_during_the_run_is_an_error(tmp_path):
+    # Exit 0 with a normal summary, and every row gone with the file.
+    from edgefer.csvout import CsvError, CsvSink
+    from edgefer.pipeline import Result
+
+    out = tmp_path / "l.csv"
+    for replace in (False, True):
+        sink = CsvSink(str(out), ("a", "b"), append=True)
+        sink.write(Result("x.png", "a", 0.9, (0.9, 0.1)))
+        out.unlink()
+        if replace:
+            out.write_text("path\n")
+        with pytest.raises(CsvError, match="deleted or replaced during the run"):
+            sink.close()
+
+
+def test_a_stdout_that_cannot_be_written_is_exit_2_not_a_traceback(tmp_path, int8_model):
+    with open("/dev/full", "w") as full:
+        for args in (["info", int8_model], ["classify", SAMPLES, "-o", tmp_path / "x.csv"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "edgefer", *map(str, args)],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 2, done.stderr
+            assert "cannot write standard output: No space left on device" in done.stderr
+            assert "Traceback" not in done.stderr
+    assert len(read_rows(tmp_path / "x.csv")) == 3  # the CSV itself was written
+
+
+def test_batch_size_is_at_most_256(tmp_path, int8_model):
+    # -b 4000 took 627 MB to classify three images; -b 100000 on val, 14 GB.
+    for command in (["classify", SAMPLES, "-o", tmp_path / "x.csv"], ["watch", tmp_path]):
+        result = run(*command, "-m", int8_model, "-b", "257")
+        assert result.exit_code == EXIT_USAGE and "less than or equal to 256" in result.output
+
+
+def test_threads_that_cannot_start_are_a_usage_error(tmp_path, int8_model, monkeypatch):
+    # Under `ulimit -v 200M` the decoding threads' stacks did not fit: a RuntimeError traceback.
+    import edgefer.cli
+
+    def no_threads(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+        yield
+
+    monkeypatch.setattr(edgefer.cli, "classify_paths", no_threads)
+    result = run("classify", SAMPLES, "-m", int8_model, "-o", tmp_path / "x.csv")
+    assert result.exit_code == EXIT_USAGE
+    assert "out of memory starting the decoding threads; try --workers 1" in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_before_a_command_handles_it_is_one_line(monkeypatch, capsys):
+    import edgefer.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edgefer.cli, "app", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        edgefer.cli.main()
+    assert stop.value.code == 130 and "error: interrupted" in capsys.readouterr().err
+
+
+def test_appending_from_another_folder_to_a_csv_of_relative_paths_warns(
+    tmp_path, int8_model, monkeypatch
+):
+    # A cron job runs in /: the CSV's relative paths did not match, and every row came again.
+    (tmp_path / "w").mkdir()
+    shutil.copytree(SAMPLES, tmp_path / "w" / "photos")
+    monkeypatch.chdir(tmp_path / "w")
+    out = tmp_path / "w" / "labels.csv"
+    assert run("classify", "photos", "-m", int8_model, "-o", "labels.csv", "-q").exit_code == 0
+    result = run("classify", "photos", "-m", int8_model, "-o", out, "--append", "-q")
+    assert "warning" not in result.output and len(read_rows(out)) == 3
+    monkeypatch.chdir(tmp_path)
+    result = run("classify", "w/photos", "-m", int8_model, "-o", out, "--append", "-q")
+    flat = " ".join(result.output.split())
+    assert "names files relative to another folder (photos/" in flat
+    assert f"is not found from {tmp_path})" in flat
+
+
+def test_a_read_only_filesystem_is_named_as_such(tmp_path, monkeypatch):
+    # The os.access check said "Permission denied" for a read-only mount, which sent users
+    # chasing file modes.
+    from types import SimpleNamespace
+
+    from edgefer import csvout
+
+    monkeypatch.setattr(csvout.os, "access", lambda *args: False)
+    monkeypatch.setattr(csvout.os, "statvfs", lambda path: SimpleNamespace(f_flag=os.ST_RDONLY))
+    with pytest.raises(csvout.CsvError, match="Read-only file system"):
+        csvout.CsvSink(str(tmp_path / "x.csv"), ("a", "b"))
