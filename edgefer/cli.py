@@ -111,8 +111,9 @@ def show(console: Console, renderable: object, min_width: int = 0) -> None:
     try:
         console.print(renderable)
     except OSError as exc:  # a full disk, /dev/full (a reader gone is StdoutConsole's)
-        where = "standard error" if console.stderr else "standard output"
-        raise fail(f"cannot write {where}: {exc.strerror or exc}") from None
+        if console.stderr:  # nowhere to say it
+            raise typer.Exit(EXIT_USAGE) from None
+        raise fail(f"cannot write standard output: {exc.strerror or exc}") from None
     finally:
         console._width = before  # noqa: SLF001
 
@@ -247,7 +248,12 @@ def classify(
             _check_annotate(annotate, inputs)
     except (ValueError, OSError, FaceDetectorMissingError, RuntimeMissingError) as exc:
         raise fail(str(exc)) from None
-    classifier = _load(model, labels, normalization, threads, batch_size)
+    except KeyboardInterrupt:  # Typer's own answer is a silent exit 130
+        raise fail("interrupted; no CSV written", 130) from None
+    try:
+        classifier = _load(model, labels, normalization, threads, batch_size)
+    except KeyboardInterrupt:  # seconds on a Pi
+        raise fail("interrupted while loading the model; no CSV written", 130) from None
     # From here on SIGTERM is Ctrl-C: the temp CSV is removed however early the run ends.
     previous_handlers = _interrupt_on_signals()
     n_files = 0  # images done (with --faces, summary counts rows: faces)
@@ -326,11 +332,6 @@ def classify(
         # Under a tight memory limit (`ulimit -v`) the decoding threads' stacks do not fit.
         raise fail("out of memory starting the decoding threads; try --workers 1") from None
     except (KeyboardInterrupt, _Terminated) as exc:
-        # A second Ctrl-C, or a SIGTERM after it, waits: the temp CSV is being removed.
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals be
-            previous_handlers.setdefault(signal.SIGINT, signal.getsignal(signal.SIGINT))
-            for signum in previous_handlers:
-                signal.signal(signum, signal.SIG_IGN)
         if sink is not None:
             sink.close(commit=False)  # a no-op if the with block closed it
         if sink is None or not sink.keeps_partial:
@@ -373,16 +374,24 @@ def _stdout_is_terminal() -> bool:
 def _interrupt_on_signals() -> dict:
     """Make SIGTERM, and SIGHUP where it is not ignored (``nohup``), end the run like Ctrl-C
     does (temp CSV removed, exit 143 / 129); returns the previous handlers. Python's default
-    would kill the process and leave the temp file."""
+    would kill the process and leave the temp file. The first of these signals or Ctrl-C
+    ignores the others, so that a second one cannot cut the clean-up short (it left the temp
+    file, or a traceback, 5 times in 200 double signals a few ms apart)."""
+    previous: dict = {}
 
     def on_signal(signum: int, _frame: object) -> None:
+        for other in previous:
+            signal.signal(other, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise _Terminated(signum)
 
-    previous = {}
     try:
         for signum in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(signum) is not signal.SIG_IGN:
                 previous[signum] = signal.signal(signum, on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored (&)
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_signal)
     except ValueError:  # called from another thread (an embedding program): leave it be
         pass
     return previous

@@ -535,7 +535,8 @@ class CsvSink:
                 self._seen_keys = read_existing(
                     real, self.labels, self.faces, self.time_column, key=key
                 )
-                if relative and not any(os.path.lexists(x) for x in relative):
+                # Their folders, not the files: files may have been deleted since.
+                if relative and not any(os.path.isdir(os.path.dirname(x) or ".") for x in relative):
                     self.unresolved = relative[0]
             self._stream = open(real, "a", newline="", encoding="utf-8")  # noqa: SIM115
             self._appended = True
@@ -552,7 +553,9 @@ class CsvSink:
         fd, self._tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
         self._target = real
         try:
-            self._dir_fd = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY)
+            # O_PATH: a folder one may write to but not list (-wx, a drop box) opens too.
+            flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY
+            self._dir_fd = os.open(real.parent, flags)
         except OSError:
             os.close(fd)
             os.unlink(self._tmp)
@@ -610,6 +613,9 @@ class CsvSink:
             CsvError: (``commit`` only) the rows could not all be written; no temp file is left.
         """
         if self._closed:
+            if not commit and self._tmp is not None:  # a clean-up cut short by a second signal
+                with contextlib.suppress(OSError):
+                    os.unlink(self._tmp)
             return
         self._closed = True
         error: OSError | None = None
