@@ -624,18 +624,15 @@ def convert(
                 force,
                 threads or default_threads(),
             )
-    except ConvertError as exc:
-        if ctrl_c:  # the converter's failure, wrapped: "conversion failed: ... exception set"
-            raise fail("interrupted; nothing written", 130) from None
-        raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; nothing written", 130) from None
-    except Exception:
+    except (KeyboardInterrupt, Exception) as exc:
         # Ctrl-C inside TensorFlow's C code can come out as another error (a SystemError
-        # "returned a result with an exception set"): after a Ctrl-C, it is the Ctrl-C.
-        if not ctrl_c:
-            raise
-        raise fail("interrupted; nothing written", 130) from None
+        # "returned a result with an exception set", or wrapped by the converter as
+        # "conversion failed: ..."): after a Ctrl-C, it is the Ctrl-C.
+        if ctrl_c or isinstance(exc, KeyboardInterrupt):
+            raise fail("interrupted; nothing written", 130) from None
+        if isinstance(exc, ConvertError):
+            raise fail(str(exc)) from None
+        raise
     console = StdoutConsole()
     console.print(
         Text(printable(f"wrote {result.output} ({result.size:,} bytes, {quantize})")),
@@ -732,5 +729,5 @@ def main() -> None:
             stream.reconfigure(errors="backslashreplace")
     try:
         app()
-    except KeyboardInterrupt:  # before a command's own handling: while the model loads, say
+    except KeyboardInterrupt:  # outside a command (Typer answers one inside it, silently)
         raise SystemExit(fail("interrupted", 130).exit_code) from None

@@ -286,7 +286,7 @@ def _repair_tail(path: Path, layout: Layout, key: Callable[[str], str] = str) ->
                     yield line
                     continue
                 consumed += len(line.encode("utf-8", "surrogateescape"))
-                if _SURROGATE.search(line):
+                if has_surrogates(line):
                     if line.endswith(("\n", "\r")):  # not the unterminated tail: not UTF-8
                         raise UnicodeDecodeError("utf-8", b"", 0, 1, f"not UTF-8 text: {path}")
                     whole_characters = False  # torn inside a character
@@ -325,6 +325,11 @@ def _repair_tail(path: Path, layout: Layout, key: Callable[[str], str] = str) ->
 
 #: A byte that was not UTF-8, decoded with surrogateescape.
 _SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether ``text``, read with ``surrogateescape``, held bytes that are not UTF-8."""
+    return _SURROGATE.search(text) is not None
 
 
 def _check_same_file(output: str, fd: int) -> None:

@@ -22,7 +22,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from edgefer.csvout import Cells, CsvError, Layout, printable, torn_row
+from edgefer.csvout import Cells, CsvError, Layout, has_surrogates, printable, torn_row
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.summary import Summary
@@ -32,11 +32,6 @@ PERIODS = ("hour", "day", "week", "month")
 
 #: The period of a row without a time (a CSV written without --time, or an unreadable file).
 NO_TIME = "no time"
-
-
-def _has_surrogates(row: list[str]) -> bool:
-    """Whether a row read with ``surrogateescape`` held bytes that are not UTF-8."""
-    return any("\udc80" <= ch <= "\udcff" for cell in row for ch in cell)
 
 
 def _instant(cell: str) -> datetime | None:
@@ -141,7 +136,7 @@ class Report:
                     self._add_row(layout, previous)
                 previous = row
             if previous is not None:
-                whole = not _has_surrogates(previous)
+                whole = not any(has_surrogates(cell) for cell in previous)
                 if unterminated and torn_row(layout.split(previous), whole):
                     self.incomplete += 1  # its error message, say, may be cut short
                 else:
