@@ -1,3 +1,3 @@
-from edgefer.cli import main
+from edgefer import main
 
 main()

@@ -716,6 +716,36 @@ def test_ctrl_c_before_a_command_handles_it_is_one_line(monkeypatch, capsys):
     assert stop.value.code == 130 and "error: interrupted" in capsys.readouterr().err
 
 
+# A Ctrl-C while the command's modules are still loading (a second or more on a Pi), simulated by
+# an import hook: `edgefer` and `python -m edgefer` end with one line and 130, no traceback.
+_CTRL_C_WHILE_LOADING = """
+import runpy, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "edgefer.classifier":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["edgefer", "--help"]
+if "{how}" == "module":
+    runpy.run_module("edgefer", run_name="__main__")
+else:
+    from importlib.metadata import entry_points
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "edgefer"]
+    script.load()()
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_ctrl_c_while_the_command_loads_is_one_line(how):
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_WHILE_LOADING.replace("{how}", how)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (130, "error: interrupted\n", "")
+
+
 def test_appending_from_another_folder_to_a_csv_of_relative_paths_warns(
     tmp_path, int8_model, monkeypatch
 ):
