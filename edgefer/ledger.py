@@ -38,7 +38,7 @@ Recovery on open follows from it:
 A file is *done* when the state holds its current ``(size, mtime_ns)``; a new version under the
 same name differs in one of them and gets a new row. Entries for files that left the folder are
 forgotten, so memory follows the folder's size rather than the history's, and the state file is
-compacted on start when such entries dominate it.
+compacted (on start, and after a batch) when such entries dominate it.
 """
 
 from __future__ import annotations
@@ -72,6 +72,11 @@ log = logging.getLogger(__name__)
 
 STATE_SUFFIX = ".state"
 STATE_VERSION = 1
+#: The longest row recovery reads to check where the state ends: any row of edgefer's is far
+#: shorter (a path is at most 4 KiB on Linux).
+ROW_BYTES = 1 << 16
+#: The state is compacted when it holds more lines than twice its live entries and this.
+COMPACT_SLACK = 1024
 
 #: A file's version: (size in bytes, mtime in ns).
 Identity = tuple[int, int]
@@ -130,6 +135,7 @@ class Ledger:
         self.started = time.time()
         self._done: dict[str, Identity] = {}
         self._state_lines = 0
+        self._next_compact = 0  # after a failed compaction: not before this many lines
         self._written_end: int | None = None  # where the CSV ends, as this daemon left it
         new = not os.path.lexists(self.csv_path)
         self._csv_fd = self._open_csv()
@@ -185,7 +191,7 @@ class Ledger:
         if not self.state_path.exists():
             self._adopt()
             return
-        end, last_path = self._read_state()
+        end, last = self._read_state()
         size = self._csv_size()
         if size < end:
             raise LedgerError(
@@ -195,7 +201,7 @@ class Ledger:
             )
         self._check_header()
         if size > end:
-            self._check_batch_boundary(end, last_path)
+            self._check_batch_boundary(end, last)
             log.warning(
                 "%s: dropping %d bytes of an unfinished batch; its files are classified again",
                 self.csv_path,
@@ -204,35 +210,74 @@ class Ledger:
             os.ftruncate(self._csv_fd, end)
             os.fsync(self._csv_fd)
 
-    def _check_batch_boundary(self, end: int, last_path: str | None) -> None:
+    def _check_batch_boundary(self, end: int, last: tuple[str, int] | None) -> None:
         """Refuse to cut the CSV at ``end`` unless the row there is where the state's last
         entry says its row ends: the bytes beyond are then what a crash left of a batch, not
-        another CSV put back under this name, nor this one saved again with other line ends."""
+        another CSV put back under this name, nor this one saved again with other line ends.
+
+        ``last``: that entry's path and where the row before it ends (None: ``end`` is the
+        header's, or a new, rotated or compacted CSV's size; any row of its may end there).
+        Only the bytes of that last row are read, not the whole CSV: after a crash that tore
+        a batch, a daemon with a year of rows behind it must restart in the memory it has."""
+        if last is None:
+            if self._ends_a_row(end):
+                return
+        else:
+            path, start = last
+            if 0 < end - start <= ROW_BYTES:
+                with open(self.csv_path, "rb") as f:
+                    f.seek(start)
+                    data = f.read(end - start)
+                try:
+                    text = io.StringIO(data.decode("utf-8"), newline="")
+                    rows = [row for row in csv.reader(text) if row]
+                except (UnicodeDecodeError, csv.Error):
+                    rows = []
+                layout = Layout(self.labels, self.faces, self.time_column)
+                cells = layout.split(rows[0]) if len(rows) == 1 and data[-1:] == b"\n" else None
+                if cells is not None and cells.path == as_utf8(path):
+                    return
+        raise LedgerError(
+            f"{self.csv_path} does not fit {self.state_path}: byte {end}, where the state's "
+            "last row ends, is not the end of that row (another CSV put back under this name, "
+            "or this one saved again by another program?); restore the CSV that goes with this "
+            "state, or move both files away to start a new CSV"
+        )
+
+    def _ends_a_row(self, end: int) -> bool:
+        """Whether byte ``end`` of the CSV is where its header or one of its rows ends, with
+        no row boundary known before it: its last line, or (a quoted name may hold line
+        ends) the last few, must read as one row of this CSV's width."""
+        start = max(0, end - ROW_BYTES)
         with open(self.csv_path, "rb") as f:
-            head = f.read(end)
-        last = None
-        if head.endswith(b"\n"):
+            f.seek(start)
+            tail = f.read(end - start)
+        if start == 0 and tail == self._header:
+            return True
+        layout = Layout(self.labels, self.faces, self.time_column)
+        cut = len(tail) - 1
+        for _ in range(8):
+            if cut <= 0 or tail[cut] != ord("\n"):
+                return False
+            cut = tail.rfind(b"\n", 0, cut) + 1
+            if cut == 0 and start == 0:
+                return False  # the header, then lines that are no row
             try:
-                rows = [r for r in csv.reader(io.StringIO(head.decode("utf-8"), newline="")) if r]
+                text = io.StringIO(tail[cut:].decode("utf-8"), newline="")
+                rows = [row for row in csv.reader(text) if row]
             except (UnicodeDecodeError, csv.Error):
                 rows = []
-            layout = Layout(self.labels, self.faces, self.time_column)
-            last = layout.split(rows[-1]) if len(rows) > 1 else None
-        fits = last is not None and (last_path is None or last.path == as_utf8(last_path))
-        if not fits and not (last_path is None and head == self._header):
-            raise LedgerError(
-                f"{self.csv_path} does not fit {self.state_path}: byte {end}, where the state's "
-                "last row ends, is not the end of that row (another CSV put back under this "
-                "name, or this one saved again by another program?); restore the CSV that goes "
-                "with this state, or move both files away to start a new CSV"
-            )
+            if len(rows) == 1 and layout.split(rows[0]) is not None:
+                return True
+            cut -= 1
+        return False
 
-    def _read_state(self) -> tuple[int, str | None]:
-        """Load the state into memory; returns E and the path of the entry whose row ends
-        there (None: E is the header's, a new, rotated or compacted CSV's size). Cuts a torn or
-        garbled tail off the file."""
+    def _read_state(self) -> tuple[int, tuple[str, int] | None]:
+        """Load the state into memory; returns E and, for the entry whose row ends there, its
+        path and where the row before ends (None: E is the header's, a new, rotated or
+        compacted CSV's size). Cuts a torn or garbled tail off the file."""
         end: int | None = None
-        last_path: str | None = None
+        last: tuple[str, int] | None = None
         good = 0
         with open(self.state_path, "rb") as f:
             for line in f:
@@ -250,7 +295,7 @@ class Ledger:
                         row_end, size, mtime_ns, path = item
                         self._done[str(path)] = (int(size), int(mtime_ns))
                         if int(row_end) > end:
-                            end, last_path = int(row_end), str(path)
+                            end, last = int(row_end), (str(path), end)
                         self._state_lines += 1
                 except (ValueError, TypeError, KeyError, AttributeError):
                     if end is not None and good + len(line) < f.seek(0, os.SEEK_END):
@@ -272,7 +317,7 @@ class Ledger:
         if good < total:
             log.warning("%s: dropping a torn last entry (%d bytes)", self.state_path, total - good)
             os.truncate(self.state_path, good)
-        return end, last_path
+        return end, last
 
     def _adopt(self) -> None:
         """No state yet: start one for a new CSV, or from the rows of an existing CSV."""
@@ -511,14 +556,25 @@ class Ledger:
             del self._done[path]
         return len(gone)
 
-    def compact(self, slack: int = 1024) -> bool:
-        """Rewrite the state file when it holds many more lines than live entries."""
-        if self._state_lines <= 2 * len(self._done) + slack:
+    def compact(self, slack: int | None = None) -> bool:
+        """Rewrite the state file when it holds many more lines than live entries: on start,
+        and after batches (each file moved to --done-dir leaves a dead line behind; a daemon
+        that runs for a year must not restart through a year of them).
+
+        A failure (a full disk) leaves the state as it was, with a warning; the next try comes
+        ``slack`` (:data:`COMPACT_SLACK`) lines later."""
+        slack = COMPACT_SLACK if slack is None else slack
+        if self._state_lines <= max(2 * len(self._done) + slack, self._next_compact):
             return False
         before = self._state_lines
-        os.close(self._state_fd)
+        try:
+            self._write_state()
+        except CsvError as exc:
+            self._next_compact = before + slack
+            log.warning("%s: not compacted: %s", self.state_path, exc)
+            return False
+        os.close(self._state_fd)  # the old file's: the new one is in its place
         self._state_fd = -1
-        self._write_state()
         self._state_fd = self._open_state()
         log.info("%s: compacted %d entries to %d", self.state_path, before, len(self._done))
         return True

@@ -408,6 +408,28 @@ def stop_on_signals(stop: threading.Event) -> dict:
     return {s: signal.signal(s, on_signal) for s in signals}
 
 
+def _free_name(dest: str) -> tuple[str, int]:
+    """``dest``, or if it is taken ``stem.N.ext`` for an N that is not: (name, N or 0).
+
+    A camera that names every photo alike fills --done-dir with ``img.1.jpg``, ``img.2.jpg``,
+    ...: the names taken are found by doubling N, then halving the step between the last taken
+    and the first free, so the 50,000th copy costs 30 lookups, not 50,000."""
+    if not os.path.lexists(dest):
+        return dest, 0
+    stem, suffix = os.path.splitext(dest)
+
+    def taken(n: int) -> bool:
+        return os.path.lexists(f"{stem}.{n}{suffix}")
+
+    low, high = 0, 1  # low: taken (0 is dest itself); high: to try
+    while taken(high):
+        low, high = high, high * 2
+    while high - low > 1:  # low taken, high free: the first free between, if they run on
+        middle = (low + high) // 2
+        low, high = (middle, high) if taken(middle) else (low, middle)
+    return f"{stem}.{high}{suffix}", high
+
+
 class Watcher:
     """The daemon: build it with a loaded classifier and an open ledger, then :meth:`serve`."""
 
@@ -725,6 +747,7 @@ class Watcher:
                 log.warning("%s: %s", first.path, first.error)
             if self.done_dir:
                 self._move_done(first.path, identity)
+        self.ledger.compact()  # the lines of files moved or gone
         log.debug("batch of %d in %.3f s", len(rows), time.monotonic() - start)
 
     def _beat(self) -> None:
@@ -749,11 +772,7 @@ class Watcher:
                 return  # rewritten since: the new version gets its own row first
             dest = os.path.join(self.done_dir, os.path.relpath(path, self.root))
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            stem, suffix = os.path.splitext(dest)
-            n = 0
-            while os.path.lexists(dest):
-                n += 1
-                dest = f"{stem}.{n}{suffix}"
+            dest, n = _free_name(dest)
             os.rename(path, dest)
         except OSError as exc:
             log.warning("cannot move %s to %s: %s", path, self.done_dir, exc.strerror or exc)

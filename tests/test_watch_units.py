@@ -8,12 +8,21 @@ import shutil
 import subprocess
 import sys
 import time
+import tracemalloc
 import types
 from pathlib import Path
 
 import pytest
 
-from edgefer.csvout import CsvError, CsvSink, csv_header, file_time, time_of
+from edgefer.csvout import (
+    CsvError,
+    CsvSink,
+    csv_header,
+    csv_line,
+    csv_row,
+    file_time,
+    time_of,
+)
 from edgefer.ledger import Ledger, LedgerError
 from edgefer.notify import _JournalFormatter, stderr_is_journal
 from edgefer.pipeline import Result
@@ -158,6 +167,66 @@ def test_a_csv_that_does_not_fit_its_state_is_refused_not_cut(tmp_path, images):
     with pytest.raises(CsvError, match="other labels"):  # refused before anything is cut
         Ledger(out, LABELS)
     assert b"angry,sad" in out.read_bytes() and len(csv_paths(out)) == 3
+
+
+def test_recovery_from_a_torn_batch_reads_the_csvs_tail_not_all_of_it(tmp_path, images):
+    # The restart after a crash mid-batch parsed the whole CSV to find its last row: 624 MB at
+    # 300,000 rows, a MemoryError under a Pi's memory, and the CSV, still torn, failed every
+    # restart after it.
+    out, state = tmp_path / "labels.csv", tmp_path / "labels.csv.state"
+    history = b"".join(
+        csv_line(csv_row(ok(f"/gone/{i:07d}.png"), len(LABELS))).encode() for i in range(400_000)
+    )
+    out.write_bytes(HEADER.encode() + history)  # 20 MB of rows of files long gone
+    state.write_text(json.dumps({"edgefer_state": 1, "csv_bytes": out.stat().st_size}) + "\n")
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(images[0]), identity(images[0]))])
+    ledger.close()
+    whole = out.read_bytes()
+    with open(out, "ab") as f:
+        f.write(f"{images[1]},happy,0.7".encode())  # the crash
+    tracemalloc.start()
+    try:
+        ledger = Ledger(out, LABELS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ledger.is_done(images[0], identity(images[0]))
+    ledger.close()
+    assert out.read_bytes() == whole
+    assert peak < 4_000_000, peak
+
+
+def test_a_last_row_whose_name_holds_line_ends_is_found(tmp_path):
+    # A quoted name may hold CR and LF: the row that ends where the state does starts at one
+    # of several line ends, and its name's last line can read as a row of its own.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["a.png", "x\ny,happy,0.1,0.1,0.9,\n.png", "b\r\nc.png"]
+    paths = [str(folder / name) for name in names]
+    for path in paths:
+        Path(path).write_bytes(b"x")
+    out = tmp_path / "labels.csv"
+    for last in paths[1:]:
+        out.unlink(missing_ok=True)
+        out.with_name("labels.csv.state").unlink(missing_ok=True)
+        ledger = Ledger(out, LABELS)
+        ledger.append([(ok(paths[0]), identity(paths[0])), (ok(last), identity(last))])
+        ledger.close()
+        whole = out.read_bytes()
+        with open(out, "ab") as f:
+            f.write(b"/in/torn.png,sa")
+        ledger = Ledger(out, LABELS)
+        assert ledger.is_done(last, identity(last))
+        assert ledger.compact(slack=0) is False  # live: nothing to drop
+        ledger._state_lines += 10
+        assert ledger.compact(slack=0)  # now no entry says which row ends the CSV
+        ledger.close()
+        assert out.read_bytes() == whole
+        with open(out, "ab") as f:
+            f.write(b"/in/torn.png,sa")
+        Ledger(out, LABELS).close()
+        assert out.read_bytes() == whole
 
 
 def test_classify_csv_is_adopted(tmp_path, images):
@@ -342,6 +411,41 @@ def test_why_the_service_stopped_is_an_error_for_journald(tmp_path):
     assert log.read_text().startswith("<3>error: folder does not exist")
 
 
+def test_a_compaction_that_fails_keeps_the_state_and_tries_again_later(
+    tmp_path, images, monkeypatch, caplog
+):
+    out = tmp_path / "labels.csv"
+    state = out.with_name("labels.csv.state")
+    ledger = Ledger(out, LABELS)
+    for _ in range(3):
+        ledger.append([(ok(p), identity(p)) for p in images])
+    ids = [identity(p) for p in images]
+    for p in images[1:]:
+        os.remove(p)
+    ledger.prune()
+    before = state.read_bytes()
+
+    def full(*args, **kwargs):
+        raise CsvError("cannot write labels.csv.state: No space left on device")
+
+    monkeypatch.setattr(Ledger, "_write_state", full)
+    with caplog.at_level(logging.WARNING, logger="edgefer.ledger"):
+        assert not ledger.compact(slack=4)  # 9 lines for 1 live entry
+    assert "not compacted: cannot write" in caplog.text and state.read_bytes() == before
+    ledger.append([(ok(images[0]), ids[0])])  # the daemon goes on
+    assert not ledger.compact(slack=4)  # not at each batch: 4 lines after the failure
+    monkeypatch.undo()
+    for _ in range(3):
+        ledger.append([(ok(images[0]), ids[0])])
+    assert not ledger.compact(slack=4)  # 13 lines
+    ledger.append([(ok(images[0]), ids[0])])
+    assert ledger.compact(slack=4)
+    ledger.append([(ok(images[0]), ids[0])])
+    ledger.close()
+    assert len(state.read_text().splitlines()) == 3
+    assert Ledger(out, LABELS).is_done(images[0], ids[0])
+
+
 def test_the_worker_is_alive_while_a_long_batch_gives_files(tmp_path, images, monkeypatch):
     # The heartbeat (what systemd's watchdog pings follow) moved only between batches: a batch
     # of large photos with --faces on a Pi outlasts WatchdogSec, and the kill and restart
@@ -365,6 +469,61 @@ def test_the_worker_is_alive_while_a_long_batch_gives_files(tmp_path, images, mo
     watcher._run_batch()
     assert seen[0] == start and seen[1] > seen[0] and seen[2] > seen[1]
     assert csv_paths(tmp_path / "o.csv") == images
+    watcher.ledger.close()
+
+
+def test_the_state_is_compacted_while_the_daemon_runs(tmp_path, monkeypatch):
+    # It was compacted only on start and at rotation: each file moved to --done-dir left a
+    # line behind for good (100 bytes a file), and a restart after a year read them all.
+    from edgefer import ledger as ledger_module
+    from edgefer import watch
+
+    monkeypatch.setattr(ledger_module, "COMPACT_SLACK", 8)
+    monkeypatch.setattr(watch, "classify_paths", lambda c, paths, **kw: map(ok, paths))
+    folder, done = tmp_path / "in", tmp_path / "done"
+    folder.mkdir()
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), done_dir=str(done))
+    check_folders(options)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    lines = []
+    for i in range(60):
+        path = folder / f"{i}.png"
+        path.write_bytes(b"x")
+        watcher.ready.append((str(path), identity(path), 0.0))
+        watcher._run_batch()
+        lines.append(len((tmp_path / "o.csv.state").read_text().splitlines()))
+    watcher.ledger.close()
+    assert len(csv_paths(tmp_path / "o.csv")) == 60 and len(list(done.iterdir())) == 60
+    assert max(lines) <= 1 + 8 + 1, lines
+
+
+def test_a_name_taken_many_times_in_done_dir_is_not_searched_one_by_one(tmp_path, monkeypatch):
+    # A camera that names every photo alike: the 50,000th copy tried img.1.jpg, img.2.jpg, ...
+    # in turn, 179 ms a file.
+    from edgefer import watch
+
+    folder, done = tmp_path / "in", tmp_path / "done"
+    folder.mkdir()
+    done.mkdir()
+    for n in ["", *(f".{n}" for n in range(1, 301))]:
+        (done / f"img{n}.jpg").write_bytes(b"old")
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), done_dir=str(done))
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    lookups = []
+    lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda p: lookups.append(p) or lexists(p))
+    photo = folder / "img.jpg"
+    for expected in ("img.301.jpg", "img.302.jpg"):
+        photo.write_bytes(b"new")
+        lookups.clear()
+        watcher._move_done(str(photo), identity(photo))
+        assert (done / expected).read_bytes() == b"new" and not photo.exists()
+        assert len(lookups) < 25, len(lookups)
+    (done / "img.7.jpg").unlink()  # a gap: any free name will do, never a taken one
+    photo.write_bytes(b"newer")
+    watcher._move_done(str(photo), identity(photo))
+    assert sorted(p.read_bytes() for p in done.iterdir()).count(b"newer") == 1
+    assert len(list(done.iterdir())) == 303
     watcher.ledger.close()
 
 
