@@ -60,6 +60,26 @@ def period_of(cell: str, by: str) -> str:
     return at.strftime("%Y-%m") if by == "month" else at.strftime("%Y-%m-%d")
 
 
+class _Upto(io.RawIOBase):
+    """A binary file's first ``limit`` bytes (None: all of it), and the last byte read."""
+
+    def __init__(self, file: io.RawIOBase, limit: int | None) -> None:
+        self._file, self._left, self.last = file, limit, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = len(buffer) if self._left is None else min(len(buffer), self._left)
+        data = self._file.read(n) if n else b""
+        buffer[: len(data)] = data
+        if data:
+            self.last = data[-1:]
+            if self._left is not None:
+                self._left -= len(data)
+        return len(data)
+
+
 @dataclass
 class Report:
     """Rows of one or more CSVs with the same labels and face mode, tallied; the first CSV
@@ -100,15 +120,14 @@ class Report:
         if (st.st_dev, st.st_ino) in self._read_ids:
             return
         self._read_ids.add((st.st_dev, st.st_ino))
-        with open(path, "rb") as raw:
-            # The file as it was when stat'ed (a daemon may append meanwhile): whether its last
-            # line is whole is told from the very bytes that are parsed. (A pipe: all of it.)
-            data = raw.read(st.st_size) if stat.S_ISREG(st.st_mode) else raw.read()
-        unterminated = bool(data) and not data.endswith(b"\n")
-        text = io.TextIOWrapper(
-            io.BytesIO(data), encoding="utf-8-sig", errors="surrogateescape", newline=""
-        )
-        with text as f:
+        # Streamed, a few KiB at a time: a daemon's CSV of a million rows is 100 MB or more.
+        # The file as it was when stat'ed (a daemon may append meanwhile): whether its last
+        # line is whole is told from the very bytes that are parsed. (A pipe: all of it.)
+        with open(path, "rb", buffering=0) as file:
+            raw = _Upto(file, st.st_size if stat.S_ISREG(st.st_mode) else None)
+            f = io.TextIOWrapper(
+                io.BufferedReader(raw), encoding="utf-8-sig", errors="surrogateescape", newline=""
+            )
             reader = csv.reader(f)
             header = next(reader, None)
             layout = Layout.of(header)
@@ -135,6 +154,7 @@ class Report:
                 if previous is not None:
                     self._add_row(layout, previous)
                 previous = row
+            unterminated = raw.last not in (b"", b"\n")
             if previous is not None:
                 whole = not any(has_surrogates(cell) for cell in previous)
                 if unterminated and torn_row(layout.split(previous), whole):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from typer.testing import CliRunner
 
 from edgefer.cli import EXIT_OK, EXIT_USAGE, app
 from edgefer.csvout import csv_header, csv_line
-from edgefer.report import NO_TIME, Layout, period_of
+from edgefer.report import NO_TIME, Layout, Report, period_of
 
 LABELS = ("happy", "sad", "-ve")  # "-ve" is written "'-ve", as a cell would be
 runner = CliRunner()
@@ -230,3 +232,22 @@ def test_a_csv_piped_in_as_dash(tmp_path):
     )
     assert done.returncode == EXIT_OK, done.stderr
     assert b"2 classified, 0 failed" in done.stdout
+
+
+def test_a_large_csv_is_read_in_little_memory(tmp_path):
+    # The whole file was read into memory, and copied: a daemon's CSV of a million rows took
+    # 200 MB and more to summarise on a Pi.
+    path = tmp_path / "labels.csv"
+    row = csv_line(ok("happy", 0.75, "2026-12-03T07:00:00+00:00")).encode()
+    header = csv_line(csv_header(LABELS, time_column=True)).encode()
+    path.write_bytes(header + row * 30_000 + row[:20])  # 2.4 MB, a row still being written
+    report = Report(by="day")
+    tracemalloc.start()
+    try:
+        report.read(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.summary.per_label["happy"] == 30_000 and report.incomplete == 1
+    assert report.per_period["2026-12-03"]["happy"] == 30_000
+    assert peak < 600_000, peak
