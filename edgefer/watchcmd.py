@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -144,73 +145,80 @@ def watch(
         raise fail(str(exc)) from None
     setup_logging(verbose)
     stop = threading.Event()
-    stop_on_signals(stop)  # from here on: a stop request during the model load is an exit 0
-    options = WatchOptions(
-        folder=str(folder),
-        output=str(out),
-        recursive=recursive,
-        poll=poll,
-        poll_interval=poll_interval,
-        settle=settle,
-        batch_size=batch_size,
-        max_latency=max_latency,
-        done_dir=str(done_dir) if done_dir else None,
-        max_pixels=max_pixels,
-        faces=face_opts,
-    )
-    notifier = Notifier.from_env()
-    inbox_lock: int | None = None
+    # From here on a stop request during the model load is an exit 0. The handlers before it
+    # come back however the command ends: run in-process (CliRunner, a program calling the
+    # app), watch's handlers outlived it, and a later Ctrl-C only set a dead daemon's event.
+    previous_handlers = stop_on_signals(stop)
     try:
-        # A missing folder fails before the model loads, unless it is to be waited for: then
-        # the model is checked first, and the folders and the CSV once the folder is there.
-        waiting = wait_for_folder and not folder.is_dir()
-        if not waiting:
-            check_folders(options)
-        classifier = Classifier(
-            ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
+        options = WatchOptions(
+            folder=str(folder),
+            output=str(out),
+            recursive=recursive,
+            poll=poll,
+            poll_interval=poll_interval,
+            settle=settle,
+            batch_size=batch_size,
+            max_latency=max_latency,
+            done_dir=str(done_dir) if done_dir else None,
+            max_pixels=max_pixels,
+            faces=face_opts,
         )
-        log.info("model %s (interpreter threads: %d)", classifier.path, classifier.num_threads)
-        if waiting:
-            if not folder_appears(str(folder), stop, notifier):
-                raise typer.Exit(0)
-            check_folders(options)
-        inbox_lock = claim_inbox(options)
-        ledger = Ledger(
-            out, classifier.labels, faces=faces, rotation=rotation, time_column=time_column
-        )
-    except (
-        WatchError,
-        ModelError,
-        RuntimeMissingError,
-        SpecError,
-        CsvError,
-        ValueError,
-        OSError,  # writing a new CSV's header or its state, say
-    ) as exc:
-        if inbox_lock is not None:  # the CSV could not be opened: the folder is not ours
-            os.close(inbox_lock)
-        message = str(exc)
-        if isinstance(exc, OSError) and exc.strerror:
-            message = f"cannot start: {exc.filename or out}: {exc.strerror}"
-        # A full disk, a failing disk or a share gone away is not a setup error: exit 1, so
-        # that systemd tries again (RestartSec) and the service comes back by itself.
-        transient = _transient(exc)
-        if transient:
-            raise fail(f"{message} ({transient})", code=1) from None
-        raise fail(message) from None
-    unwatched = unwatched_images(options)
-    if unwatched:
-        log.warning("images in %s are not watched: add --recursive to classify them", unwatched)
-    try:
-        code = Watcher(options, classifier, ledger, stop).serve(notifier)
-    except OSError as exc:
-        raise fail(f"cannot watch {folder}: {exc}; try --poll", code=1) from None
+        notifier = Notifier.from_env()
+        inbox_lock: int | None = None
+        try:
+            # A missing folder fails before the model loads, unless it is to be waited for: then
+            # the model is checked first, and the folders and the CSV once the folder is there.
+            waiting = wait_for_folder and not folder.is_dir()
+            if not waiting:
+                check_folders(options)
+            classifier = Classifier(
+                ClassifierOptions(model=model, num_threads=threads, batch_size=batch_size)
+            )
+            log.info("model %s (interpreter threads: %d)", classifier.path, classifier.num_threads)
+            if waiting:
+                if not folder_appears(str(folder), stop, notifier):
+                    raise typer.Exit(0)
+                check_folders(options)
+            inbox_lock = claim_inbox(options)
+            ledger = Ledger(
+                out, classifier.labels, faces=faces, rotation=rotation, time_column=time_column
+            )
+        except (
+            WatchError,
+            ModelError,
+            RuntimeMissingError,
+            SpecError,
+            CsvError,
+            ValueError,
+            OSError,  # writing a new CSV's header or its state, say
+        ) as exc:
+            if inbox_lock is not None:  # the CSV could not be opened: the folder is not ours
+                os.close(inbox_lock)
+            message = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                message = f"cannot start: {exc.filename or out}: {exc.strerror}"
+            # A full disk, a failing disk or a share gone away is not a setup error: exit 1, so
+            # that systemd tries again (RestartSec) and the service comes back by itself.
+            transient = _transient(exc)
+            if transient:
+                raise fail(f"{message} ({transient})", code=1) from None
+            raise fail(message) from None
+        unwatched = unwatched_images(options)
+        if unwatched:
+            log.warning("images in %s are not watched: add --recursive to classify them", unwatched)
+        try:
+            code = Watcher(options, classifier, ledger, stop).serve(notifier)
+        except OSError as exc:
+            raise fail(f"cannot watch {folder}: {exc}; try --poll", code=1) from None
+        finally:
+            ledger.close()
+            classifier.close()
+            if inbox_lock is not None:
+                os.close(inbox_lock)
+        raise typer.Exit(code)
     finally:
-        ledger.close()
-        classifier.close()
-        if inbox_lock is not None:
-            os.close(inbox_lock)
-    raise typer.Exit(code)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
 
 #: Errors that pass by themselves, and what to say of them.

@@ -714,6 +714,44 @@ def test_the_example_environment_file_gives_options_watch_accepts(tmp_path):
     assert "does not exist" in result.output, result.output
 
 
+def test_watch_gives_back_the_signal_handlers_it_found(tmp_path):
+    # watch made SIGTERM, SIGINT and SIGHUP set its stop event and left them so when it
+    # returned, refused or stopped: in one process (CliRunner, a program calling the app), a
+    # later Ctrl-C then only set a finished daemon's event, and classify took SIGINT for
+    # ignored (a test of it failed whenever this file's tests ran first).
+    import signal
+    import threading
+
+    from typer.testing import CliRunner
+
+    from edgefer.cli import app
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    out = str(tmp_path / "x.csv")
+    result = CliRunner().invoke(app, ["watch", str(tmp_path / "missing"), "--out", out])
+    assert result.exit_code == 2 and "does not exist" in result.output, result.output
+    assert {s: signal.getsignal(s) for s in before} == before
+
+    def sigterm_once_handled():
+        # The handler is called here rather than sent to the process: were watch to return
+        # first, a real SIGTERM would end the tests.
+        deadline = time.monotonic() + 60
+        while signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler):
+            handler(signal.SIGTERM, None)
+
+    stopper = threading.Thread(target=sigterm_once_handled, daemon=True)
+    stopper.start()
+    result = CliRunner().invoke(app, ["watch", str(tmp_path), "--out", out, "--poll"])
+    stopper.join(5)
+    assert result.exit_code == 0, result.output
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
 @pytest.mark.skipif(shutil.which("systemd-tmpfiles") is None, reason="needs systemd-tmpfiles")
 def test_the_tmpfiles_example_ages_out_done_and_rotated_csvs_only(tmp_path):
     """The example's paths and exclusions, run by systemd-tmpfiles itself on a copy of the
