@@ -81,6 +81,33 @@ def local_zone():
     time.tzset()
 
 
+@pytest.fixture
+def interpreters(monkeypatch) -> list:
+    """The TFLite interpreters that classifiers make during the test, in order; each has the
+    keyword arguments it was made with as ``.kwargs``. What a command's options reach is only
+    seen there: the interpreter does not say how many threads it was given."""
+    import dataclasses
+
+    from edgefer import classifier
+
+    made = []
+    real_load = classifier.load_runtime
+
+    def load_runtime(*args, **kwargs):
+        runtime = real_load(*args, **kwargs)
+
+        class Recording(runtime.interpreter_class):
+            def __init__(self, *i_args, **i_kwargs):
+                super().__init__(*i_args, **i_kwargs)
+                self.kwargs = i_kwargs
+                made.append(self)
+
+        return dataclasses.replace(runtime, interpreter_class=Recording)
+
+    monkeypatch.setattr(classifier, "load_runtime", load_runtime)
+    return made
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A labelled folder of 3 x 20 synthetic PNGs."""

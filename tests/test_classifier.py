@@ -14,7 +14,8 @@ from edgefer.classifier import (
     softmax,
     to_probabilities,
 )
-from edgefer.runtime import RuntimeMissingError, load_runtime
+from edgefer.runtime import RuntimeMissingError, default_threads, load_runtime
+from edgefer.shipped import default_model_path
 from edgefer.spec import ModelSpec, embed_spec, flatbuffer
 
 
@@ -98,6 +99,16 @@ def test_bad_options():
         Classifier(ClassifierOptions(batch_size=0))
     with pytest.raises(ValueError):
         Classifier(ClassifierOptions(num_threads=0))
+
+
+def test_the_threads_option_reaches_the_interpreter(interpreters):
+    # Nothing else tells: a classifier given 3 threads whose interpreter got the runtime's
+    # default still classified, and said "interpreter threads: 3" in watch's log.
+    with Classifier.create_from_model_path(default_model_path(), num_threads=3) as c:
+        assert c.num_threads == 3
+    with Classifier.create_from_model_path(default_model_path()) as c:  # all cores it may use
+        assert c.num_threads == default_threads()
+    assert [i.kwargs["num_threads"] for i in interpreters] == [3, default_threads()]
 
 
 def test_model_given_as_bytes(int8_model, fixed_images):

@@ -689,6 +689,17 @@ def test_batch_size_is_at_most_256(tmp_path, int8_model):
         assert result.exit_code == EXIT_USAGE and "less than or equal to 256" in result.output
 
 
+def test_the_threads_and_batch_size_options_reach_the_interpreter(tmp_path, interpreters):
+    # Neither changes a row: dropped on the way to the classifier, -t left the interpreter on
+    # every core (a Pi's other services starved) and -b ran one image per invoke.
+    out = tmp_path / "x.csv"
+    result = run("classify", SAMPLES / "hopper.jpg", "-o", out, "-t", "3", "-b", "3", "-q")
+    assert result.exit_code == EXIT_OK, result.output
+    (interpreter,) = interpreters
+    assert interpreter.kwargs["num_threads"] == 3
+    assert interpreter.get_input_details()[0]["shape"][0] == 3  # the batch it was sized for
+
+
 def test_threads_that_cannot_start_are_a_usage_error(tmp_path, int8_model, monkeypatch):
     # Under `ulimit -v 200M` the decoding threads' stacks did not fit: a RuntimeError traceback.
     import edgefer.cli

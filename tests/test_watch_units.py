@@ -714,6 +714,24 @@ def test_the_example_environment_file_gives_options_watch_accepts(tmp_path):
     assert "does not exist" in result.output, result.output
 
 
+def test_the_threads_and_batch_size_options_reach_the_interpreter(tmp_path, interpreters):
+    # Neither changes a row: dropped on the way to the classifier, --threads left a daemon's
+    # interpreter on every core (the Pi's other services starved) and -b sized it for 16.
+    from typer.testing import CliRunner
+
+    from edgefer.cli import app
+
+    inbox, out = tmp_path / "inbox", tmp_path / "x.csv"
+    inbox.mkdir()
+    out.write_text(HEADER)  # another model's labels: refused right after the model loads
+    argv = ["watch", str(inbox), "--out", str(out), "--threads", "3", "-b", "5"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "written for other labels" in result.output, result.output
+    (interpreter,) = interpreters
+    assert interpreter.kwargs["num_threads"] == 3
+    assert interpreter.get_input_details()[0]["shape"][0] == 5
+
+
 def test_watch_gives_back_the_signal_handlers_it_found(tmp_path):
     # watch made SIGTERM, SIGINT and SIGHUP set its stop event and left them so when it
     # returned, refused or stopped: in one process (CliRunner, a program calling the app), a
