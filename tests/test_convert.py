@@ -308,22 +308,37 @@ def test_logits_models_convert_and_calibration_gaps_are_said(tmp_path, tiny_data
 
 def test_sigterm_during_convert_ends_it_like_ctrl_c(tmp_path):
     # Python's default SIGTERM ended the process at once: TensorFlow's temporary SavedModel
-    # (twice the model's size) stayed in /tmp. Now it unwinds, as Ctrl-C does, and exits 143.
+    # (twice the model's size) stayed in /tmp. Now the run's scratch folder, where the
+    # converter's temporary files go, is removed at once, and it exits 143.
     script = (
-        "import os, signal, sys, time\n"
+        "import os, signal, sys, tempfile, time\n"
         "import edgefer.convert\n"
         "from edgefer.cli import app\n"
         "def convert(*args):\n"
+        "    saved = tempfile.mkdtemp()  # as TensorFlow's converter makes its SavedModel\n"
+        "    open(os.path.join(saved, 'saved_model.pb'), 'wb').close()\n"
+        "    print(saved, flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    time.sleep(30)\n"
         "edgefer.convert.convert = convert\n"
         "app(['convert', 'm.keras', '-o', 'o.tflite'])\n"
     )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 143, done.stderr
     assert "interrupted; nothing written" in done.stderr and "Traceback" not in done.stderr
+    saved = Path(done.stdout.strip())
+    assert saved.parent.parent == tmp and saved.parent.name.startswith("edgefer-convert-")
+    assert not list(tmp.iterdir())  # the SavedModel and the scratch folder around it: gone
 
 
 @pytest.mark.parametrize("ctrl_c", [True, False])

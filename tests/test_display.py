@@ -55,6 +55,18 @@ def test_control_characters_in_names_never_reach_the_terminal(tmp_path, int8_mod
     assert row["path"] == str(folder / f"evil{ESC}[2J\rhidden.png")
 
 
+def test_control_characters_in_a_warning_are_escaped(tmp_path):
+    # Warnings name folders too ("no images found in ..."): the checks above cover errors and
+    # tables, and a warning that printed the name as it is would clear the screen.
+    empty = tmp_path / f"empty{ESC}[2J\rx"
+    empty.mkdir()
+    result = invoke("classify", empty, "-o", tmp_path / "x.csv")
+    assert result.exit_code == EXIT_OK, result.output
+    assert ESC not in result.output and "\r" not in result.output
+    assert "warning: no images found in " in result.output
+    assert "empty\\x1b[2J\\x0dx" in result.output
+
+
 def test_a_record_with_a_cr_is_quoted_and_reads_back_whole():
     # Only that cell: an empty cell quoted ("") could be torn after its opening quote, which
     # --append's repair would have taken for a whole row.

@@ -36,6 +36,26 @@ def test_exif_orientation_is_honoured(tmp_path, gradient):
     assert upright[:, -1, 1].mean() < 40 and upright[:, 0, 1].mean() > 200
 
 
+def test_png_exif_orientation_is_honoured(tmp_path, gradient):
+    # PNGs carry EXIF in an eXIf chunk (phones' screenshots, converted photos): only the JPEG
+    # one was checked, and a PNG's chunk is looked for before the transpose is paid for.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = save(gradient, tmp_path / "rot.png", exif=exif)
+    upright = load_image(path, (64, 32), 3)
+    assert upright[:, -1, 1].max() == 0 and upright[:, 0, 1].min() == 255
+
+
+def test_a_non_square_input_gets_its_width_and_height_the_right_way_round(tmp_path, gradient):
+    # size is (height, width), Pillow's is (width, height): swapped, a 16x32 model got a 32
+    # wide, 16 tall image's pixels reshaped into its rows (a 48x48 model cannot tell).
+    path = save(gradient, tmp_path / "g.png")  # 64 wide, 32 tall
+    for height, width in ((16, 32), (40, 20)):
+        expected = gradient.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        out = load_image(path, (height, width), 3).astype(int)
+        assert np.abs(out - np.asarray(expected)).max() <= 1, (height, width)
+
+
 def test_large_jpeg_uses_reduced_decoding(tmp_path, monkeypatch):
     big = Image.fromarray(np.full((2000, 3000, 3), 120, np.uint8), "RGB")
     path = save(big, tmp_path / "big.jpg")
@@ -80,6 +100,19 @@ def test_any_mode_converts(tmp_path, mode, value, expected):
         out = load_image(path, (4, 4), channels)
         assert out.shape == (4, 4, channels)
         assert abs(int(out.mean()) - expected) <= 1, (mode, channels, out.mean())
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_a_palette_image_with_a_transparent_colour_goes_over_white(tmp_path, suffix):
+    # GIFs and palette PNGs mark one palette entry transparent (tRNS), often black: without
+    # the white behind it, the background came out black, unlike the same image as RGBA.
+    im = Image.new("P", (10, 10), 0)
+    im.putpalette([0, 0, 0] * 256)  # entries 0 and 1 both black; 0 is the transparent one
+    im.paste(1, (0, 0, 5, 10))  # the left half opaque
+    path = save(im, tmp_path / f"p{suffix}", transparency=0)
+    for channels in (1, 3):
+        out = load_image(path, (10, 10), channels)
+        assert out[:, :5].max() == 0 and out[:, 5:].min() == 255, (channels, out[..., 0])
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])

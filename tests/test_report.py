@@ -186,6 +186,31 @@ def test_faces_csvs_count_images_and_faces(tmp_path):
     assert "3 images, 1 faces, 1 images without a face, 1 failed" in result.output
 
 
+def test_images_without_a_face_are_not_failures_of_their_period(tmp_path):
+    # A photo without a face is a read image (exit 0, "images without a face" in the totals):
+    # counted in its day's "failed" column, the table gave a failure the totals did not.
+    when = "2026-11-30T08:05:09+01:00"
+    face = ["x.jpg", when, "1", "1", "2", "30", "30", "0.9000", *ok("happy", 0.9)[1:]]
+    no_face = ["z.jpg", when, *[""] * 11, "no face"]
+    broken = ["b.jpg", when, *[""] * 11, "empty file"]
+    path = write_csv(tmp_path / "faces.csv", [face, no_face, broken], True, True)
+    result = summary(path, "--by", "day")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "3 images, 1 faces, 1 images without a face, 1 failed" in result.output
+    assert ["2026-11-30", "1", "0", "0", "1"] in table_lines(result.output)
+
+
+def test_a_confidence_at_the_threshold_is_not_below_it(tmp_path):
+    # --low-confidence counts predictions *below* it (its help, and the total's "below 0.50
+    # confidence"): one at exactly the threshold is not counted, in classify's summary as here.
+    rows = [ok("happy", 0.5), ok("sad", 0.499999), ok("-ve", 0.500001), ok("sad", 0.75)]
+    path = write_csv(tmp_path / "labels.csv", rows)
+    result = summary(path)
+    assert "4 classified, 0 failed, 1 below 0.50 confidence" in result.output, result.output
+    result = summary(path, "--low-confidence", "0.75")
+    assert "4 classified, 0 failed, 3 below 0.75 confidence" in result.output, result.output
+
+
 def test_refusals_exit_2(tmp_path):
     plain = write_csv(tmp_path / "a.csv", [ok("happy", 0.9)])
     faces = write_csv(tmp_path / "f.csv", [], faces=True)

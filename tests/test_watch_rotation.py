@@ -154,6 +154,25 @@ def test_size_rotation_keeps_every_row_once_and_carries_the_files_still_here(tmp
     reopened.close()
 
 
+def test_the_new_csv_takes_the_old_ones_mode_past_the_umask(tmp_path, files):
+    # 0640 (the test above) is what a new file gets under the usual umask 022 anyway; a group
+    # that may write the CSV (0664) keeps that right only if the mode is set, not asked for.
+    out = tmp_path / "labels.csv"
+    out.touch()
+    os.chmod(out, 0o664)
+    umask = os.umask(0o022)
+    try:
+        ledger = Ledger(out, LABELS, rotation=Rotation(max_bytes=1))
+        ledger.append(rows_of(files[:2]))
+        ledger.append(rows_of(files[2:4]))  # rotated first
+        ledger.close()
+    finally:
+        os.umask(umask)
+    (old,) = tmp_path.glob("labels.*.csv")
+    assert csv_rows(old) == files[:2] and csv_rows(out) == files[2:4]
+    assert {os.stat(p).st_mode & 0o777 for p in (old, out)} == {0o664}
+
+
 def test_a_lost_state_is_rebuilt_from_the_csv_and_those_rotated_before_it(tmp_path, files):
     # Adoption read only the live CSV: the files whose rows were in a rotated one were
     # classified again.

@@ -584,6 +584,30 @@ def test_watchdogs_stop_race_is_not_an_error_line(caplog):
     assert [r.getMessage() for r in caplog.records] == ["something else"]
 
 
+def test_an_inotify_overflow_that_watchdog_only_logs_asks_for_a_rescan(tmp_path):
+    # The kernel drops events when its queue is full; watchdog says so only in its log. The
+    # watcher's handler on that log raises the flag that makes the worker rescan the folder,
+    # where the files whose events were lost are found.
+    from edgefer import watch
+
+    (tmp_path / "in").mkdir()
+    options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"))
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    handlers = list(logging.getLogger("watchdog").handlers)
+    observer = watcher._start_observer()
+    try:
+        inotify_log = logging.getLogger("watchdog.observers.inotify_c")
+        inotify_log.warning("Some other watchdog warning")
+        assert not watcher.overflow.is_set()
+        inotify_log.warning("Inotify queue overflowed; filesystem events were lost")  # its words
+        assert watcher.overflow.is_set() and watcher._can_rescan()
+    finally:
+        observer.stop()
+        observer.join(5)
+        logging.getLogger("watchdog").handlers[:] = handlers
+        watcher.ledger.close()
+
+
 def test_a_non_utf8_file_name_gets_its_row_and_stays_done(tmp_path):
     # A Latin-1 name (old cameras, SMB shares) must neither stop the daemon nor be redone.
     folder = tmp_path / "in"
