@@ -871,7 +871,8 @@ class Watcher:
         observer.schedule(
             handler, self._watched, recursive=self.options.recursive, event_filter=kinds
         )
-        logging.getLogger("watchdog").addHandler(_OverflowLog(self.overflow))
+        self._overflow_log = _OverflowLog(self.overflow)
+        logging.getLogger("watchdog").addHandler(self._overflow_log)
         observer.daemon = True
         observer.start()
         return observer
@@ -920,6 +921,7 @@ class Watcher:
         worker.join(None if code == 0 else 10.0)
         observer.stop()
         observer.join(5.0)
+        logging.getLogger("watchdog").removeHandler(self._overflow_log)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if code == 0 and self.error is not None:

@@ -788,10 +788,13 @@ def test_watch_gives_back_the_signal_handlers_it_found(tmp_path):
 
     stopper = threading.Thread(target=sigterm_once_handled, daemon=True)
     stopper.start()
+    handlers = list(logging.getLogger("watchdog").handlers)
     result = CliRunner().invoke(app, ["watch", str(tmp_path), "--out", out, "--poll"])
     stopper.join(5)
     assert result.exit_code == 0, result.output
     assert {s: signal.getsignal(s) for s in before} == before
+    # Nor is its handler on watchdog's log left behind (one more per daemon run here).
+    assert logging.getLogger("watchdog").handlers == handlers
 
 
 @pytest.mark.skipif(shutil.which("systemd-tmpfiles") is None, reason="needs systemd-tmpfiles")
