@@ -38,8 +38,33 @@ DEFAULT_DATA = os.environ.get(
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (the usage text runs to a dozen) and exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_sections(text: str) -> set[int]:
+    """``--sections 1,4``: the section numbers, each one that exists; ValueError otherwise."""
+    wanted = set()
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            number = int(item)
+        except ValueError:
+            raise ValueError(f"{item.strip()!r} is not a section number") from None
+        if number not in sections.SECTIONS:
+            raise ValueError(f"there is no section {number}")
+        wanted.add(number)
+    if not wanted:
+        raise ValueError("no section given")
+    return wanted
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = _Parser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model", type=Path, default=None, help="the shipped .tflite (default: edgefer's)"
     )
@@ -72,7 +97,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="Markdown to write")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--workdir", type=Path, help="where to generate inputs (default: a temp dir)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # A usage error before anything is measured or written: a run takes ten minutes.
+    try:
+        args.wanted = parse_sections(args.sections)
+    except ValueError as exc:
+        known = f"{min(sections.SECTIONS)}-{max(sections.SECTIONS)}"
+        p.error(f"--sections {args.sections}: {exc} (sections are numbered {known})")
+    return args
 
 
 def edgefer_command() -> list[str]:
@@ -146,10 +178,9 @@ def settings_of(ctx: sections.Context, args: argparse.Namespace) -> dict[str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv)  # usage errors exit 2 here, before anything runs or is written
     # Wide enough for the tables when the output goes to a log file rather than a terminal.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
-    wanted = {int(x) for x in args.sections.split(",") if x.strip()}
     machine = machine_description()
     started = time.perf_counter()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="edgefer-bench-"))
@@ -165,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print()
         done: dict[int, Section] = {}
         for number in sections.RUN_ORDER:
-            if number not in wanted:
+            if number not in args.wanted:
                 continue
             t0 = time.perf_counter()
             done[number] = sections.SECTIONS[number](ctx)

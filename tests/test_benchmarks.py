@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 import flops  # noqa: E402
 import harness  # noqa: E402
 import report  # noqa: E402
+import run  # noqa: E402
 
 
 def test_interleave_rotates_the_order_and_reports_items_per_second():
@@ -70,6 +71,36 @@ def test_hand_written_notes_survive_a_rewrite():
     new = report.markdown_report({"CPU": "x"}, {"mode": "quick"}, [], report.kept_notes(old))
     assert "old tables" not in new
     assert new.rstrip().endswith("## Findings\nkept")
+
+
+@pytest.fixture
+def results_md(tmp_path):
+    """A RESULTS.md from an earlier, good run."""
+    path = tmp_path / "RESULTS.md"
+    path.write_text("good results\n")
+    return path
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Fails the test if run.py gets as far as measuring (building its inputs)."""
+
+    def build_context(*_):
+        pytest.fail("got as far as measuring")
+
+    monkeypatch.setattr(run, "build_context", build_context)
+
+
+@pytest.mark.parametrize("wanted", ["99", "abc", "1,99", "0", ","])
+def test_a_section_that_does_not_exist_is_a_usage_error_before_anything_runs(
+    wanted, results_md, no_measuring, capsys
+):
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--sections", wanted, "--results", str(results_md)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: --sections" in err, err
+    assert results_md.read_text() == "good results\n"
 
 
 @pytest.mark.slow
