@@ -9,28 +9,33 @@ benchmarks/RESULTS.md (or --results PATH). Inputs are generated into a temporary
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from rich.console import Console
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # sibling modules, however the script is started
 
-import inputs  # noqa: E402
-import sections  # noqa: E402
-from harness import load_average, machine_description, usable_cores  # noqa: E402
-from report import Section, kept_notes, markdown_report, print_section  # noqa: E402
+try:  # a second of imports: a Ctrl-C in it is one line too, as in main()
+    import inputs
+    import numpy as np
+    import sections
+    from harness import load_average, machine_description, usable_cores
+    from report import Section, kept_notes, markdown_report, print_section
+    from rich.console import Console
 
-from edgefer.shipped import model_path  # noqa: E402
-from edgefer.spec import read_spec  # noqa: E402
+    from edgefer.shipped import model_path
+    from edgefer.spec import read_spec
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 #: The project's data folder beside the checkout (``../shared/data``), wherever it is.
 DEFAULT_DATA = os.environ.get(
@@ -61,6 +66,26 @@ def parse_sections(text: str) -> set[int]:
     if not wanted:
         raise ValueError("no section given")
     return wanted
+
+
+def check_writable(path: Path) -> None:
+    """Raise ValueError unless :func:`write_atomically` can write ``path``, changing nothing:
+    found out before the run, not after it."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise ValueError(f"{path} is a folder")
+    if target.exists() and not target.is_file():  # a device or pipe: written in place
+        if not os.access(target, os.W_OK):
+            raise ValueError(f"cannot write {path}")
+        return
+    if not target.parent.is_dir():
+        raise ValueError(f"no folder {target.parent}")
+    try:  # what write_atomically does: a new file beside it, renamed over it
+        fd, probe = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"cannot write in {target.parent}: {exc.strerror or exc}") from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,12 +123,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--workdir", type=Path, help="where to generate inputs (default: a temp dir)")
     args = p.parse_args(argv)
-    # A usage error before anything is measured or written: a run takes ten minutes.
+    # Usage errors before anything is measured or written: a run takes ten minutes.
     try:
         args.wanted = parse_sections(args.sections)
     except ValueError as exc:
         known = f"{min(sections.SECTIONS)}-{max(sections.SECTIONS)}"
         p.error(f"--sections {args.sections}: {exc} (sections are numbered {known})")
+    for option in ("results", "json"):
+        path = getattr(args, option)
+        if path is not None:
+            try:
+                check_writable(path)
+            except ValueError as exc:
+                p.error(f"--{option}: {exc}")
     return args
 
 
@@ -177,8 +209,42 @@ def settings_of(ctx: sections.Context, args: argparse.Namespace) -> dict[str, st
     }
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file beside it, renamed over it: an interrupted or
+    failed write leaves the file that was there (the last good RESULTS.md) as it was."""
+    target = Path(os.path.realpath(path))  # through a symlink, as a plain write would go
+    if target.exists() and not target.is_file():  # /dev/stdout, a pipe: nothing to replace
+        target.write_text(text, encoding="utf-8")
+        return
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if target.exists():  # keep its permissions (mkstemp's file is private)
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)  # usage errors exit 2 here, before anything runs or is written
+    try:
+        return run_benchmarks(args)
+    except KeyboardInterrupt:
+        # RESULTS.md and the JSON are each replaced whole, after the last section: an
+        # interrupt before then leaves them as they were.
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run_benchmarks(args: argparse.Namespace) -> int:
     # Wide enough for the tables when the output goes to a log file rather than a terminal.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
     machine = machine_description()
@@ -209,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     machine["total run time"] = f"{time.perf_counter() - started:.0f} s"
     ordered = [done[n] for n in sorted(done)]
     existing = args.results.read_text(encoding="utf-8") if args.results.is_file() else None
-    args.results.write_text(
-        markdown_report(machine, settings, ordered, kept_notes(existing)), encoding="utf-8"
+    write_atomically(
+        args.results, markdown_report(machine, settings, ordered, kept_notes(existing))
     )
     console.print(f"wrote {args.results}")
     if args.json:
@@ -219,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": settings,
             "sections": [s.to_dict() for s in ordered],
         }
-        args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        write_atomically(args.json, json.dumps(payload, indent=2))
     misses = [c for s in ordered for c in s.checks if not c.passed]
     console.print(f"{len(misses)} target(s) missed" if misses else "every target met")
     return 0

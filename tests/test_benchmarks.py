@@ -5,9 +5,11 @@ the output, the interleaving order, the arithmetic and the tensorflow check are 
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,6 +20,7 @@ import flops  # noqa: E402
 import harness  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
+import sections  # noqa: E402
 
 
 def test_interleave_rotates_the_order_and_reports_items_per_second():
@@ -101,6 +104,75 @@ def test_a_section_that_does_not_exist_is_a_usage_error_before_anything_runs(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: --sections" in err, err
     assert results_md.read_text() == "good results\n"
+
+
+@pytest.mark.parametrize(
+    "option, path",
+    [
+        ("--results", "missing/RESULTS.md"),
+        ("--json", "missing/results.json"),
+        ("--results", "."),  # a folder
+    ],
+)
+def test_an_unwritable_output_is_a_usage_error_before_measuring(
+    option, path, tmp_path, no_measuring, capsys
+):
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--results", str(tmp_path / "R.md"), option, str(tmp_path / path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {option}" in err, err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only folder")
+def test_a_read_only_folder_is_refused_before_measuring(tmp_path, no_measuring, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--results", str(folder / "RESULTS.md")])
+    assert exc.value.code == 2 and "cannot write" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130_and_keeps_the_results(
+    results_md, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(run, "build_context", lambda *_: SimpleNamespace(keras=None, variants={}))
+    monkeypatch.setattr(run, "settings_of", lambda *_: {"mode": "test"})
+    monkeypatch.setattr(run, "machine_description", lambda: {"CPU": "test"})
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    # Section 4 runs first and is done when section 1 is interrupted.
+    monkeypatch.setitem(sections.SECTIONS, 4, lambda ctx: report.Section(4, "done"))
+    monkeypatch.setitem(sections.SECTIONS, 1, interrupted)
+    argv = ["--sections", "1,4", "--results", str(results_md), "--json", str(tmp_path / "r.json")]
+    try:
+        code = run.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C ended in a KeyboardInterrupt traceback")
+    assert code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert results_md.read_text() == "good results\n"  # no partial report over it
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_an_interrupted_write_leaves_the_old_file(results_md, monkeypatch):
+    results_md.chmod(0o644)
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run.write_atomically(results_md, "new results\n")
+    assert results_md.read_text() == "good results\n"
+    assert [p.name for p in results_md.parent.iterdir()] == ["RESULTS.md"]  # no temp file left
+    run.write_atomically(results_md, "new results\n")
+    assert results_md.read_text() == "new results\n"
+    assert results_md.stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.slow
