@@ -81,9 +81,24 @@ class Context:
     keras_result: dict | None = None
 
     @property
+    def shipped_name(self) -> str:
+        """Which model ``--model`` measured: "shipped" for edgefer's default model, another
+        shipped model's ``--model`` name ("robust"), else the file's name."""
+        folder = shipped_models_dir()
+        for name, file in SHIPPED_MODELS.items():
+            if (folder / file).resolve() == self.shipped.resolve():
+                return "shipped" if name == "default" else name
+        return self.shipped.name
+
+    @property
+    def shipped_label(self) -> str:
+        """How tables name the measured model: "int8 (shipped)", "int8 (robust)", ..."""
+        return f"{self.model_kind(self.shipped)} ({self.shipped_name})"
+
+    @property
     def models(self) -> dict[str, Path]:
-        """The shipped model and, when there is one, its float32 version: the issue's pair."""
-        models = {f"{self.model_kind(self.shipped)} (shipped)": self.shipped}
+        """The measured model and, when there is one, its float32 version: the issue's pair."""
+        models = {self.shipped_label: self.shipped}
         if "none" in self.variants:
             models["float32"] = self.variants["none"]
         return models
@@ -204,7 +219,9 @@ def against_keras(ctx: Context) -> Section:
     pixels, y = ctx.val
     x = normalize(pixels, ctx.spec.mean, ctx.spec.std)
     keras_name = "Keras model.predict (batch 64, pre-decoded float32)"
-    int8_name = f"edgefer {ctx.model_kind(ctx.shipped)} Classifier.predict (batch 16, pre-decoded)"
+    kind = ctx.model_kind(ctx.shipped)
+    which = "" if ctx.shipped_name == "shipped" else f" ({ctx.shipped_name})"
+    int8_name = f"edgefer {kind}{which} Classifier.predict (batch 16, pre-decoded)"
     runs = {
         keras_name: wl.keras_predict(model, x, 64),
         int8_name: wl.predict(wl.classifier(ctx.shipped, 16), pixels),
@@ -213,15 +230,17 @@ def against_keras(ctx: Context) -> Section:
         runs["edgefer float32 Classifier.predict (batch 16, pre-decoded)"] = wl.predict(
             wl.classifier(ctx.variants["none"], 16), pixels
         )
-    runs["edgefer classify, shipped model (end to end from PNG files)"] = wl.cli_classify(
-        ctx.shipped, ctx.folder, ctx.work / "s2.csv"
+    runs[f"edgefer classify, {ctx.shipped_name} model (end to end from PNG files)"] = (
+        wl.cli_classify(ctx.shipped, ctx.folder, ctx.work / "s2.csv")
     )
     rates = interleave(runs, ctx.sizes.repeats)
     keras = rates[keras_name]
     for what, r in rates.items():
         sec.rows.append([what, _rate(r), _ratio(paired_ratio(r, keras)), _spread(r)])
     ratio = paired_ratio(rates[int8_name], keras)
-    sec.checks.append(Check("edgefer int8 / Keras (same cores)", _ratio(ratio), "≥ 3×", ratio >= 3))
+    sec.checks.append(
+        Check(f"edgefer {kind}{which} / Keras (same cores)", _ratio(ratio), "≥ 3×", ratio >= 3)
+    )
     probs = np.asarray(model.predict(x, batch_size=64, verbose=0))
     ctx.keras_result = {
         "rate": keras.median,
@@ -442,8 +461,8 @@ def quantization_variants(ctx: Context) -> Section:
     )
     variants = {VARIANT_NAMES[k]: p for k, p in ctx.variants.items()}
     if not variants:
-        variants = {ctx.model_kind(ctx.shipped): ctx.shipped}
-        sec.notes.append("No --keras or --variant given: the shipped model alone.")
+        variants = {ctx.shipped_label: ctx.shipped}
+        sec.notes.append(f"No --keras or --variant given: {ctx.shipped_label} alone.")
     pixels, y = ctx.val
     classifiers = {name: wl.classifier(path, 16) for name, path in variants.items()}
     probs = {name: c.predict(pixels) for name, c in classifiers.items()}

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from PIL import Image
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -21,6 +23,9 @@ import harness  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
 import sections  # noqa: E402
+
+from edgefer.shipped import SHIPPED_MODELS, shipped_models_dir  # noqa: E402
+from edgefer.spec import read_spec  # noqa: E402
 
 
 def test_interleave_rotates_the_order_and_reports_items_per_second():
@@ -173,6 +178,43 @@ def test_an_interrupted_write_leaves_the_old_file(results_md, monkeypatch):
     run.write_atomically(results_md, "new results\n")
     assert results_md.read_text() == "new results\n"
     assert results_md.stat().st_mode & 0o777 == 0o644
+
+
+def _context(tmp_path, model: Path, **sizes) -> sections.Context:
+    """A context for one section, with a few real 48x48 PNGs and nothing converted."""
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((48, 48), 40 * i, np.uint8), "L").save(folder / f"{i}.png")
+    spec = read_spec(model.read_bytes())
+    ctx = sections.Context(
+        shipped=model,
+        spec=spec,
+        sizes=sections.Sizes(**sizes),
+        work=tmp_path,
+        pool=sorted(folder.iterdir()),
+        val_dir=tmp_path / "no-labels",
+        calibration_dir=folder,
+        cores=2,
+        edgefer=["edgefer"],
+        folder=folder,
+    )
+    ctx.val_dir.mkdir()
+    ctx.folder_images = np.zeros((4, 48, 48, 1), np.uint8)
+    return ctx
+
+
+def test_the_measured_model_is_named_not_called_shipped(tmp_path):
+    folder = shipped_models_dir()
+    default = folder / SHIPPED_MODELS["default"]
+    robust = _context(tmp_path, folder / SHIPPED_MODELS["robust"])
+    assert list(robust.models) == ["int8 (robust)"]
+    mine = tmp_path / "mine.tflite"
+    mine.write_bytes(default.read_bytes())
+    robust.shipped = mine
+    assert list(robust.models) == ["int8 (mine.tflite)"]
+    robust.shipped = default
+    assert list(robust.models) == ["int8 (shipped)"]  # edgefer's default, as before
 
 
 @pytest.mark.slow
