@@ -119,7 +119,15 @@ def _rate(r: Rates) -> str:
 
 
 def _spread(r: Rates) -> str:
-    return f"±{100 * r.spread / 2:.0f}%"
+    return _spread_of(r.values)
+
+
+def _spread_of(values) -> str:
+    """Half the max-min range over the median, as ±%; "-" for a single repeat (no spread)."""
+    values = list(values)
+    if len(values) < 2:
+        return "-"
+    return f"±{100 * Rates(tuple(values)).spread / 2:.0f}%"
 
 
 def _ratio(x: float) -> str:
@@ -312,11 +320,12 @@ def startup(ctx: Context) -> Section:
     sec = Section(
         4,
         f"Start-up: wall time of whole processes (median of {ctx.sizes.startup_repeats})",
-        ["command", "seconds", "− floor", "peak RSS MiB"],
+        ["command", "seconds", "spread", "− floor", "peak RSS MiB"],
     )
     for name, seconds in wall.items():
         rss = statistics.median(r.peak_rss_kib for r in runs[name]) / 1024
-        sec.rows.append([name, f"{seconds:.3f}", f"{seconds - floor:+.3f}", f"{rss:.0f}"])
+        spread = _spread_of(r.seconds for r in runs[name])
+        sec.rows.append([name, f"{seconds:.3f}", spread, f"{seconds - floor:+.3f}", f"{rss:.0f}"])
     extra = wall["edgefer classify one.png"] - floor
     sec.checks.append(
         Check("classify one image − floor", f"{extra:.3f} s", "≤ 0.5 s", extra <= 0.5)
@@ -375,7 +384,9 @@ def threads_and_batches(ctx: Context) -> Section:
             "threads",
             "batch",
             "classify images/s",
+            "spread",
             "bare invoke images/s",
+            "spread",
             "classify / bare",
         ],
     )
@@ -391,7 +402,16 @@ def threads_and_batches(ctx: Context) -> Section:
                 c, r = rates[("classify", t, b)], rates[("bare", t, b)]
                 label = f"{t} (all)" if t == ctx.cores else str(t)
                 sec.rows.append(
-                    [name, label, str(b), _rate(c), _rate(r), _ratio(paired_ratio(c, r))]
+                    [
+                        name,
+                        label,
+                        str(b),
+                        _rate(c),
+                        _spread(c),
+                        _rate(r),
+                        _spread(r),
+                        _ratio(paired_ratio(c, r)),
+                    ]
                 )
     return sec
 
@@ -421,14 +441,21 @@ def memory(ctx: Context) -> Section:
     sec = Section(
         6,
         f"Memory: peak RSS of `edgefer classify` processes (max of {ctx.sizes.memory_repeats})",
-        ["input", "peak RSS MiB", "wall s", "images/s (incl. start-up)"],
+        ["input", "peak RSS MiB", "spread", "wall s", "spread", "images/s (incl. start-up)"],
     )
     peaks = {}
     for (name, results), n in zip(runs.items(), (small_n, large_n), strict=True):
         peaks[name] = max(r.peak_rss_kib for r in results)
         seconds = statistics.median(r.seconds for r in results)
         sec.rows.append(
-            [name, f"{peaks[name] / 1024:.1f}", f"{seconds:.1f}", f"{n / seconds:,.0f}"]
+            [
+                name,
+                f"{peaks[name] / 1024:.1f}",
+                _spread_of(r.peak_rss_kib for r in results),
+                f"{seconds:.1f}",
+                _spread_of(r.seconds for r in results),
+                f"{n / seconds:,.0f}",
+            ]
         )
     ratio = peaks[f"{large_n:,} files"] / peaks[f"{small_n:,} files"]
     sec.checks.append(
@@ -556,10 +583,13 @@ def shipped_models(ctx: Context) -> Section:
             "size KiB",
             "MFLOPs",
             f"predict images/s, {cores} threads",
+            "spread",
             "× default",
             "predict images/s, 1 thread",
+            "spread",
             "× default",
             f"classify images/s, {cores} threads",
+            "spread",
             "× default",
             "val accuracy",
             "same top-1 as default",
@@ -593,7 +623,7 @@ def shipped_models(ctx: Context) -> Section:
         row.append(f"{model_cost(path.read_bytes()).flops / 1e6:,.1f}")
         for what in ("many", "one", "classify"):
             r = rates[f"{name} {what}"]
-            row += [_rate(r), _ratio(paired_ratio(r, rates[f"default {what}"]))]
+            row += [_rate(r), _spread(r), _ratio(paired_ratio(r, rates[f"default {what}"]))]
         row.append("-" if y is None else f"{np.mean(top1[name] == y):.4f}")
         row.append(f"{np.mean(top1[name] == top1['default']):.4f}")
         sec.rows.append(row)

@@ -217,6 +217,66 @@ def test_the_measured_model_is_named_not_called_shipped(tmp_path):
     assert list(robust.models) == ["int8 (shipped)"]  # edgefer's default, as before
 
 
+def _spread_columns(section) -> list[int]:
+    return [i for i, c in enumerate(section.columns) if c == "spread"]
+
+
+def test_spread_of_repeats_in_startup_and_memory(tmp_path, monkeypatch):
+    ctx = _context(
+        tmp_path, shipped_models_dir() / SHIPPED_MODELS["default"], memory=(2, 5), memory_distinct=2
+    )
+
+    def processes(commands, repeats, warmup=1):
+        for command in commands.values():  # the memory section counts the big run's rows
+            if "-o" in command:
+                out = Path(command[command.index("-o") + 1])
+                out.write_text("header\n" + "row\n" * 5)
+        return {
+            name: [harness.ProcessRun(s, 1024 * s, 0, "") for s in (0.9, 1.0, 1.1)]
+            for name in commands
+        }
+
+    monkeypatch.setattr(sections, "interleave_processes", processes)
+    monkeypatch.setattr(sections, "_imports_of", lambda command: (set(), []))
+    startup = sections.startup(ctx)
+    assert _spread_columns(startup) == [2]
+    assert all(row[2] == "±10%" for row in startup.rows)
+    memory = sections.memory(ctx)
+    assert _spread_columns(memory) == [2, 4]
+    assert all(row[2] == row[4] == "±10%" for row in memory.rows)
+
+
+def test_spread_of_repeats_in_threads_and_shipped_models(tmp_path, monkeypatch):
+    ctx = _context(tmp_path, shipped_models_dir() / SHIPPED_MODELS["default"], grid=4)
+
+    class Classifier:
+        def predict(self, pixels):
+            return np.eye(7)[np.zeros(len(pixels), int)]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sections.wl, "cli_classify", lambda *a: lambda: 1)
+    monkeypatch.setattr(sections.wl, "bare_invoke", lambda *a: lambda: 1)
+    monkeypatch.setattr(sections.wl, "classifier", lambda *a: Classifier())
+    monkeypatch.setattr(
+        sections,
+        "interleave",
+        lambda runs, repeats: {k: harness.Rates((90.0, 100.0, 110.0)) for k in runs},
+    )
+    grid = sections.threads_and_batches(ctx)
+    assert _spread_columns(grid) == [4, 6]
+    assert all(row[4] == row[6] == "±10%" for row in grid.rows)
+    shipped = sections.shipped_models(ctx)
+    assert _spread_columns(shipped) == [4, 7, 10]
+    assert all(row[i] == "±10%" for row in shipped.rows for i in (4, 7, 10))
+
+
+def test_a_single_repeat_has_no_spread():
+    assert sections._spread_of([1.0]) == "-"
+    assert sections._spread_of([9.0, 10.0, 11.0]) == "±10%"
+
+
 @pytest.mark.slow
 def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_models):
     results, data = tmp_path / "RESULTS.md", tmp_path / "results.json"
@@ -255,7 +315,10 @@ def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_mo
     # The shipped models by name, against the default; the tiny data has none of their labels.
     shipped = {row[0]: row for row in sections[10]["rows"]}
     assert list(shipped) == ["default", "robust"]
-    assert shipped["default"][4] == "1.00×" and shipped["default"][-1] == "1.0000"
+    assert shipped["default"][5] == "1.00×" and shipped["default"][-1] == "1.0000"
+    # The spread between repeats, wherever there are repeats (section 9 times one pass).
+    for n in (1, 2, 3, 4, 5, 6, 10):
+        assert "spread" in sections[n]["columns"], sections[n]["title"]
     assert shipped["robust"][-2] == "-" and any("no accuracy" in n for n in sections[10]["notes"])
     text = results.read_text()
     for heading in ("## Targets", "## 1. ", "## 4. ", "## 8. ", report.NOTES_MARKER):
