@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+#: How to get the ``--keras`` model of the committed RESULTS.md (runs/ is not committed).
+REBUILD_KERAS = (
+    "Section 2, the float32 rows of sections 1, 5 and 8 and the variants of section 7 need "
+    "`--keras`, the float Keras model of the shipped int8 model. It is not committed (runs/ is "
+    "git-ignored); rebuild "
+    "it from the checkout's root (train extra installed) with `python -m train from-tflite "
+    "models/edgefer-fer2013-int8.tflite ../shared/data/fer2013 --out runs/edge-kd6r`, then run "
+    "`python benchmarks/run.py --keras runs/edge-kd6r/model.keras`."
+)
+
 #: RESULTS.md keeps everything below this line across runs: the hand-written findings.
 NOTES_MARKER = "<!-- everything below this line is kept when run.py rewrites the file -->"
 
@@ -108,6 +118,8 @@ def markdown_report(
         "over repeats; each × column is the median of per-repeat ratios between runs made back "
         "to back (so it can differ from the ratio of the two medians shown). Absolute images/s "
         "vary between runs on a shared machine, ratios much less.",
+        "",
+        REBUILD_KERAS,
         "",
         "| machine | |",
         "|---|---|",

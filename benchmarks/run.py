@@ -1,9 +1,17 @@
-"""edgefer benchmarks (issue #6): speed, memory and start-up, measured side by side in one run.
+r"""edgefer benchmarks (issue #6): speed, memory and start-up, measured side by side in one run.
 
     python benchmarks/run.py [--quick] [--model M.tflite] [--keras model.keras] [--data DIR]
 
 Prints one table per section with ratios and PASS/MISS against the targets, and writes
 benchmarks/RESULTS.md (or --results PATH). Inputs are generated into a temporary folder.
+
+The committed RESULTS.md was made with --keras runs/edge-kd6r/model.keras, the shipped int8
+model's float version, which is not committed (runs/ is git-ignored). Rebuild it from the
+checkout's root, with the train extra installed, and run:
+
+    python -m train from-tflite models/edgefer-fer2013-int8.tflite \
+        ../shared/data/fer2013 --out runs/edge-kd6r
+    python benchmarks/run.py --keras runs/edge-kd6r/model.keras
 """
 
 from __future__ import annotations
@@ -97,7 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keras",
         type=Path,
         help="the float Keras model it came from (spec.json beside it): enables section 2 and "
-        "converts the four variants for sections 1, 5 and 7",
+        "converts the four variants for sections 1, 5 and 7; for the shipped model, "
+        "runs/edge-kd6r/model.keras, rebuilt as shown above",
     )
     p.add_argument(
         "--variant",

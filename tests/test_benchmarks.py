@@ -180,6 +180,20 @@ def test_an_interrupted_write_leaves_the_old_file(results_md, monkeypatch):
     assert results_md.stat().st_mode & 0o777 == 0o644
 
 
+def test_help_says_how_to_rebuild_the_keras_model_of_results_md(capsys):
+    command = (
+        "python -m train from-tflite models/edgefer-fer2013-int8.tflite ../shared/data/fer2013 "
+        "--out runs/edge-kd6r"
+    )
+    with pytest.raises(SystemExit):
+        run.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.replace("\\\n", " ").split())
+    assert command in help_text and "--keras runs/edge-kd6r/model.keras" in help_text
+    assert command in report.markdown_report({}, {}, [], "")
+    committed = (BENCH / "RESULTS.md").read_text().split(report.NOTES_MARKER)[0]
+    assert command in committed and "--keras runs/edge-kd6r/model.keras" in committed
+
+
 def _context(tmp_path, model: Path, **sizes) -> sections.Context:
     """A context for one section, with a few real 48x48 PNGs and nothing converted."""
     folder = tmp_path / "pngs"
