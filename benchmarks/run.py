@@ -138,6 +138,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError as exc:
         known = f"{min(sections.SECTIONS)}-{max(sections.SECTIONS)}"
         p.error(f"--sections {args.sections}: {exc} (sections are numbered {known})")
+    if args.repeats is not None and args.repeats < 1:
+        p.error(f"--repeats {args.repeats}: give 1 or more")
     for option in ("results", "json"):
         path = getattr(args, option)
         if path is not None:
@@ -169,7 +171,7 @@ def build_context(args: argparse.Namespace, work: Path) -> sections.Context:
     if not pool:
         raise SystemExit(f"no images under {data}: pass --data DIR")
     sizes = sections.QUICK if args.quick else sections.Sizes()
-    if args.repeats:
+    if args.repeats is not None:
         sizes = replace(sizes, repeats=args.repeats, heavy_repeats=args.repeats)
     ctx = sections.Context(
         shipped=shipped,

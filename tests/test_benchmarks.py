@@ -111,6 +111,17 @@ def test_a_section_that_does_not_exist_is_a_usage_error_before_anything_runs(
     assert results_md.read_text() == "good results\n"
 
 
+@pytest.mark.parametrize("repeats", ["0", "-3"])
+def test_repeats_below_one_are_a_usage_error_before_anything_runs(
+    repeats, results_md, no_measuring, capsys
+):
+    # -3 crashed once measuring had begun; 0 was taken for the default without a word.
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--repeats", repeats, "--results", str(results_md)])
+    assert exc.value.code == 2 and "error: --repeats" in capsys.readouterr().err
+    assert results_md.read_text() == "good results\n"
+
+
 @pytest.mark.parametrize(
     "option, path",
     [
