@@ -28,10 +28,11 @@ def make_models(seed: int = 0, max_iter: int = 200) -> dict[str, Any]:
     """Unfitted pipelines by name; the MLP stops early on a 10% slice of train."""
     return {
         "logreg": make_pipeline(
-            StandardScaler(), LogisticRegression(C=0.01, max_iter=max_iter, random_state=seed)
+            StandardScaler(copy=False),
+            LogisticRegression(C=0.01, max_iter=max_iter, random_state=seed),
         ),
         "mlp": make_pipeline(
-            StandardScaler(),
+            StandardScaler(copy=False),
             MLPClassifier(
                 (512, 256),
                 alpha=1e-3,
@@ -45,7 +46,29 @@ def make_models(seed: int = 0, max_iter: int = 200) -> dict[str, Any]:
 
 
 def features(x: np.ndarray) -> np.ndarray:
-    return x.reshape(len(x), -1).astype(np.float32) / 255.0
+    """Pixels scaled to 0..1, one float32 row per image (the scaler then works in place)."""
+    out = x.reshape(len(x), -1).astype(np.float32)
+    out /= 255.0
+    return out
+
+
+def memory_needed(n_images: int, shape: tuple[int, ...]) -> int:
+    """Bytes the baselines need beyond the decoded images for ``n_images`` train images of
+    ``shape``: the float32 feature matrix, scaled in place, and a quarter more for the
+    solvers' work (a lower bound: older scikit-learn made a float64 copy for lbfgs)."""
+    return n_images * int(np.prod(shape)) * 5
+
+
+def memory_available() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def run_baselines(

@@ -453,7 +453,7 @@ def baselines(
     ),
 ) -> None:
     """Logistic regression and an MLP on raw pixels, on the same split as the CNNs."""
-    from train.baselines import run_baselines
+    from train.baselines import memory_available, memory_needed, run_baselines
     from train.data import load_dataset
 
     if channels not in (1, 3):
@@ -464,12 +464,22 @@ def baselines(
         )
     except ValueError as exc:  # too few class folders, a --classes name with no folder
         raise _fail(exc) from None
+    train = data.splits["train"]
+    shape = train.x.shape[1:]
     _log(
-        f"{data.protocol}: train {len(data.splits['train'])}, val {len(data.splits['val'])}, "
-        f"duplicates {data.duplicates}"
+        f"{data.protocol}: train {len(train)}, val {len(data.splits['val'])}, images "
+        f"{'x'.join(map(str, shape))} (--size, --channels), duplicates {data.duplicates}"
     )
     for note in data.notes:
         _log(f"warning: {note}")
+    needed, available = memory_needed(len(train), shape), memory_available()
+    if available is not None and needed > available:
+        raise _fail(
+            f"the baselines need about {needed / 2**30:.1f} GiB for {len(train)} train images "
+            f"of {'x'.join(map(str, shape))} pixels (a float32 matrix of them), and "
+            f"{available / 2**30:.1f} GiB is available: use a "
+            "smaller --size (the report's baselines are pixel models; 48 is the default)"
+        )
     out = out or Path("runs") / f"baselines-{data_dir.name}"
     run_baselines(data, out, data_dir.name, results, seed, max_iter, log=_log)
 
