@@ -84,7 +84,11 @@ def test_resume_continues_exactly(data_dir, tmp_path):
     # A small edge net (dropout included) keeps this fast; 2 epochs = warmup + cosine.
     small = {"stem": (4,), "widths": (8,)}
     cfg = config(data_dir, arch="edge", arch_kwargs=small, epochs=2, warmup_epochs=1)
-    straight = fit(cfg, tmp_path / "straight", log=lambda _: None)
+    first = []
+    straight = fit(cfg, tmp_path / "straight", log=first.append)
+    # What it decodes, at what size (minutes at 222x222x3, without a word before), and once.
+    assert any(line.startswith("decoding 36 images in ") and "at 16x16x1" in line for line in first)
+    assert any("images 16x16x1" in line for line in first if line.startswith("data "))
     out = tmp_path / "resumed"
     assert fit(cfg, out, log=lambda _: None, stop_after=1)["epoch"] == 1
     with pytest.raises(FileExistsError):
@@ -92,6 +96,7 @@ def test_resume_continues_exactly(data_dir, tmp_path):
     lines = []
     resumed = fit(replace(cfg, epochs=99), out, resume=True, log=lines.append)  # config.json wins
     assert any("resumed after epoch 1" in line for line in lines)
+    assert not any(line.startswith("decoding") for line in lines)  # from runs/cache
     assert [r["epoch"] for r in resumed["history"]] == [1, 2]
     for key in ("lr", "loss", "val_loss"):
         np.testing.assert_allclose(

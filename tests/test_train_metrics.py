@@ -2,11 +2,20 @@
 
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from train.metrics import accuracy, confusion_matrix, log_loss, macro_f1, per_class, summarize
+from train.metrics import (
+    accuracy,
+    confusion_matrix,
+    log_loss,
+    macro_f1,
+    per_class,
+    predict_probs,
+    summarize,
+)
 
 LABELS = ("a", "b", "c")
 # Hand-made: true a -> 3 a, 1 b; true b -> 2 b; true c -> 1 a, 1 b, 2 c.
@@ -59,3 +68,36 @@ def test_metrics_and_csveval_do_not_import_tensorflow():
         "sys.exit('tensorflow' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+class _Model:
+    """Stands in for a Keras model: each image's row is its first column's mean, per channel."""
+
+    output_shape = (None, 3)
+
+    def __init__(self):
+        self.batches = []
+
+    def predict_on_batch(self, x):
+        self.batches.append((len(x), x.dtype))
+        return x[:, :, 0, :].mean(axis=1)
+
+
+def test_predictions_are_made_a_batch_at_a_time_and_mirrored_for_tta():
+    # A float32 copy of every image (and one of every mirror image) was made first: 8 GB and
+    # more for the validation images of the reference report's size.
+    x = np.random.default_rng(0).integers(0, 256, (2000, 20, 20, 3), dtype=np.uint8)
+    model = _Model()
+    tracemalloc.start()
+    try:
+        plain = predict_probs(model, x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(plain, x[:, :, 0, :].mean(axis=1), rtol=1e-6)
+    assert model.batches == [(256, np.float32)] * 7 + [(208, np.float32)]
+    assert peak < 2 * x.nbytes, (peak, x.nbytes)  # a float32 copy of x is 4 x.nbytes
+    both = predict_probs(_Model(), x, tta=True)
+    expected = (x[:, :, 0, :].mean(axis=1) + x[:, :, -1, :].mean(axis=1)) / 2
+    np.testing.assert_allclose(both, expected, rtol=1e-6)
+    assert predict_probs(_Model(), x[:0]).shape == (0, 3)

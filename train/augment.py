@@ -174,11 +174,20 @@ def train_dataset(
     ``(1 - teacher_weight) * y + teacher_weight * teach(x)`` for the view the student sees.
     """
     order = np.random.default_rng([seed, epoch]).permutation(len(y))
-    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order], sample_weight[order]))
-    ds = ds.batch(batch_size).enumerate()
+    # Only the order goes into the pipeline; each batch is gathered from ``x`` as it is needed.
+    # A shuffled copy of x and a tensor of it cost twice the images again (at 222x222x3, 15,000
+    # images: 4.4 GB on top of the 2.2 GB of x).
+    arrays = (x, y, sample_weight)
+    dtypes = tuple(tf.as_dtype(a.dtype) for a in arrays)
+    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
 
-    def prepare(i, batch):
-        bx, by, bw = batch
+    def gather(index: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(a[index] for a in arrays)
+
+    def prepare(i, index):
+        batch = tf.numpy_function(gather, [index], dtypes, stateful=False)
+        shapes = [(None, *a.shape[1:]) for a in arrays]
+        bx, by, bw = (tf.ensure_shape(t, s) for t, s in zip(batch, shapes, strict=True))
         bx = tf.cast(bx, tf.float32)
         by = tf.one_hot(by, n_classes) if y.ndim == 1 else tf.cast(by, tf.float32)
         batch_seed = tf.stack([tf.constant(seed * 100_003 + epoch, tf.int64), i])

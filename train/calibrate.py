@@ -21,6 +21,7 @@ import numpy as np
 
 from train.evaluate import load_labelled, load_model_and_spec
 from train.fit import float32_copy, save_inference_model
+from train.metrics import predict_probs
 from train.tfenv import keras
 
 #: Temperatures searched (a softened student needs about 0.5-0.7; a sure model above 1).
@@ -45,9 +46,7 @@ def softmax_head(model: keras.Model) -> keras.layers.Dense:
 def logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The inputs to the final softmax, in float64."""
     head = softmax_head(model)
-    features = keras.Model(model.inputs, head.input).predict(
-        x.astype(np.float32), batch_size=256, verbose=0
-    )
+    features = predict_probs(keras.Model(model.inputs, head.input), x)
     kernel, bias = (np.asarray(w, np.float64) for w in head.get_weights())
     return np.asarray(features, np.float64) @ kernel + bias
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgefer.spec import ModelSpec
 from train.data import Split, list_labels, load_folder
-from train.metrics import format_report, log_loss, summarize
+from train.metrics import format_report, log_loss, predict_probs, summarize
 from train.plots import plot_confusion, plot_samples
 from train.tfenv import keras
 
@@ -31,11 +31,7 @@ def load_model_and_spec(model_path: Path) -> tuple[keras.Model, ModelSpec]:
 
 def predict(model: keras.Model, x: np.ndarray, tta: bool = False) -> np.ndarray:
     """Softmax probabilities; with ``tta`` the mean over the image and its mirror image."""
-    x = x.astype(np.float32)
-    probs = model.predict(x, batch_size=256, verbose=0)
-    if tta:
-        probs = (probs + model.predict(x[:, :, ::-1], batch_size=256, verbose=0)) / 2
-    return probs
+    return predict_probs(model, x, tta)
 
 
 def evaluate_split(

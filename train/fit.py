@@ -24,7 +24,7 @@ from train.augment import train_dataset
 from train.config import FitConfig
 from train.data import Dataset, class_weights, load_dataset
 from train.flops import count_flops
-from train.metrics import log_loss, summarize
+from train.metrics import log_loss, predict_probs, summarize
 from train.tfenv import keras, tf
 
 CACHE_DIR = Path("runs/cache")
@@ -73,7 +73,9 @@ def build_model(cfg: FitConfig, n_classes: int, steps_per_epoch: int) -> keras.M
 SPLIT_FILE = "split.json"
 
 
-def prepare_data(cfg: FitConfig, run: Path | None = None) -> Dataset:
+def prepare_data(
+    cfg: FitConfig, run: Path | None = None, log: Callable[[str], None] | None = None
+) -> Dataset:
     """The dataset, cut to ``cfg.limit`` images per split (a stratified-enough random subset).
 
     ``run``: a run folder; if it holds the split it was trained on, that split is made again
@@ -91,6 +93,7 @@ def prepare_data(cfg: FitConfig, run: Path | None = None) -> Dataset:
         CACHE_DIR,
         cfg.dedupe,
         assignment,
+        log,
     )
     if not cfg.limit:
         return data
@@ -193,7 +196,7 @@ def save_inference_model(model: keras.Model, out: Path, spec: ModelSpec) -> None
 
 
 def validate(model: keras.Model, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -> dict:
-    probs = model.predict(x.astype(np.float32), batch_size=256, verbose=0)
+    probs = predict_probs(model, x)
     metrics = summarize(y, probs.argmax(1), labels)
     metrics["loss"] = log_loss(y, probs)
     return metrics
@@ -566,13 +569,14 @@ def fit(
     t0 = time.time()
     # A new run splits afresh (a split.json left by an attempt that never finished an epoch
     # may be of another seed or data); a resumed one makes its split again.
-    data = prepare_data(cfg, out if resume else None)
+    data = prepare_data(cfg, out if resume else None, log)
     if data.assignment is not None and not resume:
         (out / SPLIT_FILE).write_text(json.dumps(data.assignment))
     train, val = data.splits["train"], data.splits["val"]
     weights = class_weights(train.y, len(data.labels), cfg.class_weight_power)
     log(
-        f"data {cfg.data_dir}: {data.protocol}, labels {','.join(data.labels)}, "
+        f"data {cfg.data_dir}: {data.protocol}, labels {','.join(data.labels)}, images "
+        f"{cfg.input_size[0]}x{cfg.input_size[1]}x{cfg.channels}, "
         f"train {len(train)} val {len(val)}, duplicates {data.duplicates}, "
         f"loaded in {time.time() - t0:.1f}s"
     )

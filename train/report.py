@@ -56,10 +56,9 @@ def report_run(
     plot_curves(state["history"], run / "curves.png", f"{run.name} ({cfg.arch})")
     model, spec = load_model_and_spec(run / "model.keras")
     data = prepare_data(cfg, run)
+    data.splits.pop("train")  # not evaluated: its images go (where they are not a view)
     summary: dict[str, Any] = {}
     for split_name, split in data.splits.items():
-        if split_name == "train":
-            continue
         for tta in (False, True):
             out = run / (f"eval-{split_name}" + ("-tta" if tta else ""))
             title = f"{run.name} on {split_name}" + (" (flip TTA)" if tta else "")
