@@ -42,10 +42,19 @@ def test_int8_is_smallest_float32_largest(tiny_models):
     assert sizes["float16"] < sizes["none"]
 
 
-def test_parity_report_matches_a_direct_computation(tmp_path, tiny_keras, tiny_data):
+def test_parity_report_matches_a_direct_computation(tmp_path, tiny_keras, tiny_data, monkeypatch):
     import tensorflow as tf
 
+    from edgefer import convert as convert_module
     from edgefer.convert import convert, labelled_images, load_batch
+
+    # Keras sees the images a batch at a time, never all of them as float32 at once (2.4 MB per
+    # image at 222x222x3: 5 GB to validate on 1,600).
+    monkeypatch.setattr(convert_module, "PARITY_BATCH", 16)
+    normalize, batches = convert_module.normalize, []
+    monkeypatch.setattr(
+        convert_module, "normalize", lambda p, *a: batches.append(len(p)) or normalize(p, *a)
+    )
 
     result = convert(
         tiny_keras,
@@ -65,7 +74,7 @@ def test_parity_report_matches_a_direct_computation(tmp_path, tiny_keras, tiny_d
     )
     with Classifier.create_from_model_path(tmp_path / "m.tflite", num_threads=1) as c:
         tflite_probs = c.predict(pixels)
-    assert parity.n_images == len(y) == 60
+    assert parity.n_images == len(y) == 60 and batches[-4:] == [16, 16, 16, 12]  # after calibration
     assert parity.keras_accuracy == pytest.approx(np.mean(keras_probs.argmax(1) == y))
     assert parity.tflite_accuracy == pytest.approx(np.mean(tflite_probs.argmax(1) == y))
     assert parity.agreement == pytest.approx(
