@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,15 @@ def tiny_models(tiny_keras, tiny_data, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def int8_model(tiny_models) -> Path:
     return tiny_models["int8"]
+
+
+def peak_memory(call: Callable[[], object]) -> tuple[object, int]:
+    """``call()``'s result and the most bytes Python (numpy included) held during it, over
+    what was held before; tracemalloc, so other processes and TensorFlow's C++ heap do not
+    count."""
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import pytest
+from conftest import peak_memory
 from typer.testing import CliRunner
 
 from edgefer.cli import EXIT_OK, EXIT_USAGE, app
@@ -267,12 +266,7 @@ def test_a_large_csv_is_read_in_little_memory(tmp_path):
     header = csv_line(csv_header(LABELS, time_column=True)).encode()
     path.write_bytes(header + row * 30_000 + row[:20])  # 2.4 MB, a row still being written
     report = Report(by="day")
-    tracemalloc.start()
-    try:
-        report.read(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = peak_memory(lambda: report.read(path))
     assert report.summary.per_label["happy"] == 30_000 and report.incomplete == 1
     assert report.per_period["2026-12-03"]["happy"] == 30_000
     assert peak < 600_000, peak

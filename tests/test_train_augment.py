@@ -1,8 +1,7 @@
 """Augmentation: shapes and range kept, seeded (a resumed epoch sees the same batches)."""
 
-import tracemalloc
-
 import numpy as np
+from conftest import peak_memory
 
 from train.augment import PRESETS, Augment, augment_batch, train_dataset
 from train.tfenv import tf
@@ -88,13 +87,12 @@ def test_an_epoch_gathers_its_batches_without_copying_all_the_images():
     y = np.arange(600) % 3
     none = PRESETS["none"]
     list(train_dataset(x[:32], y[:32], np.ones(32, np.float32), 3, 16, none, 0, 1))  # warm
-    tracemalloc.start()
-    try:
+
+    def one_epoch():
         ds = train_dataset(x, y, np.ones(600, np.float32), 3, 16, none, 0, 1)
-        seen = [hash(b[0].numpy().tobytes()) for b in ds]
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+        return [hash(b[0].numpy().tobytes()) for b in ds]
+
+    seen, peak = peak_memory(one_epoch)
     order = np.random.default_rng([0, 1]).permutation(600)
     shuffled = x[order].astype(np.float32)
     assert seen == [hash(shuffled[i : i + 16].tobytes()) for i in range(0, 600, 16)]

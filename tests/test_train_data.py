@@ -1,11 +1,11 @@
 """Splitting is stratified, deterministic and leak-free; decoding goes through edgefer; cache."""
 
 import os
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import peak_memory
 from PIL import Image
 
 from train.data import (
@@ -255,12 +255,7 @@ def test_splitting_a_folder_and_dropping_duplicates_hold_the_images_once(tmp_pat
     first = root / "x" / "000.png"
     for copy in range(3):  # duplicates of one image: some land in val/test, so train is cut
         (root / "y" / f"dup{copy}.png").write_bytes(first.read_bytes())
-    tracemalloc.start()
-    try:
-        data = load_dataset(root, (64, 64), 3, seed=1)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    data, peak = peak_memory(lambda: load_dataset(root, (64, 64), 3, seed=1))
     images = 303 * 64 * 64 * 3
     assert data.duplicates["dropped_from_train"] > 0
     assert sum(len(s) for s in data.splits.values()) == 303 - data.duplicates["dropped_from_train"]

@@ -2,10 +2,10 @@
 
 import subprocess
 import sys
-import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import peak_memory
 
 from train.metrics import (
     accuracy,
@@ -88,12 +88,7 @@ def test_predictions_are_made_a_batch_at_a_time_and_mirrored_for_tta():
     # more for the validation images of the reference report's size.
     x = np.random.default_rng(0).integers(0, 256, (2000, 20, 20, 3), dtype=np.uint8)
     model = _Model()
-    tracemalloc.start()
-    try:
-        plain = predict_probs(model, x)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    plain, peak = peak_memory(lambda: predict_probs(model, x))
     np.testing.assert_allclose(plain, x[:, :, 0, :].mean(axis=1), rtol=1e-6)
     assert model.batches == [(256, np.float32)] * 7 + [(208, np.float32)]
     assert peak < 2 * x.nbytes, (peak, x.nbytes)  # a float32 copy of x is 4 x.nbytes

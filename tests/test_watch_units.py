@@ -8,11 +8,11 @@ import shutil
 import subprocess
 import sys
 import time
-import tracemalloc
 import types
 from pathlib import Path
 
 import pytest
+from conftest import peak_memory
 
 from edgefer.csvout import (
     CsvError,
@@ -185,12 +185,7 @@ def test_recovery_from_a_torn_batch_reads_the_csvs_tail_not_all_of_it(tmp_path, 
     whole = out.read_bytes()
     with open(out, "ab") as f:
         f.write(f"{images[1]},happy,0.7".encode())  # the crash
-    tracemalloc.start()
-    try:
-        ledger = Ledger(out, LABELS)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    ledger, peak = peak_memory(lambda: Ledger(out, LABELS))
     assert ledger.is_done(images[0], identity(images[0]))
     ledger.close()
     assert out.read_bytes() == whole
