@@ -47,6 +47,7 @@ import contextlib
 import csv
 import fcntl
 import io
+import itertools
 import json
 import logging
 import os
@@ -247,24 +248,35 @@ class Ledger:
     def _ends_a_row(self, end: int) -> bool:
         """Whether byte ``end`` of the CSV is where its header or one of its rows ends, with
         no row boundary known before it: its last line, or (a quoted name may hold line
-        ends) the last few, must read as one row of this CSV's width."""
+        ends, as many as it likes) the last several, must read as one row of this CSV's
+        width. Each line start in the last :data:`ROW_BYTES` is tried, nearest first, each
+        parsed lazily and no further than its first two rows."""
         start = max(0, end - ROW_BYTES)
         with open(self.csv_path, "rb") as f:
             f.seek(start)
             tail = f.read(end - start)
         if start == 0 and tail == self._header:
             return True
+        if not tail.endswith(b"\n"):
+            return False
+        # Blank lines at the end are blank records (a quoted cell never ends on one): the row
+        # sought ends before them.
+        tail = tail.rstrip(b"\r\n") + b"\n"
         layout = Layout(self.labels, self.faces, self.time_column)
+
+        def lines(i: int):
+            while i < len(tail):
+                j = tail.find(b"\n", i) + 1
+                yield tail[i:j].decode("utf-8")
+                i = j
+
         cut = len(tail) - 1
-        for _ in range(8):
-            if cut <= 0 or tail[cut] != ord("\n"):
-                return False
+        while cut > 0:
             cut = tail.rfind(b"\n", 0, cut) + 1
             if cut == 0 and start == 0:
                 return False  # the header, then lines that are no row
             try:
-                text = io.StringIO(tail[cut:].decode("utf-8"), newline="")
-                rows = [row for row in csv.reader(text) if row]
+                rows = list(itertools.islice(csv.reader(lines(cut)), 2))
             except (UnicodeDecodeError, csv.Error):
                 rows = []
             if len(rows) == 1 and layout.split(rows[0]) is not None:
@@ -379,6 +391,10 @@ class Ledger:
             os.replace(tmp, target)
             _fsync_dir(target.parent)
         except OSError as exc:
+            # Not left behind: on a full disk, half a state file holds the space the next
+            # batch's rows need.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise CsvError(f"cannot write {target}: {exc.strerror}") from exc
         self._state_lines = len(self._done)
 
@@ -573,6 +589,7 @@ class Ledger:
             self._next_compact = before + slack
             log.warning("%s: not compacted: %s", self.state_path, exc)
             return False
+        self._next_compact = 0  # the back-off was for that failure, not for good
         os.close(self._state_fd)  # the old file's: the new one is in its place
         self._state_fd = -1
         self._state_fd = self._open_state()

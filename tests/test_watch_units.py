@@ -922,3 +922,83 @@ def test_a_folder_moved_out_is_not_scanned(tmp_path, caplog):
     watcher._on_event(DirCreatedEvent(str(tmp_path / "in" / "made")))
     assert list(watcher.scan_dirs) == [str(tmp_path / "in" / "new"), str(tmp_path / "in" / "made")]
     watcher.ledger.close()
+
+
+def test_a_last_row_whose_name_holds_many_line_ends_is_found_after_compaction(tmp_path):
+    # A compacted (or adopted) state names no last row: the row that ends the CSV was looked
+    # for in its last 8 lines only, and a name of 9 lines, each with a comma, had a restart
+    # after a torn batch refuse the daemon's own CSV.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = "".join(f"p{i},\n" for i in range(8)) + "x,last.png"
+    paths = [str(folder / "a.png"), str(folder / name)]
+    for path in paths:
+        Path(path).write_bytes(b"x")
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(p), identity(p)) for p in paths])
+    ledger._state_lines += 10
+    assert ledger.compact(slack=0)
+    ledger.close()
+    whole = out.read_bytes()
+    with open(out, "ab") as f:
+        f.write(b"/in/torn.png,sa")
+    ledger = Ledger(out, LABELS)
+    assert ledger.is_done(paths[1], identity(paths[1]))
+    ledger.close()
+    assert out.read_bytes() == whole
+
+
+def test_a_compaction_that_runs_out_of_space_leaves_no_temp_file(tmp_path, images, monkeypatch):
+    # Half a state file left behind held what space the disk had left: the next batch's rows
+    # then failed for want of it (ENOSPC), and the daemon stopped.
+    import errno
+
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    for _ in range(3):
+        ledger.append([(ok(p), identity(p)) for p in images])
+    fsync = os.fsync
+
+    def full(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert not ledger.compact(slack=0)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    ledger.close()
+
+
+def test_the_back_off_after_a_failed_compaction_ends_with_the_next_success(tmp_path):
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    state = out.with_name("labels.csv.state")
+
+    def moved(k):  # a batch of files classified, then moved to --done-dir
+        batch = [f"/in/{k}-{i}.png" for i in range(10)]
+        ledger.append([(ok(p), (1, 1)) for p in batch])
+        for p in batch:
+            ledger.forget(p)
+        return ledger.compact(slack=20)
+
+    for k in range(50):  # 500 lines: a state grown before compaction after batches
+        batch = [f"/in/old{k}-{i}.png" for i in range(10)]
+        ledger.append([(ok(p), (1, 1)) for p in batch])
+        for p in batch:
+            ledger.forget(p)
+    real = Ledger._write_state
+    Ledger._write_state = lambda self, *a, **kw: (_ for _ in ()).throw(CsvError("disk full"))
+    try:
+        assert not moved(50)
+    finally:
+        Ledger._write_state = real
+    lines = []
+    for k in range(51, 200):
+        moved(k)
+        lines.append(len(state.read_text().splitlines()))
+    ledger.close()
+    after = lines[lines.index(min(lines)) :]
+    assert max(after) <= 1 + 20 + 10, max(after)
