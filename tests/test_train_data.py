@@ -264,3 +264,15 @@ def test_splitting_a_folder_and_dropping_duplicates_hold_the_images_once(tmp_pat
     for name, split in data.splits.items():
         index = [again.splits[name].paths.index(p) for p in split.paths]
         np.testing.assert_array_equal(split.x, again.splits[name].x[index])
+
+
+def test_a_resumed_split_of_a_folder_with_no_readable_image_says_so(tmp_path):
+    # Reordering no image in place took x[0] for its spare row: an IndexError traceback
+    # instead of the message that names the classes without a readable image.
+    root = tmp_path / "flat"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        (root / label / "0.png").write_bytes(b"not an image")
+    assignment = {"train": ["a/0.png", "b/0.png"], "val": [], "test": []}
+    with pytest.raises(ValueError, match="no readable training images"):
+        load_dataset(root, (8, 8), 1, assignment=assignment)

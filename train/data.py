@@ -232,6 +232,8 @@ def keep_rows(split: Split, keep: np.ndarray) -> Split:
 def permute_rows(x: np.ndarray, order: np.ndarray) -> None:
     """``x[:] = x[order]`` in place, with one image of extra memory (``order``: a
     permutation of ``range(len(x))``)."""
+    if not len(order):
+        return  # no image: none to move, and no x[0] to size the spare row by
     seen = np.zeros(len(order), dtype=bool)
     row = np.empty_like(x[0])
     for start in range(len(order)):
