@@ -586,15 +586,28 @@ class Ledger:
         try:
             self._write_state()
         except CsvError as exc:
-            self._next_compact = before + slack
-            log.warning("%s: not compacted: %s", self.state_path, exc)
-            return False
+            if not self._state_replaced():
+                self._next_compact = before + slack
+                log.warning("%s: not compacted: %s", self.state_path, exc)
+                return False
+            # Only the folder's fsync failed, after the rename: the new state is the one in
+            # place, and the next lines must go to it, not to the old file it replaced.
+            log.warning("%s: compacted, but %s", self.state_path, exc)
+            self._state_lines = len(self._done)
         self._next_compact = 0  # the back-off was for that failure, not for good
         os.close(self._state_fd)  # the old file's: the new one is in its place
         self._state_fd = -1
         self._state_fd = self._open_state()
         log.info("%s: compacted %d entries to %d", self.state_path, before, len(self._done))
         return True
+
+    def _state_replaced(self) -> bool:
+        """Whether the state file's name now names another file than the one open here."""
+        try:
+            named, opened = os.stat(self.state_path), os.fstat(self._state_fd)
+        except OSError:
+            return False
+        return (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino)
 
     def close(self) -> None:
         for fd in (self._state_fd, self._csv_fd):

@@ -406,6 +406,35 @@ def test_why_the_service_stopped_is_an_error_for_journald(tmp_path):
     assert log.read_text().startswith("<3>error: folder does not exist")
 
 
+def test_a_compaction_whose_folder_sync_fails_goes_on_in_the_new_state(
+    tmp_path, images, monkeypatch, caplog
+):
+    # The rename had happened when the folder's fsync failed, yet the compaction counted as not
+    # done: the next batch's lines went to the replaced file, and the daemon stopped with "the
+    # state was deleted or replaced while edgefer watch ran".
+    from edgefer import ledger as ledger_module
+
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    for _ in range(3):
+        ledger.append([(ok(p), identity(p)) for p in images])
+
+    def eio(directory):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(ledger_module, "_fsync_dir", eio)
+    with caplog.at_level(logging.WARNING, logger="edgefer.ledger"):
+        ledger._state_lines += 10
+        assert ledger.compact(slack=0)
+    assert "compacted, but cannot write" in caplog.text
+    monkeypatch.undo()
+    ledger.append([(ok(images[0]), identity(images[0]))])
+    ledger.close()
+    state = out.with_name("labels.csv.state").read_text().splitlines()
+    assert len(state) == 1 + 3 + 1
+    assert Ledger(out, LABELS).is_done(images[0], identity(images[0]))
+
+
 def test_a_compaction_that_fails_keeps_the_state_and_tries_again_later(
     tmp_path, images, monkeypatch, caplog
 ):
