@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import io
 import itertools
 import json
 import logging
@@ -55,6 +54,7 @@ import time
 from pathlib import Path
 
 from edgefer.csvout import (
+    Cells,
     CsvError,
     Layout,
     as_utf8,
@@ -226,16 +226,8 @@ class Ledger:
         else:
             path, start = last
             if 0 < end - start <= ROW_BYTES:
-                with open(self.csv_path, "rb") as f:
-                    f.seek(start)
-                    data = f.read(end - start)
-                try:
-                    text = io.StringIO(data.decode("utf-8"), newline="")
-                    rows = [row for row in csv.reader(text) if row]
-                except (UnicodeDecodeError, csv.Error):
-                    rows = []
-                layout = Layout(self.labels, self.faces, self.time_column)
-                cells = layout.split(rows[0]) if len(rows) == 1 and data[-1:] == b"\n" else None
+                data = self._read_csv(start, end)
+                cells = self._one_row(data) if data.endswith(b"\n") else None
                 if cells is not None and cells.path == as_utf8(path):
                     return
         raise LedgerError(
@@ -252,9 +244,7 @@ class Ledger:
         width. Each line start in the last :data:`ROW_BYTES` is tried, nearest first, each
         parsed lazily and no further than its first two rows."""
         start = max(0, end - ROW_BYTES)
-        with open(self.csv_path, "rb") as f:
-            f.seek(start)
-            tail = f.read(end - start)
+        tail = self._read_csv(start, end)
         if start == 0 and tail == self._header:
             return True
         if not tail.endswith(b"\n"):
@@ -262,27 +252,39 @@ class Ledger:
         # Blank lines at the end are blank records (a quoted cell never ends on one): the row
         # sought ends before them.
         tail = tail.rstrip(b"\r\n") + b"\n"
-        layout = Layout(self.labels, self.faces, self.time_column)
-
-        def lines(i: int):
-            while i < len(tail):
-                j = tail.find(b"\n", i) + 1
-                yield tail[i:j].decode("utf-8")
-                i = j
-
         cut = len(tail) - 1
         while cut > 0:
             cut = tail.rfind(b"\n", 0, cut) + 1
             if cut == 0 and start == 0:
                 return False  # the header, then lines that are no row
-            try:
-                rows = list(itertools.islice(csv.reader(lines(cut)), 2))
-            except (UnicodeDecodeError, csv.Error):
-                rows = []
-            if len(rows) == 1 and layout.split(rows[0]) is not None:
+            if self._one_row(tail, cut) is not None:
                 return True
             cut -= 1
         return False
+
+    def _read_csv(self, start: int, end: int) -> bytes:
+        with open(self.csv_path, "rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+
+    def _one_row(self, data: bytes, start: int = 0) -> Cells | None:
+        """The row that ``data[start:]`` (whole lines) holds, by its columns, if it holds one
+        row of this CSV's width (blank lines aside); else None. Lines are decoded as they are
+        parsed, and no further than a second row: recovery tries many starts in one tail."""
+
+        def lines():
+            i = start
+            while i < len(data):
+                j = data.find(b"\n", i) + 1
+                yield data[i:j].decode("utf-8")
+                i = j
+
+        try:
+            rows = list(itertools.islice((row for row in csv.reader(lines()) if row), 2))
+        except (UnicodeDecodeError, csv.Error):
+            return None
+        layout = Layout(self.labels, self.faces, self.time_column)
+        return layout.split(rows[0]) if len(rows) == 1 else None
 
     def _read_state(self) -> tuple[int, tuple[str, int] | None]:
         """Load the state into memory; returns E and, for the entry whose row ends there, its
