@@ -265,14 +265,36 @@ class Classifier:
             raw = dequantize(raw, scale, zero_point)
         return to_probabilities(raw.astype(np.float32), self.spec.output)
 
+    def _check_pixels(self, pixels: np.ndarray) -> None:
+        """Refuses what the model would turn into confident garbage rather than an error: a
+        float image in 0..1 (or uint16, bool) was quantised as 0..255 and classified."""
+        expected = (*self.spec.input_size, self.spec.channels)
+        if not isinstance(pixels, np.ndarray):
+            raise TypeError(f"expected a numpy array of images, got {type(pixels).__name__}")
+        if pixels.ndim != 4 or pixels.shape[1:] != expected:
+            one = "image[None]" if pixels.shape == expected else "image[None, ..., None]"
+            hint = f" (one image: {one})" if pixels.shape in (expected, expected[:2]) else ""
+            raise ValueError(
+                f"expected images of shape (n, {', '.join(map(str, expected))}), "
+                f"got {pixels.shape}{hint}"
+            )
+        if pixels.dtype != np.uint8:
+            raise ValueError(
+                f"expected uint8 pixels 0..255, got {pixels.dtype} (the model's normalisation "
+                "is applied here: pass the image as decoded, not scaled)"
+            )
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities ``(n, len(labels))`` for uint8 images ``(n, H, W, C)`` of any n >= 0.
 
         Batches are padded to the fixed batch size (padding rows are discarded).
+
+        Raises:
+            TypeError: ``pixels`` is not a numpy array.
+            ValueError: not uint8, or not of the model's ``(H, W, C)``.
         """
-        expected = (*self.spec.input_size, self.spec.channels)
-        if pixels.ndim != 4 or pixels.shape[1:] != expected:
-            raise ValueError(f"expected images of shape (n, {expected}), got {pixels.shape}")
+        self._check_pixels(pixels)
+        expected = pixels.shape[1:]
         out = np.empty((len(pixels), len(self.labels)), dtype=np.float32)
         for start in range(0, len(pixels), self.batch_size):
             chunk = pixels[start : start + self.batch_size]
