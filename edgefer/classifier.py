@@ -8,6 +8,7 @@ turn logits into probabilities when the spec says the model returns logits.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -132,7 +133,9 @@ class Classifier:
     """Classifies batches of decoded face images with a TFLite model.
 
     Use :meth:`create_from_model_path` or :meth:`create_from_options`; close it (or use it as a
-    context manager) to release the interpreter.
+    context manager) to release the interpreter. One classifier may be shared by threads: its
+    calls take turns (an interpreter runs one batch at a time); for batches on several cores at
+    once, give each thread its own classifier.
     """
 
     def __init__(self, options: ClassifierOptions) -> None:
@@ -143,6 +146,9 @@ class Classifier:
         if options.num_threads is not None and options.num_threads < 1:
             raise ValueError("num_threads must be >= 1")
         self.options = options
+        # One interpreter, one set of tensors: a second thread's set_tensor/invoke in between
+        # made the first's invoke raise ("at least 1 reference to internal data").
+        self._lock = threading.Lock()
         self.runtime: Runtime = load_runtime(options.runtime)
         self.num_threads = options.num_threads or default_threads()
         #: The model's file (None for a model given as bytes): the default model, one named by
@@ -291,9 +297,13 @@ class Classifier:
 
         Raises:
             TypeError: ``pixels`` is not a numpy array.
-            ValueError: not uint8, or not of the model's ``(H, W, C)``.
+            ValueError: not uint8, or not of the model's ``(H, W, C)``; the classifier is closed.
         """
         self._check_pixels(pixels)
+        with self._lock:
+            return self._predict(self._open_interpreter(), pixels)
+
+    def _predict(self, interpreter, pixels: np.ndarray) -> np.ndarray:
         expected = pixels.shape[1:]
         out = np.empty((len(pixels), len(self.labels)), dtype=np.float32)
         for start in range(0, len(pixels), self.batch_size):
@@ -302,15 +312,21 @@ class Classifier:
             if n < self.batch_size:
                 pad = np.zeros((self.batch_size - n, *expected), dtype=pixels.dtype)
                 chunk = np.concatenate([chunk, pad])
-            self._interpreter.set_tensor(self._input["index"], self._prepare(chunk))
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._output["index"])
+            interpreter.set_tensor(self._input["index"], self._prepare(chunk))
+            interpreter.invoke()
+            raw = interpreter.get_tensor(self._output["index"])
             out[start : start + n] = self._scores(raw[:n])
         return out
 
     def quantization(self) -> str:
-        """A short description of the model's numeric format, e.g. ``int8 (int8 in/out)``."""
-        tensor_types = {np.dtype(d["dtype"]).name for d in self._interpreter.get_tensor_details()}
+        """A short description of the model's numeric format, e.g. ``int8 (int8 in/out)``.
+
+        Raises:
+            ValueError: the classifier is closed.
+        """
+        with self._lock:
+            details = self._open_interpreter().get_tensor_details()
+        tensor_types = {np.dtype(d["dtype"]).name for d in details}
         io = f"{self.input_dtype.name} in / {self.output_dtype.name} out"
         if np.issubdtype(self.input_dtype, np.integer):
             return f"full integer ({io})"
@@ -320,8 +336,15 @@ class Classifier:
             return f"float16 weights ({io})"
         return f"float32 ({io})"
 
+    def _open_interpreter(self):
+        if self._interpreter is None:
+            raise ValueError("classifier is closed")
+        return self._interpreter
+
     def close(self) -> None:
-        self._interpreter = None
+        """Releases the interpreter; the classifier cannot classify after this. Idempotent."""
+        with self._lock:
+            self._interpreter = None
 
     def __enter__(self) -> Classifier:
         return self

@@ -1,5 +1,6 @@
 """edgefer as a library, the way an app embedding it uses it: the shipped model, real crops."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,43 @@ def test_a_wrong_shape_says_what_the_model_wants(classifier, crops):
     with pytest.raises(TypeError, match="expected a numpy array of images, got list"):
         classifier.predict(list(crops))
     assert classifier.predict(one[None]).shape == (1, len(classifier.labels))
+
+
+def test_a_closed_classifier_says_so():
+    with Classifier(ClassifierOptions(num_threads=1)) as c:
+        pass
+    x = np.zeros((1, *c.spec.input_size, c.spec.channels), np.uint8)
+    # It was an AttributeError ('NoneType' object has no attribute 'set_tensor').
+    with pytest.raises(ValueError, match="^classifier is closed$"):
+        c.predict(x)
+    with pytest.raises(ValueError, match="^classifier is closed$"):
+        c.quantization()
+    c.close()  # again: no error
+    assert c.labels  # what was read at load stays readable
+
+
+def test_threads_may_share_a_classifier(classifier, crops):
+    # Without a lock, a second thread's set_tensor/invoke in between made the first's invoke
+    # raise RuntimeError ('at least 1 reference to internal data'), or could return its rows.
+    images = np.concatenate([crops, crops[::-1], crops[:1]] * 8)  # 56: several batches of 4
+    expected = classifier.predict(images)
+    errors: list[BaseException] = []
+    results: list[np.ndarray] = []
+
+    def work(shift: int) -> None:
+        try:
+            for _ in range(10):
+                rolled = np.roll(images, shift, axis=0)
+                results.append(np.roll(classifier.predict(rolled), -shift, axis=0))
+        except BaseException as exc:  # noqa: BLE001 - reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(shift,)) for shift in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert len(results) == 40
+    for probs in results:
+        np.testing.assert_allclose(probs, expected, atol=1e-6)
