@@ -1,5 +1,8 @@
 """edgefer as a library, the way an app embedding it uses it: the shipped model, real crops."""
 
+import importlib.resources
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -91,3 +94,26 @@ def test_threads_may_share_a_classifier(classifier, crops):
     assert len(results) == 40
     for probs in results:
         np.testing.assert_allclose(probs, expected, atol=1e-6)
+
+
+def test_the_package_exports_the_library_lazily_and_says_it_is_typed():
+    # `from edgefer import Classifier` was an ImportError; importing the package (every
+    # command does) must still load none of the library, numpy and Pillow included.
+    code = (
+        "import sys, edgefer\n"
+        "assert not [m for m in sys.modules if m.startswith(('edgefer.', 'numpy', 'PIL'))]\n"
+        "from edgefer import Classifier, Result, classify_paths, cli\n"
+        "from edgefer.classifier import Classifier as C\n"
+        "assert Classifier is C and {*edgefer._LAZY, '__version__'} == set(edgefer.__all__)\n"
+        "assert all(getattr(edgefer, name) is not None for name in edgefer.__all__)\n"
+        "try:\n"
+        "    edgefer.nope\n"
+        "except AttributeError as exc:\n"
+        "    assert str(exc) == \"module 'edgefer' has no attribute 'nope'\"\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # PEP 561: without this marker, mypy ignores the package's annotations.
+    assert (importlib.resources.files("edgefer") / "py.typed").is_file()
