@@ -335,7 +335,7 @@ def _convert_mode(
 
 
 def load_image(
-    source: str | os.PathLike,
+    source: str | os.PathLike | Image.Image,
     size: tuple[int, int],
     channels: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -346,6 +346,9 @@ def load_image(
     orientation is applied, any mode is converted to grey or RGB, and the result is resized to
     ``size = (height, width)`` with an antialiasing bilinear filter.
 
+    ``source`` may also be a Pillow image already in memory (a camera frame as a numpy array:
+    ``Image.fromarray(frame)``), which gets the same treatment and is left open.
+
     Raises:
         ImageError: the file is missing, empty, unreadable, not an image, truncated, or larger
             than ``max_pixels``.
@@ -353,10 +356,12 @@ def load_image(
     height, width = size
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
-    im = _open(source, max_pixels)
+    given = isinstance(source, Image.Image)
+    # An app's own image is its to close; one opened here is closed here.
+    im = source if given else _open(source, max_pixels)
     try:
-        with im:
-            if im.format == "JPEG":
+        with contextlib.nullcontext(im) if given else im:
+            if im.format == "JPEG" and not given:
                 # Decode at the smallest 1/2^k scale still >= the target in both orientations
                 # (EXIF may swap the axes): a 12 MP photo decodes 8x smaller, 10-20x faster.
                 side = max(height, width)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from edgefer.classifier import Classifier, ClassifierOptions
 from edgefer.preprocess import load_image
@@ -117,3 +118,17 @@ def test_the_package_exports_the_library_lazily_and_says_it_is_typed():
     assert done.returncode == 0, done.stderr
     # PEP 561: without this marker, mypy ignores the package's annotations.
     assert (importlib.resources.files("edgefer") / "py.typed").is_file()
+
+
+def test_an_image_in_memory_is_prepared_as_its_file_is(classifier, tmp_path):
+    # A camera frame or a crop an app holds had no way into the model but through a file
+    # (load_image took paths only) or by copying the resize and grey conversion by hand.
+    spec = classifier.spec
+    frame = np.asarray(Image.open(SAMPLES[0]).convert("RGB"))  # an RGB frame, not 48x48 grey
+    png = tmp_path / "frame.png"
+    Image.fromarray(frame).save(png)
+    image = Image.fromarray(frame)
+    from_memory = load_image(image, spec.input_size, spec.channels)
+    np.testing.assert_array_equal(from_memory, load_image(png, spec.input_size, spec.channels))
+    assert from_memory.shape == (*spec.input_size, spec.channels)
+    assert image.getpixel((0, 0)) == tuple(frame[0, 0])  # the app's image is left open
