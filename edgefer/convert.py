@@ -19,7 +19,7 @@ import numpy as np
 
 from edgefer._quiet import quiet_fd
 from edgefer.discovery import images_under
-from edgefer.preprocess import IMAGE_SUFFIXES, ImageError, load_image, normalize
+from edgefer.preprocess import ImageError, load_image, normalize
 from edgefer.spec import ModelSpec, SpecError, embed_spec
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -85,7 +85,7 @@ def calibration_sample(
     """Up to ``size`` images, stratified over the label folders (or all images in a flat folder)."""
     items = labelled_images(directory, labels)
     if not items:
-        flat = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        flat = images_under(directory)
         rng = random.Random(seed)
         rng.shuffle(flat)
         return flat[:size]

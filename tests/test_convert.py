@@ -167,6 +167,21 @@ def test_calibration_sample_is_stratified(tiny_data):
     assert calibration_sample(tiny_data, LABELS, 9) == sample  # deterministic
 
 
+def test_a_flat_calibration_folder_gives_its_images_only(tmp_path, tiny_data):
+    # Its own walk (rglob) took hidden files (macOS's ._x.png beside x.png, a .thumbnails
+    # folder) and folders named like images, each then an unreadable calibration image.
+    flat = tmp_path / "flat"
+    (flat / ".thumbnails").mkdir(parents=True)
+    (flat / "sub").mkdir()
+    png = (tiny_data / LABELS[0] / "000.png").read_bytes()
+    for name in ("a.png", "sub/b.png", ".thumbnails/a.png"):
+        (flat / name).write_bytes(png)
+    (flat / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (flat / "folder.png").mkdir()
+    sample = calibration_sample(flat, LABELS, 10)
+    assert sorted(sample) == [flat / "a.png", flat / "sub" / "b.png"]
+
+
 def _convert(*args):
     return runner.invoke(app, ["convert", *map(str, args)])
 
