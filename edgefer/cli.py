@@ -632,6 +632,9 @@ def convert(
             raise fail("interrupted; nothing written", 130) from None
         if isinstance(exc, ConvertError):
             raise fail(str(exc)) from None
+        if isinstance(exc, OSError) and exc.strerror:  # a data folder it may not list, say
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(f"{where}{exc.strerror}") from None
         raise
     console = StdoutConsole()
     console.print(

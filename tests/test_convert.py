@@ -238,6 +238,32 @@ def test_bad_inputs_exit_2(tmp_path, tiny_keras, tiny_data):
     assert not out.exists()
 
 
+def test_a_folder_that_cannot_be_listed_is_an_error_line_not_a_traceback(tmp_path, monkeypatch):
+    # A class folder copied as root (`sudo cp -r`): the PermissionError of listing it ended
+    # `edgefer convert` in a traceback. (Simulated: the tests may run as root.)
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"not read: the folders are checked first")
+    (tmp_path / "spec.json").write_text(
+        ModelSpec(labels=LABELS, input_size=(16, 16), channels=1).to_json()
+    )
+    locked = tmp_path / "val"
+    locked.mkdir()
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = _convert(
+        model, "-o", tmp_path / "o.tflite", "--quantize", "none", "--validate", locked
+    )
+    assert result.exit_code == EXIT_USAGE, result.exception
+    assert f"{locked}: Permission denied" in result.output
+    assert "Traceback" not in result.output
+
+
 def _model(folder: Path, outputs: str, spec: ModelSpec) -> Path:
     """A small untrained Keras model of LABELS' grey input: ``outputs`` "softmax", "logits" or
     "two" (softmax scores and an auxiliary output)."""
