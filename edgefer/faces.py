@@ -240,7 +240,6 @@ class BlazeFace:
         self._anchors = _ssd_anchors(self.INPUT, (8, 16), (2, 6))
         self.score_threshold = score_threshold
         self.tile_overlap = tile_overlap
-        self.invocations = 0
 
     def _detect_square(self, view: Image.Image) -> list[Face]:
         """Faces in one view (any size), letterboxed to the model's square input."""
@@ -252,7 +251,6 @@ class BlazeFace:
         x = np.asarray(canvas, dtype=np.float32)[None] / 127.5 - 1.0
         self._interp.set_tensor(self._in, x)
         self._interp.invoke()
-        self.invocations += 1
         raw = self._interp.get_tensor(self._cls)[0, :, 0]
         reg = self._interp.get_tensor(self._reg)[0]
         scores = 1 / (1 + np.exp(-np.clip(raw.astype(np.float64), -100, 100)))
@@ -352,7 +350,6 @@ class HaarCascade:
                 f"OpenCV {cv2.__version__} has no Haar cascade at {path}; "
                 "install opencv-python-headless<5"
             )
-        self._cv2 = cv2
         self.min_neighbors = min_neighbors
         self.scale_factor = scale_factor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -125,9 +125,6 @@ class Summary:
         if self.model:
             parts.append(Text(printable(f"model {self.model}")))
         return Group(*parts)
-
-    def print(self, console: Console) -> None:
-        console.print(self.render())
 
 
 def _threshold(value: float) -> str:
