@@ -319,7 +319,8 @@ class Classifier:
         return out
 
     def quantization(self) -> str:
-        """A short description of the model's numeric format, e.g. ``int8 (int8 in/out)``.
+        """A short description of the model's numeric format, e.g. ``full integer (int8 in /
+        int8 out)``.
 
         Raises:
             ValueError: the classifier is closed.

@@ -414,6 +414,7 @@ class Ledger:
 
         Raises:
             OSError: the disk is full or failing; the batch is then redone after a restart.
+            LedgerError: the CSV or state file was deleted, replaced or cut short under it.
         """
         if not rows:
             return

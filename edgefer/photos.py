@@ -86,8 +86,9 @@ def classify_photos(
 ) -> Iterator[list[Result]]:
     """For each path, in order, the results of its faces (surest first), or one result whose
     error is :data:`NO_FACE` or the decoding error. ``on_decoded`` is called (on a decoding
-    thread) as each photo's faces are found: results come out in groups of up to eight photos,
-    which take seconds each on a Pi, and a daemon must show it is alive meanwhile.
+    thread) as each photo's faces are found: results come out in groups of up to eight photos
+    (twice ``workers``, when more than four), which take seconds each on a Pi, and a daemon
+    must show it is alive meanwhile.
 
     Raises:
         FaceDetectorMissingError: the detector's optional dependency is missing.

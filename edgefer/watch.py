@@ -273,7 +273,8 @@ class Settler:
 
     :meth:`track` records a file's size and mtime and when it may be ready; :meth:`pop_ready`
     stats the files whose time has come and returns those still unchanged (the others start
-    settling again). One heap item per file: a later event only moves its ``due`` forward.
+    settling again). A later ``due`` only updates the file's entry (its heap item is pushed
+    back when it comes up); an earlier one adds an item, and the one it supersedes is skipped.
     """
 
     def __init__(
