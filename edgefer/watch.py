@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from edgefer.csvout import CsvError
 from edgefer.discovery import images_below
 from edgefer.ledger import Identity, Ledger
 from edgefer.notify import Notifier, watchdog_interval
@@ -429,6 +430,16 @@ def _free_name(dest: str) -> tuple[str, int]:
         middle = (low + high) // 2
         low, high = (middle, high) if taken(middle) else (low, middle)
     return f"{stem}.{high}{suffix}", high
+
+
+def _in_words(exc: BaseException | None) -> str:
+    """What stopped the worker, for the log: an OSError's reason and file, a CsvError's own
+    message (written for the operator); anything else (a bug) as Python shows it."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, CsvError):
+        return str(exc)
+    return repr(exc)
 
 
 class Watcher:
@@ -825,7 +836,10 @@ class Watcher:
                 self._run_batch()  # the batch that was filling; the rest waits for the restart
         except BaseException as exc:  # noqa: BLE001 - reported by the main loop, which exits 1
             self.error = exc
-            log.exception("worker failed")
+            if isinstance(exc, CsvError | OSError):  # the disk or the CSV: said in words
+                log.error("worker failed: %s", _in_words(exc))
+            else:  # a bug: its traceback
+                log.exception("worker failed")
 
     # -- the main thread ------------------------------------------------------------------
 
@@ -889,7 +903,7 @@ class Watcher:
             # inotify still watches the old folder (moved away): nothing new would be seen.
             return f"the watched folder {self.root} was replaced by another folder"
         if not worker.is_alive():
-            return f"the worker stopped: {self.error!r}"
+            return f"the worker stopped: {_in_words(self.error)}"
         if not observer.is_alive() or not all(e.is_alive() for e in observer.emitters):
             return "the file watcher stopped"
         return ""

@@ -1031,3 +1031,43 @@ def test_the_back_off_after_a_failed_compaction_ends_with_the_next_success(tmp_p
     ledger.close()
     after = lines[lines.index(min(lines)) :]
     assert max(after) <= 1 + 20 + 10, max(after)
+
+
+@pytest.mark.parametrize(
+    "error, said",
+    [
+        (OSError(errno.EIO, "Input/output error"), "Input/output error"),
+        (LedgerError("/srv/labels.csv was deleted or replaced"), "/srv/labels.csv was deleted"),
+    ],
+)
+def test_a_worker_stopped_by_the_disk_or_the_csv_says_why_in_words(
+    tmp_path, images, monkeypatch, caplog, error, said
+):
+    # It logged a traceback, then "the worker stopped: OSError(5, 'Input/output error')" or
+    # "LedgerError('... move both files away')": Python's spelling of a message that is the
+    # operator's, in the journal. A bug (any other exception) keeps its traceback.
+    import threading
+
+    from edgefer import watch
+
+    monkeypatch.setattr(watch, "classify_paths", lambda _c, paths, **_: map(ok, paths))
+    options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"))
+    ledger = Ledger(tmp_path / "o.csv", LABELS)
+    watcher = watch.Watcher(options, classifier=None, ledger=ledger)
+
+    def append(rows):
+        raise error
+
+    monkeypatch.setattr(ledger, "append", append)
+    watcher.ready.append((images[0], identity(images[0]), 0.0))
+    watcher.stop.set()
+    with caplog.at_level(logging.ERROR, logger="edgefer.watch"):
+        worker = threading.Thread(target=watcher.work)
+        worker.start()
+        worker.join()
+    (record,) = caplog.records
+    assert said in record.getMessage() and record.exc_info is None
+    problem = watcher._problem(None, worker)
+    assert problem.startswith("the worker stopped: ") and said in problem
+    assert type(error).__name__ not in problem
+    ledger.close()
