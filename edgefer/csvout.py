@@ -581,13 +581,10 @@ class CsvSink:
         return os.path.abspath(as_utf8(path)) in self._seen_keys
 
     def write(self, result: Result) -> None:
-        """Raises CsvError: the output cannot be written (disk full, I/O error)."""
-        try:
-            self._stream.write(csv_line(self._row(result, self._time(result.path))))
-            if not self._durable:
-                self._stream.flush()  # a pipe reader sees rows as they come
-        except OSError as exc:
-            raise _write_error(self._output, exc) from exc
+        """One row: :meth:`write_image` of one result.
+
+        Raises CsvError: the output cannot be written (disk full, I/O error)."""
+        self.write_image([result])
 
     def write_image(self, results: list[Result]) -> None:
         """All rows of one image (one per face with ``faces``), then, when appending, a flush:
