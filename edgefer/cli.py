@@ -35,7 +35,7 @@ from edgefer.faceopts import (
     face_options,
 )
 from edgefer.faces import FaceDetectorMissingError
-from edgefer.modelopts import ModelOption, ThreadsOption, TimeOption
+from edgefer.modelopts import MaxPixelsOption, ModelOption, ThreadsOption, TimeOption
 from edgefer.notify import stderr_is_journal
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
@@ -217,9 +217,7 @@ def classify(
     low_confidence: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Count predictions below this confidence.")
     ] = 0.5,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     labels: LabelsOption = None,
     normalization: NormOption = "0..1",
     time_column: TimeOption = False,

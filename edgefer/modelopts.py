@@ -1,5 +1,5 @@
 """Command-line options for the model and its interpreter, shared by ``classify``, ``info`` and
-``watch``, and for the CSV they share (Typer only)."""
+``watch``, and for the images and the CSV they share (Typer only)."""
 
 from __future__ import annotations
 
@@ -30,4 +30,7 @@ TimeOption = Annotated[
         help="Add a time column after path: the image file's modification time (for a camera, "
         "when the shot was saved), ISO 8601 in local time with its UTC offset.",
     ),
+]
+MaxPixelsOption = Annotated[
+    int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
 ]

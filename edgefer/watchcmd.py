@@ -19,7 +19,7 @@ from edgefer.faceopts import (
     MinFaceOption,
     face_options,
 )
-from edgefer.modelopts import ModelOption, ThreadsOption, TimeOption
+from edgefer.modelopts import MaxPixelsOption, ModelOption, ThreadsOption, TimeOption
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 from edgefer.rotation import HELP as ROTATE_HELP
 from edgefer.rotation import Rotation
@@ -81,9 +81,7 @@ def watch(
     rotate: Annotated[str | None, typer.Option(metavar="PERIOD|SIZE", help=ROTATE_HELP)] = None,
     time_column: TimeOption = False,
     threads: ThreadsOption = None,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels (decompression bombs).")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     faces: FacesOption = False,
     detector: DetectorOption = None,
     min_face: MinFaceOption = None,
