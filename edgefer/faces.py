@@ -513,5 +513,10 @@ def annotate(
         draw.rectangle((tx, ty, tx + tw, ty + th), fill=(255, 220, 0))
         draw.text((tx + width - left, ty + width - top), text, fill=(0, 0, 0), font=font)
     tmp = Path(out_path).with_name(f".{Path(out_path).name}.tmp")
-    image.save(tmp, "JPEG", quality=90)
-    os.replace(tmp, out_path)
+    try:
+        image.save(tmp, "JPEG", quality=90)
+        os.replace(tmp, out_path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: not a half copy holding its space
+            tmp.unlink()
+        raise

@@ -451,3 +451,22 @@ def test_annotate_stops_with_one_warning_when_the_folder_takes_no_copies(
     assert len(calls) == 1 and len(read_rows(out)) == 3
     assert r.output.count("warning:") == 1
     assert "No space left on device; no more copies" in " ".join(r.output.split())
+
+
+def test_an_annotated_copy_that_cannot_be_written_leaves_no_temp_file(tmp_path, monkeypatch):
+    # A full disk cut the JPEG short: its hidden temp file stayed in the --annotate folder,
+    # holding space on the disk that had run out of it.
+    import errno
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(photo)
+    (tmp_path / "ann").mkdir()
+
+    def save(image, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\xff\xd8\xff half a JPEG")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    with pytest.raises(OSError, match="No space left"):
+        annotate(str(photo), [], tmp_path / "ann" / "p.jpg")
+    assert list((tmp_path / "ann").iterdir()) == []
