@@ -152,7 +152,8 @@ def check_folders(options: WatchOptions) -> None:
     done = os.path.abspath(options.done_dir)
     # Through links too: the inbox's real folder as --done-dir took every file for done.
     real_folder, real_done = os.path.realpath(folder), os.path.realpath(done)
-    if real_done == real_folder or real_folder.startswith(real_done + os.sep):
+    # commonpath, not a prefix + os.sep: that made `--done-dir /` "//", which contains nothing.
+    if os.path.commonpath([real_done, real_folder]) == real_done:
         raise WatchError("--done-dir must not be the watched folder or contain it")
     try:
         os.makedirs(done, exist_ok=True)

@@ -924,7 +924,7 @@ def test_the_inbox_behind_a_link_as_done_dir_is_refused(tmp_path):
     real = tmp_path / "real"
     (real / "sub").mkdir(parents=True)
     (tmp_path / "inbox").symlink_to(real)
-    for done in (real, tmp_path):
+    for done in (real, tmp_path, "/"):
         options = WatchOptions(str(tmp_path / "inbox"), str(tmp_path / "o.csv"), done_dir=str(done))
         with pytest.raises(WatchError, match="must not be the watched folder or contain it"):
             check_folders(options)
