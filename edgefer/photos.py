@@ -7,7 +7,6 @@ are not thread-safe), the classifier on the calling thread, as in :mod:`edgefer.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from edgefer.faces import (
     load_photo,
     open_detector,
 )
-from edgefer.pipeline import Result, decode_ahead, decode_or_error
+from edgefer.pipeline import Result, decode_ahead, decode_or_error, default_workers
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 
 #: The error cell of an image in which no face was found.
@@ -95,7 +94,7 @@ def classify_photos(
     """
     options = options or FaceOptions()
     spec = classifier.spec
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or default_workers()
     open_detector(options.detector, num_threads=1).close()  # fail early, before any thread
     local = threading.local()
     detectors = []

@@ -7,7 +7,6 @@ are in flight, so memory stays flat however many files there are.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_image
+from edgefer.runtime import default_threads
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,12 @@ def decode_ahead(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def default_workers() -> int:
+    """Decoding threads: up to four, no more than the cores this process may use (CPU affinity,
+    e.g. systemd's CPUAffinity=, as the interpreter's threads)."""
+    return min(4, default_threads())
+
+
 def classify_paths(
     classifier,  # edgefer.classifier.Classifier (not imported: keeps this testable with fakes)
     paths: Iterable[str],
@@ -136,7 +142,7 @@ def classify_paths(
             return load_image(path, spec.input_size, spec.channels, max_pixels)
 
     batch_size = classifier.batch_size
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or default_workers()
     chunk = max(1, min(CHUNK, batch_size))
     window = max(2 * batch_size, 2 * workers * chunk)
     batch_paths: list[str] = []

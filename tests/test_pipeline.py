@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -72,3 +74,27 @@ def test_classify_paths_in_order_with_error_rows():
             assert r.label == ("odd" if int(r.path) % 2 else "even") and r.confidence == 1.0
     assert max(clf.batches) <= clf.batch_size
     assert sum(clf.batches) == sum(not p.startswith("bad") for p in paths)
+
+
+def test_decoding_threads_stay_within_the_cores_this_process_may_use(monkeypatch):
+    # With CPUAffinity=0 (one core of a Pi's four), files and photos were decoded on four
+    # threads (os.cpu_count()) where the interpreter, through default_threads, used one.
+    import edgefer.photos
+    import edgefer.pipeline
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    seen = []
+
+    def record(paths, decode, workers, *args, **kwargs):
+        seen.append(workers)
+        return iter(())
+
+    monkeypatch.setattr(edgefer.pipeline, "decode_ahead", record)
+    monkeypatch.setattr(edgefer.photos, "decode_ahead", record)
+    monkeypatch.setattr(
+        edgefer.photos, "open_detector", lambda *a, **k: types.SimpleNamespace(close=lambda: None)
+    )
+    list(classify_paths(FakeClassifier(), ["1"], loader=lambda p: None))
+    list(edgefer.photos.classify_photos(FakeClassifier(), ["1"]))
+    assert seen == [1, 1]
