@@ -276,3 +276,77 @@ def test_a_resumed_split_of_a_folder_with_no_readable_image_says_so(tmp_path):
     assignment = {"train": ["a/0.png", "b/0.png"], "val": [], "test": []}
     with pytest.raises(ValueError, match="no readable training images"):
         load_dataset(root, (8, 8), 1, assignment=assignment)
+
+
+def count_decodes(monkeypatch) -> list[str]:
+    """The paths ``train.data`` decodes from now on, in a list that grows."""
+    import train.data as data_module
+
+    decoded: list[str] = []
+    real = data_module.load_image
+
+    def counting(path, *args, **kwargs):
+        decoded.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(data_module, "load_image", counting)
+    return decoded
+
+
+def drawn_as_before(data, limit: int, seed: int) -> dict[str, list[str]]:
+    """The paths ``fit --limit`` used to keep: drawn from the whole dataset once decoded."""
+    rng = np.random.default_rng(seed)
+    return {
+        name: [s.paths[i] for i in np.sort(rng.permutation(len(s))[:limit])]
+        for name, s in data.splits.items()
+    }
+
+
+def test_limit_decodes_only_the_images_it_draws_and_draws_the_same(tmp_path, monkeypatch):
+    # `fit --limit 200` and `train split` of such a run decoded every image of the folder (and
+    # wrote it all to the cache) before keeping 200 per split: a full load's time and memory.
+    from typer.testing import CliRunner
+
+    from train.cli import app
+    from train.config import FitConfig
+
+    monkeypatch.chdir(tmp_path)
+    root = write_folder(tmp_path / "d", {"a": 40, "b": 20}, seed=11)
+    expected = drawn_as_before(load_dataset(root, (12, 12), 1, seed=3), 4, seed=3)
+    (tmp_path / "run").mkdir()
+    FitConfig(data_dir=str(root), input_size=(12, 12), seed=3, limit=4).save(tmp_path / "run")
+    decoded = count_decodes(monkeypatch)
+    result = CliRunner().invoke(app, ["split", "run", "--out", "parts"])
+    assert result.exit_code == 0, result.output
+    assert sorted(decoded) == sorted(p for paths in expected.values() for p in paths)
+    for name, paths in expected.items():
+        links = (tmp_path / "parts" / name).rglob("*.png")
+        assert sorted(str(p.resolve()) for p in links) == sorted(paths)
+    assert not (tmp_path / "runs" / "cache").exists()
+
+
+def test_limit_on_split_folders_draws_as_before_and_dedupes_the_drawn(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    write_folder(root / "train", {"a": 10, "b": 10}, seed=12)
+    write_folder(root / "val", {"a": 8, "b": 8}, seed=13)
+    full = load_dataset(root, (12, 12), 1, seed=5)
+    decoded = count_decodes(monkeypatch)
+    data = load_dataset(root, (12, 12), 1, seed=5, limit=4)
+    assert {n: list(s.paths) for n, s in data.splits.items()} == drawn_as_before(full, 4, 5)
+    assert len(decoded) == 8 and data.protocol == "folders train/val, limit 4"
+    # Train: 2 images per class and copies of 6 val images (all drawn); 10 of 32 val drawn.
+    for k in range(2, 10):
+        (root / "train" / "a" / f"{k:03d}.png").unlink()
+        (root / "train" / "b" / f"{k:03d}.png").unlink()
+    for k in range(6):
+        copy = root / "train" / "b" / f"copy{k}.png"
+        copy.write_bytes((root / "val" / "a" / f"{k:03d}.png").read_bytes())
+    write_folder(root / "val", {"a": 16, "b": 16}, seed=13)  # a/000-005 as they were
+    data = load_dataset(root, (12, 12), 1, seed=5, limit=10, dedupe=True)
+    assert len(data.splits["val"]) == 10 and len(decoded) == 8 + 20
+    drawn_val = {x.tobytes() for x in data.splits["val"].x}
+    assert all(x.tobytes() not in drawn_val for x in data.splits["train"].x)
+    # Only the copies of drawn val images leave train: the others are never measured on.
+    kept = sum("copy" in p for p in data.splits["train"].paths)
+    dropped = data.duplicates["dropped_from_train"]
+    assert 0 < kept < 6 and dropped == 6 - kept and len(data.splits["train"]) == 4 + kept

@@ -148,7 +148,9 @@ def fit(
     patience: Annotated[int, typer.Option(help="early-stopping patience in epochs (0 off)")] = 20,
     seed: int = 0,
     dedupe: Annotated[bool, typer.Option(help="drop train images duplicated in val/test")] = True,
-    limit: Annotated[int, typer.Option(help="use at most N images per split (timing runs)")] = 0,
+    limit: Annotated[
+        int, typer.Option(help="use at most N images per split, only those decoded (timing runs)")
+    ] = 0,
     teacher: Annotated[
         list[Path] | None,
         typer.Option(

@@ -34,7 +34,9 @@ class FitConfig:
         patience: early stopping after this many epochs without a better val accuracy (0: off).
         seed: seed for weights, split, shuffling and augmentation.
         dedupe: drop train images whose pixels also appear in val/test.
-        limit: use at most this many train/val images (timing and smoke runs; 0 = all).
+        limit: use at most this many images per split (timing and smoke runs; 0 = all), drawn
+            from the file lists so that only those are decoded; duplicates are dropped from
+            train only where they copy a drawn val/test image.
         teacher: a trained ``.keras`` or converted ``.tflite`` model to distil from, or several
             separated by commas (an ensemble); "" for none. Their predictions on each
             un-augmented train image and its mirror, averaged, become soft targets. A ``.npy``

@@ -182,16 +182,7 @@ def load_folder(
                     (str(p), str(w)) for p, w in zip(z["skipped"], z["why"], strict=True)
                 )
                 return Split(z["x"], z["y"], tuple(str(p) for p in z["paths"]), skipped)
-    started = time.time()
-    if log is not None:
-        shape, gib = f"{size[0]}x{size[1]}x{channels}", _gib(len(paths), size, channels)
-        log(f"decoding {len(paths)} images in {folder} at {shape} ({gib})")
-    x, failed = decode_all(paths, size, channels)
-    if log is not None:
-        log(f"decoded {folder} in {time.time() - started:.0f}s")
-    keep = np.asarray([i for i in range(len(paths)) if i not in failed], dtype=np.int64)
-    skipped = tuple((paths[i], failed[i]) for i in sorted(failed))
-    split = keep_rows(Split(x, y, tuple(paths), skipped), keep)
+    split = decode_split(paths, y, size, channels, log, folder)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         # Own temp name per process: two runs started together on one dataset both decode it,
@@ -212,6 +203,29 @@ def load_folder(
             tmp.unlink(missing_ok=True)
             raise
     return split
+
+
+def decode_split(
+    paths: list[str],
+    y: np.ndarray,
+    size: tuple[int, int],
+    channels: int,
+    log: Callable[[str], None] | None = None,
+    where: Path | str = "",
+) -> Split:
+    """``paths`` (labels ``y``) decoded; undecodable files are left out and listed in
+    ``Split.skipped``. ``log`` is told when decoding starts and ends (minutes for large
+    images)."""
+    started = time.time()
+    if log is not None:
+        shape, gib = f"{size[0]}x{size[1]}x{channels}", _gib(len(paths), size, channels)
+        log(f"decoding {len(paths)} images in {where} at {shape} ({gib})")
+    x, failed = decode_all(paths, size, channels)
+    if log is not None:
+        log(f"decoded {where} in {time.time() - started:.0f}s")
+    keep = np.asarray([i for i in range(len(paths)) if i not in failed], dtype=np.int64)
+    skipped = tuple((paths[i], failed[i]) for i in sorted(failed))
+    return keep_rows(Split(x, y, tuple(paths), skipped), keep)
 
 
 def _gib(n: int, size: tuple[int, int], channels: int) -> str:
@@ -290,6 +304,7 @@ def load_dataset(
     dedupe: bool = True,
     assignment: dict[str, list[str]] | None = None,
     log: Callable[[str], None] | None = None,
+    limit: int = 0,
 ) -> Dataset:
     """Load ``data_dir`` as train/val[/test] folders, or split one labelled folder 70/15/15.
 
@@ -300,12 +315,20 @@ def load_dataset(
     With ``dedupe``, train images whose pixels also appear in val/test are dropped from train
     (validation stays as published); the counts are kept in ``Dataset.duplicates`` either way.
 
+    ``limit`` (timing and smoke runs): at most this many images per split, drawn with ``seed``
+    from the listed files before any is decoded, so only those are read (the cache is neither
+    read nor written). A single folder is then split as listed, unreadable files included, and
+    left out once drawn; duplicates are looked for among the drawn images only (a train image
+    copying a val image that was not drawn is kept: nothing is measured on that image), so
+    train may end up with fewer than ``limit``.
+
     Unreadable image files are left out and named in ``Dataset.notes``.
 
     Raises:
         ValueError: fewer than two labels, a ``classes`` name that is not a folder, a class
-            with no readable training image, or (without ``classes``) a val/test folder that
-            is not one of train's classes (its images would be dropped without a word).
+            with no readable training image (with ``limit``: no image file), or (without
+            ``classes``) a val/test folder that is not one of train's classes (its images
+            would be dropped without a word).
     """
     split_folders = has_split_folders(data_dir)
     label_root = data_dir / "train" if split_folders else data_dir
@@ -325,41 +348,39 @@ def load_dataset(
                     f"{data_dir / name} has folders that are not classes in {label_root}: "
                     f"{', '.join(strays)} (names must match exactly, case included)"
                 )
-        splits = {
-            n: load_folder(data_dir / n, labels, size, channels, cache_dir, log) for n in names
-        }
         protocol = "folders " + "/".join(names)
-        notes += [f"{n}: {s.describe_skipped()}" for n, s in splits.items() if s.skipped]
-    else:
-        whole = load_folder(data_dir, labels, size, channels, cache_dir, log)
-        if whole.skipped:
-            notes.append(whole.describe_skipped())
-        relative = [os.path.relpath(p, data_dir) for p in whole.paths]
-        if assignment is None:
-            parts = stratified_split(whole.y, DEFAULT_FRACTIONS, seed)
+        if limit:
+            listed = {n: list_images(data_dir / n, labels) for n in names}
         else:
-            parts, changes = _reassign(relative, assignment)
-            notes += changes
-        assignment = {n: [relative[k] for k in i] for n, i in zip(SPLIT_NAMES, parts, strict=True)}
-        splits = _split_in_place(whole, parts)
-        del whole
+            splits = {
+                n: load_folder(data_dir / n, labels, size, channels, cache_dir, log) for n in names
+            }
+    else:
         protocol = f"stratified 70/15/15 seed {seed}"
-    empty = [
-        c
-        for c, k in zip(labels, class_counts(splits["train"].y, len(labels)), strict=True)
-        if not k
-    ]
-    if empty:
-        raise ValueError(
-            f"no readable training images for class {', '.join(empty)} under {label_root}: "
-            "remove the folder, or name the classes to use with --classes"
-        )
-    for name, split in splits.items():
-        absent = [
-            c for c, k in zip(labels, class_counts(split.y, len(labels)), strict=True) if not k
-        ]
-        if name != "train" and absent and len(split):
-            notes.append(f"{name} has no images of {', '.join(absent)}")
+        if limit:
+            paths, y = list_images(data_dir, labels)
+            parts, assignment, changes = _assign(paths, y, data_dir, seed, assignment)
+            listed = {
+                n: ([paths[k] for k in i], y[i]) for n, i in zip(SPLIT_NAMES, parts, strict=True)
+            }
+        else:
+            whole = load_folder(data_dir, labels, size, channels, cache_dir, log)
+            if whole.skipped:
+                notes.append(whole.describe_skipped())
+            paths = list(whole.paths)
+            parts, assignment, changes = _assign(paths, whole.y, data_dir, seed, assignment)
+            splits = _split_in_place(whole, parts)
+            del whole
+        notes += changes
+    if limit:  # the classes checked on the listing, before anything is decoded
+        notes += _check_classes(labels, {n: y for n, (_, y) in listed.items()}, label_root)
+        splits = _draw(listed, limit, seed, size, channels, log)
+        if not len(splits["train"]):
+            raise ValueError(f"none of the train images drawn by limit {limit} could be read")
+        protocol += f", limit {limit}"
+    else:
+        notes += _check_classes(labels, {n: s.y for n, s in splits.items()}, label_root)
+    notes += [f"{n}: {s.describe_skipped()}" for n, s in splits.items() if s.skipped]
     others = [s for n, s in splits.items() if n != "train"]
     leak, counts = cross_duplicates(splits["train"], others)
     if dedupe and len(leak):
@@ -367,6 +388,70 @@ def load_dataset(
         splits["train"] = keep_rows(splits["train"], keep)
     counts["dropped_from_train"] = int(len(leak)) if dedupe else 0
     return Dataset(labels, splits, protocol, counts, tuple(notes), assignment)
+
+
+def _assign(
+    paths: list[str],
+    y: np.ndarray,
+    data_dir: Path,
+    seed: int,
+    assignment: dict[str, list[str]] | None,
+) -> tuple[list[np.ndarray], dict[str, list[str]], list[str]]:
+    """One folder's images (``paths``, labels ``y``) split: each part's indices, the split as
+    paths relative to ``data_dir``, and notes on images that came or went since
+    ``assignment`` (a run's split, made again when given)."""
+    relative = [os.path.relpath(p, data_dir) for p in paths]
+    notes: list[str] = []
+    if assignment is None:
+        parts = stratified_split(y, DEFAULT_FRACTIONS, seed)
+    else:
+        parts, notes = _reassign(relative, assignment)
+    made = {n: [relative[k] for k in i] for n, i in zip(SPLIT_NAMES, parts, strict=True)}
+    return parts, made, notes
+
+
+def _check_classes(
+    labels: tuple[str, ...], ys: dict[str, np.ndarray], label_root: Path
+) -> list[str]:
+    """Notes on val/test splits that miss a class (``ys``: each split's labels).
+
+    Raises:
+        ValueError: a class with no training image.
+    """
+    n = len(labels)
+    empty = [c for c, k in zip(labels, class_counts(ys["train"], n), strict=True) if not k]
+    if empty:
+        raise ValueError(
+            f"no readable training images for class {', '.join(empty)} under {label_root}: "
+            "remove the folder, or name the classes to use with --classes"
+        )
+    notes = []
+    for name, y in ys.items():
+        absent = [c for c, k in zip(labels, class_counts(y, n), strict=True) if not k]
+        if name != "train" and absent and len(y):
+            notes.append(f"{name} has no images of {', '.join(absent)}")
+    return notes
+
+
+def _draw(
+    listed: dict[str, tuple[list[str], np.ndarray]],
+    limit: int,
+    seed: int,
+    size: tuple[int, int],
+    channels: int,
+    log: Callable[[str], None] | None,
+) -> dict[str, Split]:
+    """At most ``limit`` of each split's listed images, drawn with ``seed`` (one generator,
+    the splits in order, as ``fit --limit`` drew them from decoded splits before), decoded."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for name, (paths, y) in listed.items():
+        index = np.sort(rng.permutation(len(paths))[:limit])
+        chosen = [paths[k] for k in index]
+        splits[name] = decode_split(
+            chosen, y[index], size, channels, log, f"{name} (limit {limit})"
+        )
+    return splits
 
 
 def _split_in_place(whole: Split, parts: list[np.ndarray]) -> dict[str, Split]:

@@ -76,7 +76,8 @@ SPLIT_FILE = "split.json"
 def prepare_data(
     cfg: FitConfig, run: Path | None = None, log: Callable[[str], None] | None = None
 ) -> Dataset:
-    """The dataset, cut to ``cfg.limit`` images per split (a stratified-enough random subset).
+    """The dataset, cut to ``cfg.limit`` images per split (drawn from the file lists, so that
+    only those are decoded: see :func:`train.data.load_dataset`).
 
     ``run``: a run folder; if it holds the split it was trained on, that split is made again
     (else train and val/test images would trade places after a file was added or removed)."""
@@ -84,7 +85,7 @@ def prepare_data(
     assignment = None
     if split_file is not None and split_file.exists():
         assignment = json.loads(split_file.read_text())
-    data = load_dataset(
+    return load_dataset(
         Path(cfg.data_dir),
         cfg.input_size,
         cfg.channels,
@@ -94,16 +95,8 @@ def prepare_data(
         cfg.dedupe,
         assignment,
         log,
+        cfg.limit,
     )
-    if not cfg.limit:
-        return data
-    rng = np.random.default_rng(cfg.seed)
-    splits = {
-        name: s.subset(np.sort(rng.permutation(len(s))[: cfg.limit]))
-        for name, s in data.splits.items()
-    }
-    protocol = data.protocol + f", limit {cfg.limit}"
-    return Dataset(data.labels, splits, protocol, data.duplicates, data.notes, data.assignment)
 
 
 def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
