@@ -10,6 +10,7 @@ from PIL import Image
 
 from train.data import (
     Split,
+    cache_key,
     class_weights,
     cross_duplicates,
     has_split_folders,
@@ -154,6 +155,39 @@ def test_two_runs_decoding_one_folder_at_once_both_get_it(tmp_path, monkeypatch)
     outer = load_folder(root, ("a", "b"), (8, 8), 1, cache)
     np.testing.assert_array_equal(outer.x, inner[0].x)
     assert [p.name for p in cache.iterdir() if "tmp" in p.name] == []
+
+
+def test_the_cache_keeps_each_folders_two_most_recently_used_entries(tmp_path):
+    # Each new size, channel count or label set of a folder wrote one more uncompressed .npz
+    # and none was ever removed: runs/cache only grew (424 MB an entry for 3,000 images at
+    # 222x222x3), and so did the temp files of writes that were killed.
+    root = write_folder(tmp_path / "d", {"a": 2, "b": 2}, seed=14)
+    other = write_folder(tmp_path / "e", {"a": 2, "b": 2}, seed=15)
+    cache, labels, said = tmp_path / "cache", ("a", "b"), []
+
+    def entry(folder: Path, side: int) -> Path:
+        return cache / (cache_key(folder, labels, (side, side), 1) + ".npz")
+
+    def load(folder: Path, side: int) -> None:
+        load_folder(folder, labels, (side, side), 1, cache, said.append)
+
+    load(other, 8)
+    load(root, 8)
+    load(root, 10)
+    os.utime(entry(root, 8), (1000, 1000))
+    os.utime(entry(root, 10), (2000, 2000))
+    load(root, 8)  # from the cache: now the more recently used of the two
+    load(root, 12)  # one entry too many for the folder: the one at 10 goes
+    assert sorted(cache.iterdir()) == sorted([entry(other, 8), entry(root, 8), entry(root, 12)])
+    assert any(entry(root, 10).name in line and "removed" in line for line in said)
+    dead, writing = cache / "a.0.tmp.npz", cache / "b.1.tmp.npz"
+    dead.write_bytes(b"half an entry")
+    writing.write_bytes(b"an entry being written")
+    os.utime(dead, (1, 1))
+    np.savez(cache / "older.npz", x=np.zeros(1))  # an entry written before they named a folder
+    load(root, 14)
+    left = {entry(other, 8), entry(root, 12), entry(root, 14), writing, cache / "older.npz"}
+    assert set(cache.iterdir()) == left
 
 
 def test_class_weights_lift_rare_classes():

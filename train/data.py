@@ -6,11 +6,13 @@ training and inference see identical inputs. No TensorFlow here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 import uuid
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +27,13 @@ SPLIT_NAMES = ("train", "val", "test")
 #: The reference report's protocol for a single folder: 70/15/15, stratified, fixed seed.
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 CACHE_VERSION = 2
+#: Cache entries kept per folder, the most recently used (two: a model's input size and the
+#: baselines' 48x48 grey, say, without decoding again at each switch); writing one more
+#: removes the rest. The key (folder, labels, size, channels) makes one entry per combination.
+CACHE_PER_FOLDER = 2
+TMP_SUFFIX = ".tmp.npz"
+#: A cache temp file untouched this long is a write that was killed (SIGKILL, OOM, power).
+DEAD_TMP_SECONDS = 24 * 3600
 #: How many unreadable files a log line names (the rest are counted).
 SKIPPED_SHOWN = 5
 
@@ -171,38 +180,83 @@ def load_folder(
     """Decode ``folder/<label>/*`` (or read it from the .npz cache when no file was added,
     removed or changed: names, sizes and mtimes). Undecodable files are left out and listed in
     ``Split.skipped``. ``log`` is told when decoding starts and ends (minutes for large
-    images)."""
+    images), and of cache entries removed (see :func:`prune_cache`)."""
     paths, y = list_images(folder, labels)
     signature = files_signature(paths)
     cache = cache_dir / (cache_key(folder, labels, size, channels) + ".npz") if cache_dir else None
-    if cache is not None and cache.exists():
-        with np.load(cache) as z:
-            if "signature" in z.files and str(z["signature"]) == signature:
-                skipped = tuple(
-                    (str(p), str(w)) for p, w in zip(z["skipped"], z["why"], strict=True)
-                )
-                return Split(z["x"], z["y"], tuple(str(p) for p in z["paths"]), skipped)
+    if cache is not None:
+        cached = _read_cache(cache, signature)
+        if cached is not None:
+            return cached
     split = decode_split(paths, y, size, channels, log, folder)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        # Own temp name per process: two runs started together on one dataset both decode it,
-        # and a shared temp name had the second rename fail (FileNotFoundError) and end its run.
-        tmp = cache.with_suffix(f".{uuid.uuid4().hex[:12]}.tmp.npz")
-        try:
-            np.savez(
-                tmp,
-                x=split.x,
-                y=split.y,
-                paths=np.asarray(split.paths, dtype=str),
-                skipped=np.asarray([p for p, _ in split.skipped], dtype=str),
-                why=np.asarray([w for _, w in split.skipped], dtype=str),
-                signature=np.asarray(signature),
-            )
-            tmp.replace(cache)
-        except BaseException:  # a full disk, Ctrl-C: no gigabytes of half a cache left behind
-            tmp.unlink(missing_ok=True)
-            raise
+        _write_cache(cache, split, signature, folder)
+        prune_cache(cache, folder, log)
     return split
+
+
+def _read_cache(cache: Path, signature: str) -> Split | None:
+    """The entry ``cache`` if it was made from the files of ``signature``, else None."""
+    try:
+        with np.load(cache) as z:
+            if "signature" not in z.files or str(z["signature"]) != signature:
+                return None
+            skipped = tuple((str(p), str(w)) for p, w in zip(z["skipped"], z["why"], strict=True))
+            split = Split(z["x"], z["y"], tuple(str(p) for p in z["paths"]), skipped)
+    except FileNotFoundError:  # none yet, or removed by another run's prune_cache meanwhile
+        return None
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(cache)  # its mtime is its last use: prune_cache keeps the recently used
+    return split
+
+
+def _write_cache(cache: Path, split: Split, signature: str, folder: Path) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # Own temp name per process: two runs started together on one dataset both decode it,
+    # and a shared temp name had the second rename fail (FileNotFoundError) and end its run.
+    tmp = cache.with_suffix(f".{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+    try:
+        np.savez(
+            tmp,
+            x=split.x,
+            y=split.y,
+            paths=np.asarray(split.paths, dtype=str),
+            skipped=np.asarray([p for p, _ in split.skipped], dtype=str),
+            why=np.asarray([w for _, w in split.skipped], dtype=str),
+            signature=np.asarray(signature),
+            folder=np.asarray(str(folder.resolve())),
+        )
+        tmp.replace(cache)
+    except BaseException:  # a full disk, Ctrl-C: no gigabytes of half a cache left behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def prune_cache(kept: Path, folder: Path, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Remove the cache entries of ``folder`` beyond the :data:`CACHE_PER_FOLDER` used most
+    recently (``kept``, just written, always stays), and temp files of writes that were killed
+    (untouched for :data:`DEAD_TMP_SECONDS`). Entries of other folders, and ones that do not
+    record their folder (written before they did), are left alone. Returns what was removed."""
+    resolved, mine, removed = str(folder.resolve()), [], []
+    for entry in kept.parent.glob("*.npz"):
+        try:
+            if entry.name.endswith(TMP_SUFFIX):
+                if time.time() - entry.stat().st_mtime > DEAD_TMP_SECONDS:
+                    entry.unlink()
+                    removed.append(entry)
+                continue
+            with np.load(entry) as z:
+                if entry != kept and "folder" in z.files and str(z["folder"]) == resolved:
+                    mine.append((entry.stat().st_mtime_ns, entry))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            continue  # gone meanwhile (another run pruned it), or not an entry of ours
+    for _, entry in sorted(mine, reverse=True)[CACHE_PER_FOLDER - 1 :]:
+        entry.unlink(missing_ok=True)
+        removed.append(entry)
+    if log is not None and removed:
+        gone = ", ".join(p.name for p in removed)
+        log(f"cache: removed {gone} ({CACHE_PER_FOLDER} entries kept per folder)")
+    return removed
 
 
 def decode_split(
