@@ -266,6 +266,29 @@ def test_split_command_writes_the_runs_split_as_link_folders(tmp_path, monkeypat
     assert again.exit_code != 0 and "not empty" in again.output
 
 
+def test_split_imports_no_tensorflow(tmp_path):
+    # `train split` imported TensorFlow (prepare_data lived in train.fit, and train.config
+    # imported train.augment): about 10 s and 600 MiB before the first link was written.
+    import subprocess
+    import sys
+
+    from train.config import FitConfig
+
+    root = write_folder(tmp_path / "d", {"a": 10, "b": 10}, seed=16)
+    (tmp_path / "run").mkdir()
+    FitConfig(data_dir=str(root), input_size=(12, 12)).save(tmp_path / "run")
+    code = (
+        "import sys; from typer.testing import CliRunner; from train.cli import app; "
+        "r = CliRunner().invoke(app, ['split', 'run', '--out', 'parts']); "
+        "assert r.exit_code == 0, r.output; print('tensorflow' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split()[-1] == "False"
+    assert len(list((tmp_path / "parts").rglob("*.png"))) == 20
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_rows_are_reordered_and_cut_in_place_as_indexing_would(seed):
     rng = np.random.default_rng(seed)

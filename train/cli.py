@@ -497,8 +497,7 @@ def split(
     `edgefer convert --calibration/--validate`, `edgefer classify` and `evaluate-csv`.
     """
     from train.config import FitConfig
-    from train.data import export_split
-    from train.fit import prepare_data
+    from train.data import export_split, prepare_data
 
     if not (run / "config.json").exists():
         raise _fail(f"no fit run in {run} (no config.json)")

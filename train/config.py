@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from train.augment import PRESETS, Augment
+from train.augconfig import PRESETS, Augment
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,13 @@ import numpy as np
 
 from edgefer.discovery import images_under
 from edgefer.preprocess import ImageError, load_image
+from train.config import FitConfig
 
 SPLIT_NAMES = ("train", "val", "test")
+#: Where fit and the commands on its runs (report, average, split) cache decoded folders.
+CACHE_DIR = Path("runs/cache")
+#: A run's split of one data folder (``Dataset.assignment``), written before its first epoch.
+SPLIT_FILE = "split.json"
 #: The reference report's protocol for a single folder: 70/15/15, stratified, fixed seed.
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 CACHE_VERSION = 2
@@ -506,6 +511,32 @@ def _draw(
             chosen, y[index], size, channels, log, f"{name} (limit {limit})"
         )
     return splits
+
+
+def prepare_data(
+    cfg: FitConfig, run: Path | None = None, log: Callable[[str], None] | None = None
+) -> Dataset:
+    """The dataset, cut to ``cfg.limit`` images per split (drawn from the file lists, so that
+    only those are decoded: see :func:`train.data.load_dataset`).
+
+    ``run``: a run folder; if it holds the split it was trained on, that split is made again
+    (else train and val/test images would trade places after a file was added or removed)."""
+    split_file = run / SPLIT_FILE if run is not None else None
+    assignment = None
+    if split_file is not None and split_file.exists():
+        assignment = json.loads(split_file.read_text())
+    return load_dataset(
+        Path(cfg.data_dir),
+        cfg.input_size,
+        cfg.channels,
+        cfg.classes or None,
+        cfg.seed,
+        CACHE_DIR,
+        cfg.dedupe,
+        assignment,
+        log,
+        cfg.limit,
+    )
 
 
 def _split_in_place(whole: Split, parts: list[np.ndarray]) -> dict[str, Split]:

@@ -22,12 +22,10 @@ from edgefer.spec import ModelSpec
 from train import archs
 from train.augment import train_dataset
 from train.config import FitConfig
-from train.data import Dataset, class_weights, load_dataset
+from train.data import SPLIT_FILE, Dataset, class_weights, prepare_data
 from train.flops import count_flops
 from train.metrics import log_loss, predict_probs, summarize
 from train.tfenv import keras, tf
-
-CACHE_DIR = Path("runs/cache")
 
 
 def lr_schedule(cfg: FitConfig, steps_per_epoch: int) -> Any:
@@ -67,36 +65,6 @@ def build_model(cfg: FitConfig, n_classes: int, steps_per_epoch: int) -> keras.M
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     return model
-
-
-#: A run's split of one data folder (``Dataset.assignment``), written before its first epoch.
-SPLIT_FILE = "split.json"
-
-
-def prepare_data(
-    cfg: FitConfig, run: Path | None = None, log: Callable[[str], None] | None = None
-) -> Dataset:
-    """The dataset, cut to ``cfg.limit`` images per split (drawn from the file lists, so that
-    only those are decoded: see :func:`train.data.load_dataset`).
-
-    ``run``: a run folder; if it holds the split it was trained on, that split is made again
-    (else train and val/test images would trade places after a file was added or removed)."""
-    split_file = run / SPLIT_FILE if run is not None else None
-    assignment = None
-    if split_file is not None and split_file.exists():
-        assignment = json.loads(split_file.read_text())
-    return load_dataset(
-        Path(cfg.data_dir),
-        cfg.input_size,
-        cfg.channels,
-        cfg.classes or None,
-        cfg.seed,
-        CACHE_DIR,
-        cfg.dedupe,
-        assignment,
-        log,
-        cfg.limit,
-    )
 
 
 def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:

@@ -210,8 +210,7 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
 def from_tflite(model_path: Path, data_dir: Path, out: Path, samples: int = 4096) -> dict[str, Any]:
     """Rebuild ``model_path`` with ``samples`` train images of ``data_dir``; write
     ``out/model.keras`` and ``spec.json`` beside it. Returns the report (see ``rebuild``)."""
-    from train.data import load_dataset
-    from train.fit import CACHE_DIR
+    from train.data import CACHE_DIR, load_dataset
 
     spec = read_spec(model_path.read_bytes())
     if spec is None:
