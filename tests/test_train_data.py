@@ -407,3 +407,33 @@ def test_limit_on_split_folders_draws_as_before_and_dedupes_the_drawn(tmp_path, 
     kept = sum("copy" in p for p in data.splits["train"].paths)
     dropped = data.duplicates["dropped_from_train"]
     assert 0 < kept < 6 and dropped == 6 - kept and len(data.splits["train"]) == 4 + kept
+
+
+def test_limit_still_refuses_a_class_with_no_readable_training_image(tmp_path, monkeypatch):
+    # With --limit the check ran on the file list only: a class folder of unreadable files was
+    # drawn (or not drawn) and left out without an error, and fit trained without that class,
+    # even with a limit above the folder's size; without --limit it is refused.
+    root = write_folder(tmp_path / "one", {"a": 20, "b": 20}, seed=17)
+    (root / "c").mkdir()
+    for i in range(10):
+        (root / "c" / f"{i}.png").write_bytes(b"\x89PNG not really")
+    for limit in (0, 3, 100):
+        with pytest.raises(ValueError, match="no readable training images for class c under"):
+            load_dataset(root, (12, 12), 1, limit=limit)
+    split = tmp_path / "split"
+    write_folder(split / "train", {"a": 20, "b": 20}, seed=18)
+    write_folder(split / "val", {"a": 4, "b": 4}, seed=19)
+    (split / "train" / "c").mkdir()
+    for i in range(10):
+        (split / "train" / "c" / f"{i}.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="no readable training images for class c under"):
+        load_dataset(split, (12, 12), 1, limit=5)
+    # A readable class that the draw missed costs one decode to check, not its whole folder.
+    (split / "train" / "c" / "ok.png").write_bytes((split / "train" / "a" / "000.png").read_bytes())
+    decoded = count_decodes(monkeypatch)
+    data = load_dataset(split, (12, 12), 1, limit=5, dedupe=False)
+    drawn = [p for s in data.splits.values() for p in (*s.paths, *(q for q, _ in s.skipped))]
+    checked = [p for p in decoded if p not in drawn]
+    assert checked and all(p.startswith(str(split / "train" / "c")) for p in checked)
+    assert len(checked) <= 11 and checked[-1].endswith("ok.png")
+    assert len(data.splits["train"]) <= 5

@@ -385,9 +385,10 @@ def load_dataset(
 
     Raises:
         ValueError: fewer than two labels, a ``classes`` name that is not a folder, a class
-            with no readable training image (with ``limit``: no image file), or (without
-            ``classes``) a val/test folder that is not one of train's classes (its images
-            would be dropped without a word).
+            with no readable training image (with ``limit``, a class with none among those
+            drawn has its other files tried in turn), or (without ``classes``) a val/test
+            folder that is not one of train's classes (its images would be dropped without a
+            word).
     """
     split_folders = has_split_folders(data_dir)
     label_root = data_dir / "train" if split_folders else data_dir
@@ -434,6 +435,7 @@ def load_dataset(
     if limit:  # the classes checked on the listing, before anything is decoded
         notes += _check_classes(labels, {n: y for n, (_, y) in listed.items()}, label_root)
         splits = _draw(listed, limit, seed, size, channels, log)
+        _check_readable(labels, listed["train"], splits["train"], size, channels, label_root)
         if not len(splits["train"]):
             raise ValueError(f"none of the train images drawn by limit {limit} could be read")
         protocol += f", limit {limit}"
@@ -480,16 +482,58 @@ def _check_classes(
     n = len(labels)
     empty = [c for c, k in zip(labels, class_counts(ys["train"], n), strict=True) if not k]
     if empty:
-        raise ValueError(
-            f"no readable training images for class {', '.join(empty)} under {label_root}: "
-            "remove the folder, or name the classes to use with --classes"
-        )
+        raise _no_training_images(empty, label_root)
     notes = []
     for name, y in ys.items():
         absent = [c for c, k in zip(labels, class_counts(y, n), strict=True) if not k]
         if name != "train" and absent and len(y):
             notes.append(f"{name} has no images of {', '.join(absent)}")
     return notes
+
+
+def _no_training_images(classes: list[str], label_root: Path) -> ValueError:
+    return ValueError(
+        f"no readable training images for class {', '.join(classes)} under {label_root}: "
+        "remove the folder, or name the classes to use with --classes"
+    )
+
+
+def _check_readable(
+    labels: tuple[str, ...],
+    listed: tuple[list[str], np.ndarray],
+    drawn: Split,
+    size: tuple[int, int],
+    channels: int,
+    label_root: Path,
+) -> None:
+    """With ``limit``, what the full load checks: each class has a readable training image.
+    A class with none among those drawn (``drawn``, from ``listed``) has its other files
+    decoded in turn until one can be: one decode for a class the draw missed, every file only
+    for a class of unreadable files (which the full load decodes too).
+
+    Raises:
+        ValueError: a class none of whose training files can be read.
+    """
+    tried = {*drawn.paths, *(p for p, _ in drawn.skipped)}
+    have = class_counts(drawn.y, len(labels))
+    paths, y = listed
+    empty = []
+    for index, label in enumerate(labels):
+        if have[index]:
+            continue
+        others = (p for p, k in zip(paths, y.tolist(), strict=True) if k == index)
+        if not any(_readable(p, size, channels) for p in others if p not in tried):
+            empty.append(label)
+    if empty:
+        raise _no_training_images(empty, label_root)
+
+
+def _readable(path: str, size: tuple[int, int], channels: int) -> bool:
+    try:
+        load_image(path, size, channels)
+    except ImageError:
+        return False
+    return True
 
 
 def _draw(
