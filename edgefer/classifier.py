@@ -343,9 +343,13 @@ class Classifier:
         return self._interpreter
 
     def close(self) -> None:
-        """Releases the interpreter; the classifier cannot classify after this. Idempotent."""
-        with self._lock:
-            self._interpreter = None
+        """Releases the interpreter; the classifier cannot classify after this. Idempotent.
+
+        A call under way on another thread finishes (it holds the interpreter); close does
+        not wait for it."""
+        # Not under the lock: `edgefer watch` gives up on a hung worker after 10 s and must
+        # then exit for a restart; waiting here for its batch hung it as long as the batch.
+        self._interpreter = None
 
     def __enter__(self) -> Classifier:
         return self

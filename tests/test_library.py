@@ -132,3 +132,38 @@ def test_an_image_in_memory_is_prepared_as_its_file_is(classifier, tmp_path):
     np.testing.assert_array_equal(from_memory, load_image(png, spec.input_size, spec.channels))
     assert from_memory.shape == (*spec.input_size, spec.channels)
     assert image.getpixel((0, 0)) == tuple(frame[0, 0])  # the app's image is left open
+
+
+def test_close_does_not_wait_for_a_call_under_way(crops):
+    # close() took the lock, so it waited for a batch under way: `edgefer watch`, giving up on
+    # a hung worker after 10 s to exit 1 for a restart, then hung in classifier.close() until
+    # the batch ended (for ever, if it never did).
+    c = Classifier(ClassifierOptions(num_threads=1, batch_size=4))
+    expected = c.predict(crops)
+    real, started, go = c._interpreter, threading.Event(), threading.Event()
+
+    class Stalled:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def invoke(self):
+            started.set()
+            go.wait(30)
+            real.invoke()
+
+    c._interpreter = Stalled()
+    got: list[np.ndarray] = []
+    caller = threading.Thread(target=lambda: got.append(c.predict(crops)))
+    caller.start()
+    assert started.wait(30)
+    closer = threading.Thread(target=c.close)
+    closer.start()
+    closer.join(5)
+    closed_at_once = not closer.is_alive()
+    go.set()
+    caller.join()
+    closer.join()
+    assert closed_at_once
+    np.testing.assert_allclose(got[0], expected, atol=1e-6)  # the call under way finishes
+    with pytest.raises(ValueError, match="^classifier is closed$"):
+        c.predict(crops)
