@@ -278,8 +278,11 @@ class Classifier:
         if not isinstance(pixels, np.ndarray):
             raise TypeError(f"expected a numpy array of images, got {type(pixels).__name__}")
         if pixels.ndim != 4 or pixels.shape[1:] != expected:
-            one = "image[None]" if pixels.shape == expected else "image[None, ..., None]"
-            hint = f" (one image: {one})" if pixels.shape in (expected, expected[:2]) else ""
+            hint = ""
+            if pixels.shape == expected:
+                hint = " (one image: image[None])"
+            elif pixels.shape == expected[:2] and expected[2] == 1:  # grey, without its axis
+                hint = " (one image: image[None, ..., None])"
             raise ValueError(
                 f"expected images of shape (n, {', '.join(map(str, expected))}), "
                 f"got {pixels.shape}{hint}"

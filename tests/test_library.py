@@ -167,3 +167,17 @@ def test_close_does_not_wait_for_a_call_under_way(crops):
     np.testing.assert_allclose(got[0], expected, atol=1e-6)  # the call under way finishes
     with pytest.raises(ValueError, match="^classifier is closed$"):
         c.predict(crops)
+
+
+def test_the_one_image_hint_fits_an_rgb_model():
+    # For a (H, W) image the hint was image[None, ..., None] whatever the model: for a
+    # 3-channel model that gives (1, H, W, 1), refused in turn. (_check_pixels reads only the
+    # spec: an RGB model's, without building one.)
+    from edgefer.spec import ModelSpec
+
+    rgb = Classifier.__new__(Classifier)
+    rgb.spec = ModelSpec(labels=("a", "b"), input_size=(8, 6), channels=3)
+    with pytest.raises(ValueError, match=r"\(n, 8, 6, 3\), got \(8, 6\)$"):
+        rgb._check_pixels(np.zeros((8, 6), np.uint8))
+    with pytest.raises(ValueError, match=r"got \(8, 6, 3\) \(one image: image\[None\]\)$"):
+        rgb._check_pixels(np.zeros((8, 6, 3), np.uint8))
