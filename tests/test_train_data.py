@@ -190,6 +190,21 @@ def test_the_cache_keeps_each_folders_two_most_recently_used_entries(tmp_path):
     assert set(cache.iterdir()) == left
 
 
+@pytest.mark.parametrize("cut", [0, 100, -100], ids=["empty", "head only", "tail cut"])
+def test_a_damaged_cache_entry_is_decoded_again_and_replaced(tmp_path, cut):
+    # A cache entry cut short (a copy of runs/ that stopped, a disk that lost the tail) ended
+    # fit, report and evaluate with BadZipFile or EOFError, naming no file, at every start.
+    root = write_folder(tmp_path / "d", {"a": 3, "b": 3}, seed=20)
+    cache, labels, said = tmp_path / "cache", ("a", "b"), []
+    first = load_folder(root, labels, (10, 10), 1, cache)
+    (entry,) = cache.iterdir()
+    entry.write_bytes(entry.read_bytes()[:cut])
+    again = load_folder(root, labels, (10, 10), 1, cache, said.append)
+    np.testing.assert_array_equal(again.x, first.x)
+    assert any(entry.name in line and "decoding again" in line for line in said), said
+    np.testing.assert_array_equal(load_folder(root, labels, (10, 10), 1, cache).x, first.x)
+
+
 def test_class_weights_lift_rare_classes():
     y = np.repeat([0, 1], [900, 100])
     w = class_weights(y, 2, power=1.0)

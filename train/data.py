@@ -190,7 +190,7 @@ def load_folder(
     signature = files_signature(paths)
     cache = cache_dir / (cache_key(folder, labels, size, channels) + ".npz") if cache_dir else None
     if cache is not None:
-        cached = _read_cache(cache, signature)
+        cached = _read_cache(cache, signature, log)
         if cached is not None:
             return cached
     split = decode_split(paths, y, size, channels, log, folder)
@@ -200,8 +200,12 @@ def load_folder(
     return split
 
 
-def _read_cache(cache: Path, signature: str) -> Split | None:
-    """The entry ``cache`` if it was made from the files of ``signature``, else None."""
+def _read_cache(
+    cache: Path, signature: str, log: Callable[[str], None] | None = None
+) -> Split | None:
+    """The entry ``cache`` if it was made from the files of ``signature``, else None (also for
+    an entry that cannot be read, which ``log`` is told of: the caller decodes and replaces
+    it)."""
     try:
         with np.load(cache) as z:
             if "signature" not in z.files or str(z["signature"]) != signature:
@@ -209,6 +213,12 @@ def _read_cache(cache: Path, signature: str) -> Split | None:
             skipped = tuple((str(p), str(w)) for p, w in zip(z["skipped"], z["why"], strict=True))
             split = Split(z["x"], z["y"], tuple(str(p) for p in z["paths"]), skipped)
     except FileNotFoundError:  # none yet, or removed by another run's prune_cache meanwhile
+        return None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # Cut short or damaged (a copy of runs/ that stopped): a traceback naming no file at
+        # every start, until someone found and removed it.
+        if log is not None:
+            log(f"cache: {cache.name} cannot be read ({exc or type(exc).__name__}): decoding again")
         return None
     with contextlib.suppress(OSError):  # a read-only cache still serves
         os.utime(cache)  # its mtime is its last use: prune_cache keeps the recently used
