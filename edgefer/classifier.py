@@ -7,6 +7,7 @@ turn logits into probabilities when the spec says the model returns logits.
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from dataclasses import dataclass
@@ -19,7 +20,12 @@ from edgefer._quiet import quiet_fd
 from edgefer.preprocess import normalize
 from edgefer.runtime import Runtime, default_threads, load_runtime
 from edgefer.shipped import SHIPPED_MODELS, model_path
-from edgefer.spec import ModelSpec, SpecError, flatbuffer, read_spec
+from edgefer.spec import NORMALIZATIONS, ModelSpec, SpecError, flatbuffer, read_spec
+
+#: The largest ``batch_size``: the interpreter's tensors are sized for a whole batch at load
+#: (at 4000, 627 MB to classify three images), and a bare invoke is no faster at 32 than at 8
+#: (benchmarks/RESULTS.md, section 5). The command line's ``--batch-size`` has the same bound.
+MAX_BATCH_SIZE = 256
 
 
 class ModelError(Exception):
@@ -32,21 +38,68 @@ class ClassifierOptions:
 
     Attributes:
         model: path to a ``.tflite`` file, a shipped model's name (``SHIPPED_MODELS``), or the
-            model's bytes; None means ``$EDGEFER_MODEL``, else the shipped default model.
+            model's bytes (``bytes``, ``bytearray``, ``memoryview``, any buffer); None means
+            ``$EDGEFER_MODEL``, else the shipped default model.
         labels: labels for a model without an embedded spec (overrides nothing otherwise).
         normalization: input range for a model without an embedded spec (see ``NORMALIZATIONS``).
-        num_threads: interpreter threads; None means all cores available to this process.
-        batch_size: images per ``invoke``; fixed for the classifier's life (resizing the input
-            tensor per batch would re-initialise XNNPACK).
+        num_threads: interpreter threads, >= 1; None means all cores available to this process.
+        batch_size: images per ``invoke``, 1 to ``MAX_BATCH_SIZE`` (256); fixed for the
+            classifier's life (resizing the input tensor per batch would re-initialise XNNPACK).
         runtime: ``"ai-edge-litert"`` or ``"tflite-runtime"``; None picks the first importable.
+
+    Raises:
+        TypeError: a field of the wrong type (``batch_size="4"``, ``model=5``).
+        ValueError: ``batch_size`` or ``num_threads`` out of range, an unknown normalisation.
     """
 
-    model: str | os.PathLike | bytes | None = None
+    model: str | os.PathLike | bytes | bytearray | memoryview | None = None
     labels: tuple[str, ...] | None = None
     normalization: str = "0..1"
     num_threads: int | None = None
     batch_size: int = 16
     runtime: str | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here, when the options are made, not mid-run: "4" from a config file failed
+        # as "'<' not supported between 'str' and 'int'", and a batch of 4000 was accepted.
+        batch_size = _whole("batch_size", self.batch_size)
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
+        object.__setattr__(self, "batch_size", batch_size)  # numpy integers: a plain int
+        if self.num_threads is not None:
+            num_threads = _whole("num_threads", self.num_threads)
+            if num_threads < 1:
+                raise ValueError(f"num_threads must be >= 1 (None: all cores), got {num_threads}")
+            object.__setattr__(self, "num_threads", num_threads)
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"unknown normalization {self.normalization!r}; one of {', '.join(NORMALIZATIONS)}"
+            )
+        model = self.model
+        if not (model is None or isinstance(model, str | os.PathLike) or _is_buffer(model)):
+            raise TypeError(
+                "model must be a path, a shipped model's name, the model's bytes or None, "
+                f"got {type(model).__name__}"
+            )
+
+
+def _whole(name: str, value: object) -> int:
+    """``value`` as an int (numpy integers too); TypeError for a str, float or bool."""
+    if isinstance(value, bool):  # an int to Python, but batch_size=True is a mistake
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+
+
+def _is_buffer(value: object) -> bool:
+    """Whether ``value`` holds bytes (bytes, bytearray, memoryview, mmap, a numpy array)."""
+    try:
+        memoryview(value)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
 
 
 def _read_model(path: Path) -> bytes:
@@ -140,11 +193,15 @@ class Classifier:
 
     def __init__(self, options: ClassifierOptions) -> None:
         """Raises ModelError for a missing, unreadable or inconsistent model; RuntimeMissingError
-        when no TFLite runtime is installed; ValueError for bad options."""
-        if options.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if options.num_threads is not None and options.num_threads < 1:
-            raise ValueError("num_threads must be >= 1")
+        when no TFLite runtime is installed; TypeError when ``options`` is not a
+        :class:`ClassifierOptions` (options themselves are checked when they are made)."""
+        if not isinstance(options, ClassifierOptions):
+            hint = (
+                " (for a model file: Classifier.create_from_model_path)"
+                if isinstance(options, str | os.PathLike)
+                else ""
+            )
+            raise TypeError(f"expected ClassifierOptions, got {type(options).__name__}{hint}")
         self.options = options
         # One interpreter, one set of tensors: a second thread's set_tensor/invoke in between
         # made the first's invoke raise ("at least 1 reference to internal data").
@@ -154,7 +211,9 @@ class Classifier:
         #: The model's file (None for a model given as bytes): the default model, one named by
         #: $EDGEFER_MODEL or a shipped model's name, resolved once.
         self.path: Path | None = (
-            None if isinstance(options.model, bytes | bytearray) else model_path(options.model)
+            None
+            if options.model is not None and not isinstance(options.model, str | os.PathLike)
+            else model_path(options.model)
         )
         # A model from the environment is named as such: a typo in a service's environment
         # file is otherwise a path nobody knows where to look for.

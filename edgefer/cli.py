@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgefer import __version__
-from edgefer.classifier import Classifier, ClassifierOptions, ModelError
+from edgefer.classifier import MAX_BATCH_SIZE, Classifier, ClassifierOptions, ModelError
 from edgefer.csvout import CsvError, CsvSink, ReaderGoneError, names_missing_folder, printable
 from edgefer.discovery import discover, empty_folders, images_below
 from edgefer.faceopts import (
@@ -202,10 +202,9 @@ def classify(
         bool, typer.Option("--recursive", "-r", help="Descend into subfolders.")
     ] = False,
     batch_size: Annotated[
-        # At most 256: the interpreter's tensors are sized for a batch at load (for -b 4000,
-        # 627 MB to classify three images); a bare invoke is no faster at 32 than at 8
-        # (benchmarks/RESULTS.md, section 5).
-        int, typer.Option("--batch-size", "-b", min=1, max=256, help="Images per invoke.")
+        # At most 256, as the library's ClassifierOptions (see MAX_BATCH_SIZE for why).
+        int,
+        typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per invoke."),
     ] = 16,
     threads: ThreadsOption = None,
     workers: Annotated[

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from edgefer.classifier import MAX_BATCH_SIZE
 from edgefer.faceopts import (
     DetectorOption,
     FacesOption,
@@ -65,7 +66,8 @@ def watch(
         ),
     ] = 1.0,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, max=256, help="Images per batch.")
+        int,
+        typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per batch."),
     ] = 16,
     max_latency: Annotated[
         float,

@@ -94,11 +94,44 @@ def test_unreadable_models(tmp_path, content):
         Classifier.create_from_model_path(tmp_path / "missing.tflite")
 
 
-def test_bad_options():
-    with pytest.raises(ValueError):
-        Classifier(ClassifierOptions(batch_size=0))
-    with pytest.raises(ValueError):
-        Classifier(ClassifierOptions(num_threads=0))
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"batch_size": 0}, ValueError, r"^batch_size must be 1\.\.256, got 0$"),
+        # No bound in the library (the CLI's was 256): 4000 sized the tensors for 627 MB.
+        ({"batch_size": 257}, ValueError, r"^batch_size must be 1\.\.256, got 257$"),
+        # A value read from a config file: "'<' not supported between 'str' and 'int'".
+        ({"batch_size": "4"}, TypeError, r"^batch_size must be an int, got str '4'$"),
+        ({"batch_size": 4.0}, TypeError, r"^batch_size must be an int, got float 4\.0$"),
+        ({"batch_size": True}, TypeError, r"^batch_size must be an int, got bool$"),
+        ({"num_threads": 0}, ValueError, r"^num_threads must be >= 1 \(None: all cores\), got 0$"),
+        (
+            {"num_threads": -2},
+            ValueError,
+            r"^num_threads must be >= 1 \(None: all cores\), got -2$",
+        ),
+        ({"num_threads": "2"}, TypeError, r"^num_threads must be an int, got str '2'$"),
+        ({"normalization": "0-1"}, ValueError, r"^unknown normalization '0-1'; one of 0\.\.255, "),
+        ({"model": 5}, TypeError, r"^model must be a path, a shipped model's name, the model's "),
+    ],
+)
+def test_bad_options_are_refused_when_the_options_are_made(fields, error, message):
+    # Not at Classifier(...) and not mid-run: the options alone are wrong, before any model.
+    with pytest.raises(error, match=message):
+        ClassifierOptions(**fields)
+
+
+def test_numpy_integers_are_options_too():
+    options = ClassifierOptions(batch_size=np.int64(8), num_threads=np.int32(2))
+    assert (options.batch_size, options.num_threads) == (8, 2)
+    assert type(options.batch_size) is int and type(options.num_threads) is int
+    assert ClassifierOptions(batch_size=256).batch_size == 256
+
+
+def test_a_path_instead_of_options_says_which_constructor_takes_it():
+    # It was "AttributeError: 'str' object has no attribute 'batch_size'".
+    with pytest.raises(TypeError, match=r"^expected ClassifierOptions, got str \(for a model"):
+        Classifier("model.tflite")  # type: ignore[arg-type]
 
 
 def test_the_threads_option_reaches_the_interpreter(interpreters):

@@ -181,3 +181,12 @@ def test_the_one_image_hint_fits_an_rgb_model():
         rgb._check_pixels(np.zeros((8, 6), np.uint8))
     with pytest.raises(ValueError, match=r"got \(8, 6, 3\) \(one image: image\[None\]\)$"):
         rgb._check_pixels(np.zeros((8, 6, 3), np.uint8))
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview], ids=["bytearray", "memoryview"])
+def test_a_model_in_any_buffer_loads(classifier, wrap):
+    # A memoryview (a model read into a shared buffer, an mmap) was taken for a path:
+    # "expected str, bytes or os.PathLike object, not memoryview".
+    blob = classifier.model_bytes
+    with Classifier(ClassifierOptions(model=wrap(blob), num_threads=1)) as c:
+        assert c.path is None and c.model_bytes == blob and c.labels == classifier.labels
