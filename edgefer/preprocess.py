@@ -164,12 +164,31 @@ def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
     # No stat() calls up front: on a folder of small PNGs they cost ~10% of decoding. Failures
     # are told apart after the fact, which only costs time on the bad files.
     im = _open_stream(source) if isinstance(source, Stream) else _open_file(Path(source))
-    if im.width * im.height > max_pixels:
+    try:
+        _check_size(im, max_pixels)
+    except ImageError:
         im.close()
+        raise
+    return im
+
+
+def _check_size(im: Image.Image, max_pixels: int) -> None:
+    """Raises ImageError when ``im`` has more than ``max_pixels`` (before it is decoded)."""
+    if im.width * im.height > max_pixels:
         raise ImageError(
             f"too large: {im.width}x{im.height} px exceeds the {max_pixels:,} px limit"
         )
-    return im
+
+
+def opened(source: str | os.PathLike | Image.Image, max_pixels: int) -> Image.Image:
+    """``source`` opened lazily, or the app's own Pillow image, either refused beyond
+    ``max_pixels``: an app's image may be an ``Image.open`` not yet decoded, and this module
+    turned Pillow's own limit off (``Image.MAX_IMAGE_PIXELS``). A camera frame is far below
+    the default limit (a 64 MP sensor's 9152x6944 too)."""
+    if isinstance(source, Image.Image):
+        _check_size(source, max_pixels)
+        return source
+    return _open(source, max_pixels)
 
 
 def _open_file(path: Path) -> Image.Image:
@@ -347,18 +366,19 @@ def load_image(
     ``size = (height, width)`` with an antialiasing bilinear filter.
 
     ``source`` may also be a Pillow image already in memory (a camera frame as a numpy array:
-    ``Image.fromarray(frame)``), which gets the same treatment and is left open.
+    ``Image.fromarray(frame)``), which gets the same treatment, ``max_pixels`` included, and
+    is left open and unchanged.
 
     Raises:
         ImageError: the file is missing, empty, unreadable, not an image, truncated, or larger
-            than ``max_pixels``.
+            than ``max_pixels`` (a Pillow image given too).
     """
     height, width = size
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
     given = isinstance(source, Image.Image)
     # An app's own image is its to close; one opened here is closed here.
-    im = source if given else _open(source, max_pixels)
+    im = opened(source, max_pixels)
     try:
         with contextlib.nullcontext(im) if given else im:
             if im.format == "JPEG" and not given:

@@ -190,3 +190,15 @@ def test_a_model_in_any_buffer_loads(classifier, wrap):
     blob = classifier.model_bytes
     with Classifier(ClassifierOptions(model=wrap(blob), num_threads=1)) as c:
         assert c.path is None and c.model_bytes == blob and c.labels == classifier.labels
+
+
+def test_an_image_given_is_held_to_max_pixels_as_a_file_is(classifier):
+    # The docstring said larger images are refused; a Pillow image (perhaps an Image.open not
+    # yet decoded, with Pillow's own limit turned off by edgefer) was not checked.
+    from edgefer import ImageError
+
+    spec = classifier.spec
+    frame = Image.new("RGB", (640, 480))
+    with pytest.raises(ImageError, match=r"^too large: 640x480 px exceeds the 300,000 px limit$"):
+        load_image(frame, spec.input_size, spec.channels, max_pixels=300_000)
+    assert load_image(frame, spec.input_size, spec.channels).shape == (48, 48, 1)  # default
