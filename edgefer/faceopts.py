@@ -26,7 +26,7 @@ DetectorOption = Annotated[
 MinFaceOption = Annotated[
     int | None,
     typer.Option(
-        min=8,
+        min=8,  # edgefer.photos.MIN_FACE (not imported here: this module is Typer only)
         help="With --faces: smallest face side reported, in pixels [default: 40]. Smaller "
         "values find smaller faces but scan more tiles (slower).",
         show_default=False,

@@ -222,6 +222,12 @@ class BlazeFace:
         tile_overlap: float = 0.5,
         model_path: Path | None = None,
     ) -> None:
+        # Checked before the model loads: a threshold above 1 found no face, ever, and an
+        # overlap of 1 stepped the tiles one pixel at a time.
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be 0..1, got {score_threshold}")
+        if not 0.0 <= tile_overlap < 1.0:
+            raise ValueError(f"tile_overlap must be at least 0 and below 1, got {tile_overlap}")
         path = model_path or DETECTOR_DIR / "face_detection_short_range.tflite"
         runtime = load_runtime()
         try:
@@ -336,6 +342,11 @@ class HaarCascade:
     FRAME = (1.0, 0.0)
 
     def __init__(self, min_neighbors: int = 5, scale_factor: float = 1.1) -> None:
+        # OpenCV's own refusal came at the first photo, as a cv2.error of its assertion.
+        if not scale_factor > 1.0:
+            raise ValueError(f"scale_factor must be above 1, got {scale_factor}")
+        if min_neighbors < 0:
+            raise ValueError(f"min_neighbors must be >= 0, got {min_neighbors}")
         try:
             import cv2
         except ImportError as exc:

@@ -7,6 +7,7 @@ are not thread-safe), the classifier on the calling thread, as in :mod:`edgefer.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import numpy as np
 
 from edgefer.faces import (
     DEFAULT_MARGIN,
+    DETECTORS,
     MIN_WORK_FACE,
     crop_face,
     load_photo,
@@ -26,6 +28,11 @@ from edgefer.preprocess import DEFAULT_MAX_PIXELS
 #: The error cell of an image in which no face was found.
 NO_FACE = "no face"
 
+#: The smallest ``min_face`` taken, as by the command line's ``--min-face``: no face under
+#: ``MIN_WORK_FACE`` pixels of the detector's working copy is sought anyway, so a value below
+#: is a mistake (a negative one was taken).
+MIN_FACE = 8
+
 
 @dataclass(frozen=True)
 class FaceOptions:
@@ -33,10 +40,16 @@ class FaceOptions:
 
     Attributes:
         detector: "blazeface" (built in) or "haar" (needs ``edgefer[faces]``).
-        min_face: smallest face side, in pixels of the full-size image, that is reported.
+        min_face: smallest face side, in pixels of the full-size image, that is reported; at
+            least ``MIN_FACE`` (8), as ``--min-face``.
         max_faces: at most this many faces per image, the detector's surest first (0: all).
-        margin: extra share of the face's side added around it before cropping.
+        margin: extra share of the face's side added around it before cropping; above -0.5
+            (negative: a tighter crop).
         align: rotate each crop so the eyes are level (BlazeFace gives the eyes).
+
+    Raises:
+        TypeError: a number of the wrong type (``min_face="40"``).
+        ValueError: an unknown detector, or a number out of its range.
     """
 
     detector: str = "blazeface"
@@ -44,6 +57,28 @@ class FaceOptions:
     max_faces: int = 0
     margin: float = DEFAULT_MARGIN
     align: bool = True
+
+    def __post_init__(self) -> None:
+        # Checked when the options are made: FaceOptions(min_face=-1) was taken, and a
+        # misspelt detector came out only at the first result of classify_photos.
+        if self.detector not in DETECTORS:
+            raise ValueError(f"unknown detector {self.detector!r}; one of {', '.join(DETECTORS)}")
+        for name, low in (("min_face", MIN_FACE), ("max_faces", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got bool")
+            try:
+                value = operator.index(value)
+            except TypeError:
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+            object.__setattr__(self, name, value)
+        if isinstance(self.margin, bool) or not isinstance(self.margin, int | float):
+            raise TypeError(f"margin must be a number, got {type(self.margin).__name__}")
+        if not (math.isfinite(self.margin) and self.margin > -0.5):
+            # -0.5 leaves a crop of no pixels; below, the crop's corners cross.
+            raise ValueError(f"margin must be a finite number above -0.5, got {self.margin}")
 
 
 #: One face: its crop, its box in full-size pixels, the detector's score.

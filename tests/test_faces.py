@@ -23,7 +23,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import composites  # noqa: E402
 
 from edgefer.faces import (  # noqa: E402
+    BlazeFace,
     FaceDetectorMissingError,
+    HaarCascade,
     annotate,
     annotated_name,
     load_photo,
@@ -470,3 +472,20 @@ def test_an_annotated_copy_that_cannot_be_written_leaves_no_temp_file(tmp_path, 
     with pytest.raises(OSError, match="No space left"):
         annotate(str(photo), [], tmp_path / "ann" / "p.jpg")
     assert list((tmp_path / "ann").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # A threshold above 1 found no face, ever; an overlap of 1 stepped tiles one pixel.
+        (lambda: BlazeFace(score_threshold=1.5), r"^score_threshold must be 0\.\.1, got 1\.5$"),
+        (lambda: BlazeFace(tile_overlap=1.0), r"^tile_overlap must be at least 0 and below 1"),
+        # OpenCV refused it only at the first photo, with a cv2.error of its assertion.
+        (lambda: HaarCascade(scale_factor=1.0), r"^scale_factor must be above 1, got 1\.0$"),
+        (lambda: HaarCascade(min_neighbors=-1), r"^min_neighbors must be >= 0, got -1$"),
+    ],
+    ids=["score_threshold", "tile_overlap", "scale_factor", "min_neighbors"],
+)
+def test_detector_settings_out_of_range_are_refused_when_made(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

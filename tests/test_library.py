@@ -192,6 +192,35 @@ def test_a_model_in_any_buffer_loads(classifier, wrap):
         assert c.path is None and c.model_bytes == blob and c.labels == classifier.labels
 
 
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"detector": "blazefcae"}, ValueError, r"^unknown detector 'blazefcae'; one of blaze"),
+        ({"min_face": -1}, ValueError, r"^min_face must be >= 8, got -1$"),
+        ({"min_face": 7}, ValueError, r"^min_face must be >= 8, got 7$"),  # as --min-face
+        ({"min_face": "40"}, TypeError, r"^min_face must be an int, got str$"),
+        ({"max_faces": -1}, ValueError, r"^max_faces must be >= 0, got -1$"),
+        ({"margin": -0.5}, ValueError, r"^margin must be a finite number above -0\.5, got -0\.5$"),
+        ({"margin": float("nan")}, ValueError, r"^margin must be a finite number above -0\.5"),
+        ({"margin": "0.1"}, TypeError, r"^margin must be a number, got str$"),
+    ],
+)
+def test_face_options_are_checked_when_made(fields, error, message):
+    # All were taken; a misspelt detector came out only at the first result of classify_photos.
+    from edgefer import FaceOptions
+
+    with pytest.raises(error, match=message):
+        FaceOptions(**fields)
+
+
+def test_face_options_take_what_makes_sense():
+    from edgefer import FaceOptions
+
+    options = FaceOptions(detector="haar", min_face=np.int64(8), max_faces=0, margin=-0.2)
+    assert options.min_face == 8 and type(options.min_face) is int
+    assert FaceOptions(margin=1).margin == 1
+
+
 def test_an_image_given_is_held_to_max_pixels_as_a_file_is(classifier):
     # The docstring said larger images are refused; a Pillow image (perhaps an Image.open not
     # yet decoded, with Pillow's own limit turned off by edgefer) was not checked.
