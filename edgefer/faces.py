@@ -32,7 +32,7 @@ from edgefer.preprocess import (
     _convert_mode,
     _describe,
     _may_have_exif,
-    _open,
+    opened,
 )
 from edgefer.runtime import default_threads, load_runtime
 
@@ -394,21 +394,28 @@ def open_detector(name: str = "blazeface", num_threads: int | None = None) -> Fa
 
 
 def load_photo(
-    source: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, work_side: int = WORK_SIDE
+    source: str | os.PathLike | Image.Image,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    work_side: int = WORK_SIDE,
 ) -> tuple[Image.Image, float, tuple[int, int]]:
     """Decode a whole photo, EXIF-corrected, as RGB no larger than ``work_side`` (JPEGs are
     decoded reduced); returns it, the factor from its pixels to the full-size image's, and the
     full-size image's (width, height), EXIF-corrected: the bounds of a box in the CSV.
 
+    ``source`` may also be a Pillow image (a camera frame: ``Image.fromarray(frame)``), as for
+    :func:`edgefer.preprocess.load_image`: it is left open and unchanged.
+
     Raises:
         ImageError: as :func:`edgefer.preprocess.load_image`.
     """
-    im = _open(source, max_pixels)
+    given = isinstance(source, Image.Image)
+    im = opened(source, max_pixels)
     try:
-        with im:
+        # An app's own image is its to close; one opened here is closed here.
+        with contextlib.nullcontext(im) if given else im:
             full_size = im.size
             full = max(im.size)
-            if im.format == "JPEG":
+            if im.format == "JPEG" and not given:  # draft() would change the app's image
                 # The smallest 1/2^k scale whose long side is still >= work_side. (Asking for
                 # a work_side square kept a 4:3 photo at full size, its short side being under
                 # it at half size: a 12 MP photo took ~120 MB and 4x the decode time.)
@@ -427,6 +434,8 @@ def load_photo(
             im = _convert_mode(im, 3, size, reducing_gap=2.0)
             if im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            if im is source:  # an RGB frame small enough: a copy, for the caller to draw on
+                im = im.copy()
             im.load()
     except ImageError:
         raise

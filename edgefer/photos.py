@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from edgefer.faces import (
     DEFAULT_MARGIN,
@@ -22,7 +24,16 @@ from edgefer.faces import (
     load_photo,
     open_detector,
 )
-from edgefer.pipeline import Result, decode_ahead, decode_or_error, default_workers
+from edgefer.pipeline import (
+    Result,
+    Source,
+    check_run,
+    decode_ahead,
+    decode_or_error,
+    default_workers,
+    path_of,
+    sources,
+)
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
 
 #: The error cell of an image in which no face was found.
@@ -88,14 +99,14 @@ Found = list[Face] | str
 
 
 def _find_faces(
-    path: str,
+    source: Source,
     detector_for_thread: Callable[[], object],
     options: FaceOptions,
     size: tuple[int, int],
     channels: int,
     max_pixels: int,
 ) -> list[Face]:
-    image, factor, full = load_photo(path, max_pixels)
+    image, factor, full = load_photo(source, max_pixels)
     # The detector sees the working copy; min_face is in full-size pixels (rounded down:
     # a face of min_face full-size pixels must not be missed by rounding).
     min_face = max(MIN_WORK_FACE, math.floor(options.min_face / factor))
@@ -112,25 +123,43 @@ def _find_faces(
 
 def classify_photos(
     classifier,  # edgefer.classifier.Classifier
-    paths: Iterable[str],
+    paths: Iterable[str | os.PathLike | Image.Image],
     options: FaceOptions | None = None,
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_decoded: Callable[[], None] | None = None,
 ) -> Iterator[list[Result]]:
-    """For each path, in order, the results of its faces (surest first), or one result whose
-    error is :data:`NO_FACE` or the decoding error. ``on_decoded`` is called (on a decoding
-    thread) as each photo's faces are found: results come out in groups of up to eight photos
-    (twice ``workers``, when more than four), which take seconds each on a Pi, and a daemon
-    must show it is alive meanwhile.
+    """For each path (or Pillow image: a camera frame), in order, the results of its faces
+    (surest first), or one result whose error is :data:`NO_FACE` or the decoding error.
+    ``on_decoded`` is called (on a decoding thread) as each photo's faces are found: results
+    come out in groups of up to eight photos (twice ``workers``, when more than four), which
+    take seconds each on a Pi, and a daemon must show it is alive meanwhile.
 
-    Raises:
+    Raises (by this call, before the first result):
         FaceDetectorMissingError: the detector's optional dependency is missing.
+        TypeError: ``options`` is not a :class:`FaceOptions`, ``paths`` is one path.
+        ValueError, TypeError: ``workers`` or ``max_pixels`` out of range, as
+            :func:`~edgefer.pipeline.classify_paths`.
     """
-    options = options or FaceOptions()
+    options = FaceOptions() if options is None else options
+    if not isinstance(options, FaceOptions):
+        raise TypeError(f"options must be a FaceOptions, got {type(options).__name__}")
+    check_run(workers, max_pixels)
+    items = sources(paths)
+    open_detector(options.detector, num_threads=1).close()  # fail early, before any thread
+    return _classify_photos(classifier, items, options, workers, max_pixels, on_decoded)
+
+
+def _classify_photos(
+    classifier,
+    paths: Iterable[Source],
+    options: FaceOptions,
+    workers: int | None,
+    max_pixels: int,
+    on_decoded: Callable[[], None] | None,
+) -> Iterator[list[Result]]:
     spec = classifier.spec
     workers = workers or default_workers()
-    open_detector(options.detector, num_threads=1).close()  # fail early, before any thread
     local = threading.local()
     detectors = []
 
@@ -140,24 +169,25 @@ def classify_photos(
             detectors.append(local.detector)
         return local.detector
 
-    def find(path: str) -> list[Face]:
+    def find(source: Source) -> list[Face]:
         return _find_faces(
-            path, detector_for_thread, options, spec.input_size, spec.channels, max_pixels
+            source, detector_for_thread, options, spec.input_size, spec.channels, max_pixels
         )
 
-    def decode(path: str) -> Found:
-        found = decode_or_error(find, path)
+    def decode(source: Source) -> Found:
+        found = decode_or_error(find, source)
         if on_decoded is not None:
             on_decoded()
         return found
 
-    batch: list[tuple[str, Found]] = []
+    batch: list[tuple[Source, Found]] = []
     n_crops = 0
 
     def flush() -> Iterator[list[Result]]:
         crops = [f[0] for _, found in batch if not isinstance(found, str) for f in found]
         probs = iter(classifier.predict(np.stack(crops)) if crops else ())
-        for path, found in batch:
+        for source, found in batch:
+            path = path_of(source)
             if isinstance(found, str):
                 yield [Result(path, error=found)]
             elif not found:
@@ -185,7 +215,7 @@ def classify_photos(
 
 
 def _result(
-    path: str,
+    path: str | None,
     number: int,
     box: tuple[int, int, int, int],
     score: float,

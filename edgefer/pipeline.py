@@ -7,6 +7,8 @@ are in flight, so memory stays flat however many files there are.
 
 from __future__ import annotations
 
+import operator
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +17,7 @@ from itertools import islice
 from typing import TypeVar
 
 import numpy as np
+from PIL import Image
 
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_image
 from edgefer.runtime import default_threads
@@ -22,10 +25,11 @@ from edgefer.runtime import default_threads
 
 @dataclass(frozen=True)
 class Result:
-    """One input file's outcome (or one face's, with face detection): a label with
-    probabilities, or an error."""
+    """One input's outcome (or one face's, with face detection): a label with probabilities,
+    or an error. ``path`` is the input's path as a ``str`` (a ``Path`` given in comes back as
+    its ``str``), None for a Pillow image given in place of a path."""
 
-    path: str
+    path: str | None
     label: str | None = None
     confidence: float | None = None
     probabilities: tuple[float, ...] | None = None
@@ -61,11 +65,65 @@ def decode_or_error(decode: Callable[[str], T], path: str) -> T | str:
         return f"{type(exc).__name__}: {exc}"[:120]
 
 
+#: An input of :func:`classify_paths` and :func:`~edgefer.photos.classify_photos`, once
+#: checked by :func:`sources`: a path as a ``str``, or a Pillow image (a camera frame).
+Source = str | Image.Image
+
+
+def path_of(source: Source) -> str | None:
+    """The ``Result.path`` of an input: its path, None for an image."""
+    return source if isinstance(source, str) else None
+
+
+def sources(paths: Iterable[str | os.PathLike | Image.Image]) -> Iterator[Source]:
+    """The inputs, paths turned into ``str`` (Path, bytes) and images passed on, as they are
+    read (``paths`` may be endless: a camera's frames).
+
+    Raises:
+        TypeError: ``paths`` is one path rather than an iterable of them (at once), or holds
+            something else (when that item is reached).
+    """
+    if isinstance(paths, str | bytes | os.PathLike | Image.Image):
+        # A str is iterable: "photo.jpg" was classified as nine files named by its letters.
+        raise TypeError(
+            f"expected an iterable of paths, got one {type(paths).__name__} (wrap it in a list)"
+        )
+    return (_source(p) for p in paths)
+
+
+def _source(item: object) -> Source:
+    if isinstance(item, str | Image.Image):  # a Stream (a str) must stay one
+        return item
+    if isinstance(item, bytes | os.PathLike):
+        return os.fsdecode(item)
+    raise TypeError(f"expected a path or a Pillow image, got {type(item).__name__}")
+
+
+def check_run(workers: int | None, max_pixels: int) -> None:
+    """Raises TypeError or ValueError for ``workers`` or ``max_pixels`` out of range, when a
+    run is asked for rather than when its first result is."""
+    for name, value in (("workers", workers), ("max_pixels", max_pixels)):
+        if value is None and name == "workers":
+            continue
+        if isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, got bool")
+        try:
+            number = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+        if number < 1:
+            raise ValueError(f"{name} must be >= 1, got {number}")
+
+
 def _results(
-    paths: list[str], decoded: list[np.ndarray | str], probs: np.ndarray, labels: tuple[str, ...]
+    paths: list[Source],
+    decoded: list[np.ndarray | str],
+    probs: np.ndarray,
+    labels: tuple[str, ...],
 ) -> Iterator[Result]:
     rows = iter(probs)
-    for path, item in zip(paths, decoded, strict=True):
+    for source, item in zip(paths, decoded, strict=True):
+        path = path_of(source)
         if isinstance(item, str):
             yield Result(path, error=item)
             continue
@@ -126,26 +184,43 @@ def default_workers() -> int:
 
 def classify_paths(
     classifier,  # edgefer.classifier.Classifier (not imported: keeps this testable with fakes)
-    paths: Iterable[str],
+    paths: Iterable[str | os.PathLike | Image.Image],
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     loader: Loader | None = None,
 ) -> Iterator[Result]:
-    """Classify image files, yielding one :class:`Result` per path in the order given.
+    """Classify image files (or Pillow images), yielding one :class:`Result` per input in the
+    order given. Files are decoded on ``workers`` threads (None: up to four).
 
     Decoding errors become error results; exceptions from the classifier itself propagate.
+
+    Raises:
+        TypeError: ``paths`` is one path, not an iterable of them; ``workers`` or
+            ``max_pixels`` is not an int. Raised by this call, before the first result.
+        ValueError: ``workers`` or ``max_pixels`` is below 1 (also by this call).
     """
+    check_run(workers, max_pixels)
+    return _classify_paths(classifier, sources(paths), workers, max_pixels, loader)
+
+
+def _classify_paths(
+    classifier,
+    paths: Iterable[Source],
+    workers: int | None,
+    max_pixels: int,
+    loader: Loader | None,
+) -> Iterator[Result]:
     spec = classifier.spec
     if loader is None:
 
-        def loader(path: str) -> np.ndarray:
+        def loader(path: Source) -> np.ndarray:
             return load_image(path, spec.input_size, spec.channels, max_pixels)
 
     batch_size = classifier.batch_size
     workers = workers or default_workers()
     chunk = max(1, min(CHUNK, batch_size))
     window = max(2 * batch_size, 2 * workers * chunk)
-    batch_paths: list[str] = []
+    batch_paths: list[Source] = []
     batch_items: list[np.ndarray | str] = []
 
     def flush() -> Iterator[Result]:

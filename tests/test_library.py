@@ -1,5 +1,6 @@
 """edgefer as a library, the way an app embedding it uses it: the shipped model, real crops."""
 
+import dataclasses
 import importlib.resources
 import subprocess
 import sys
@@ -221,6 +222,46 @@ def test_face_options_take_what_makes_sense():
     assert FaceOptions(margin=1).margin == 1
 
 
+def test_a_bad_call_is_an_error_of_the_call_not_of_its_first_result(classifier, monkeypatch):
+    # Both are generators: a missing detector, a str for a list or workers=0 came out only
+    # at next(), far from the call (or, for the str, never: one row per letter).
+    import edgefer.photos
+    from edgefer import classify_paths, classify_photos
+    from edgefer.faces import FaceDetectorMissingError
+
+    path = str(SAMPLES[0])
+    with pytest.raises(TypeError, match=r"^expected an iterable of paths, got one str \(wrap"):
+        classify_paths(classifier, path)
+    with pytest.raises(TypeError, match=r"^expected an iterable of paths, got one PosixPath"):
+        classify_photos(classifier, SAMPLES[0])
+    with pytest.raises(ValueError, match=r"^workers must be >= 1, got 0$"):
+        classify_paths(classifier, [path], workers=0)
+    with pytest.raises(ValueError, match=r"^max_pixels must be >= 1, got -1$"):
+        classify_photos(classifier, [path], max_pixels=-1)
+    with pytest.raises(TypeError, match=r"^options must be a FaceOptions, got str$"):
+        classify_photos(classifier, [path], "haar")
+
+    def missing(*args, **kwargs):
+        raise FaceDetectorMissingError("the haar detector needs OpenCV")
+
+    monkeypatch.setattr(edgefer.photos, "open_detector", missing)
+    with pytest.raises(FaceDetectorMissingError):
+        classify_photos(classifier, [path])
+
+
+def test_result_path_is_the_str_of_the_path_given(classifier):
+    # A Path given in came back as a Path, though Result.path says str.
+    from edgefer import FaceOptions, classify_paths, classify_photos
+
+    given = [SAMPLES[0], str(SAMPLES[1]), bytes(SAMPLES[2])]
+    paths = [r.path for r in classify_paths(classifier, given)]
+    assert paths == [str(p) for p in SAMPLES] and all(type(p) is str for p in paths)
+    photos = [group[0].path for group in classify_photos(classifier, given, FaceOptions())]
+    assert photos == [str(p) for p in SAMPLES] and all(type(p) is str for p in photos)
+    with pytest.raises(TypeError, match=r"^expected a path or a Pillow image, got int$"):
+        list(classify_paths(classifier, [str(SAMPLES[0]), 3]))
+
+
 def test_an_image_given_is_held_to_max_pixels_as_a_file_is(classifier):
     # The docstring said larger images are refused; a Pillow image (perhaps an Image.open not
     # yet decoded, with Pillow's own limit turned off by edgefer) was not checked.
@@ -231,3 +272,19 @@ def test_an_image_given_is_held_to_max_pixels_as_a_file_is(classifier):
     with pytest.raises(ImageError, match=r"^too large: 640x480 px exceeds the 300,000 px limit$"):
         load_image(frame, spec.input_size, spec.channels, max_pixels=300_000)
     assert load_image(frame, spec.input_size, spec.channels).shape == (48, 48, 1)  # default
+
+
+def test_faces_are_found_in_an_image_as_in_its_file(classifier, tmp_path):
+    # Face detection took paths only: a camera frame had to be written to a temp file first.
+    from edgefer import FaceOptions, classify_paths, classify_photos
+
+    frame = np.asarray(Image.open(SAMPLES[0]).convert("RGB"))
+    png = tmp_path / "frame.png"
+    Image.fromarray(frame).save(png)
+    image = Image.fromarray(frame)
+    (from_file,), (from_image,) = classify_photos(classifier, [png, image], FaceOptions())
+    assert from_file.ok and from_file.box is not None
+    assert from_image == dataclasses.replace(from_file, path=None)
+    np.testing.assert_array_equal(np.asarray(image), frame)  # the app's image: open, unchanged
+    (file_row, image_row) = classify_paths(classifier, [png, image])
+    assert image_row == dataclasses.replace(file_row, path=None)
