@@ -39,7 +39,7 @@ from edgefer.modelopts import MaxPixelsOption, ModelOption, ThreadsOption, TimeO
 from edgefer.notify import stderr_is_journal
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
-from edgefer.preprocess import DEFAULT_MAX_PIXELS, Stream, optional_formats
+from edgefer.preprocess import DEFAULT_MAX_PIXELS, Stream, lift_pillow_limit, optional_formats
 from edgefer.runtime import RuntimeMissingError
 from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file, read_spec
 from edgefer.summary import Summary
@@ -50,6 +50,9 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 #: The reader of the CSV or summary went away (``| head``): the status a shell reports for a
 #: tool that SIGPIPE ended, so ``set -o pipefail`` scripts see what they see from ``cat``.
 EXIT_PIPE = 128 + 13  # SIGPIPE
+
+# The commands own their process: --max-pixels alone decides what is too large.
+lift_pillow_limit()
 
 app = typer.Typer(
     help="Facial-expression classification on the edge with quantized TFLite models.",

@@ -54,9 +54,14 @@ warnings.filterwarnings(
 #: Default limit on width*height; larger images are refused as decompression bombs.
 DEFAULT_MAX_PIXELS = 64_000_000
 
-# Our own limit (--max-pixels, checked right after the header is read and before any pixel is
-# decoded) replaces Pillow's fixed one, which refused images above ~179 MP whatever the option.
-Image.MAX_IMAGE_PIXELS = None
+
+def lift_pillow_limit() -> None:
+    """Leave the size check to ``max_pixels`` alone (called by the commands, which own their
+    process): Pillow's own limit (``Image.MAX_IMAGE_PIXELS``) refuses images above ~179 MP
+    whatever ``--max-pixels`` says. The library does not touch it: it is the host app's
+    defence against decompression bombs in its own ``Image.open`` calls; an image over it is
+    refused as "too large" here too."""
+    Image.MAX_IMAGE_PIXELS = None
 
 
 #: The most read from a FIFO or device named as an input (``/dev/zero`` would never end).
@@ -182,9 +187,9 @@ def _check_size(im: Image.Image, max_pixels: int) -> None:
 
 def opened(source: str | os.PathLike | Image.Image, max_pixels: int) -> Image.Image:
     """``source`` opened lazily, or the app's own Pillow image, either refused beyond
-    ``max_pixels``: an app's image may be an ``Image.open`` not yet decoded, and this module
-    turned Pillow's own limit off (``Image.MAX_IMAGE_PIXELS``). A camera frame is far below
-    the default limit (a 64 MP sensor's 9152x6944 too)."""
+    ``max_pixels``: an app's image may be an ``Image.open`` not yet decoded, and the commands
+    turn Pillow's own limit off (:func:`lift_pillow_limit`). A camera frame is far below the
+    default limit (a 64 MP sensor's 9152x6944 too)."""
     if isinstance(source, Image.Image):
         _check_size(source, max_pixels)
         return source
@@ -202,6 +207,8 @@ def _open_file(path: Path) -> Image.Image:
         raise ImageError("broken symlink" if path.is_symlink() else "no such file") from exc
     except PermissionError as exc:
         raise ImageError("permission denied") from exc
+    except Image.DecompressionBombError as exc:
+        raise _over_pillows_limit() from exc
     except Image.UnidentifiedImageError as exc:
         empty = path.is_file() and path.stat().st_size == 0
         if empty:
@@ -209,6 +216,13 @@ def _open_file(path: Path) -> Image.Image:
         raise _unidentified(_sniff(path)) from exc
     except OSError as exc:
         raise ImageError(_describe(exc)) from exc
+
+
+def _over_pillows_limit() -> ImageError:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return ImageError(
+        f"too large: over Pillow's limit of {2 * limit:,} px (Image.MAX_IMAGE_PIXELS)"
+    )
 
 
 def _unidentified(kind: str | None) -> ImageError:
@@ -229,6 +243,8 @@ def _open_stream(path: Stream) -> Image.Image:
             _stream_data[path] = data
     try:
         return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise _over_pillows_limit() from exc
     except Image.UnidentifiedImageError as exc:
         kind = _sniff_head(data[:64])
         if kind == "HEIF" and _use_heif() is None:  # its opener is registered now: again

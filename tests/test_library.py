@@ -288,3 +288,27 @@ def test_faces_are_found_in_an_image_as_in_its_file(classifier, tmp_path):
     np.testing.assert_array_equal(np.asarray(image), frame)  # the app's image: open, unchanged
     (file_row, image_row) = classify_paths(classifier, [png, image])
     assert image_row == dataclasses.replace(file_row, path=None)
+
+
+def test_the_library_leaves_pillows_limit_to_the_app_and_the_commands_lift_it():
+    # Importing edgefer.preprocess set Image.MAX_IMAGE_PIXELS = None for the whole process: an
+    # app that embeds edgefer lost Pillow's decompression-bomb check on its own Image.open.
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS\n"
+        "import edgefer.preprocess, edgefer.photos, edgefer.classifier\n"
+        "assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS\n"
+        "import edgefer.cli\n"
+        "assert Image.MAX_IMAGE_PIXELS is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_image_over_pillows_own_limit_is_a_too_large_error(tmp_path, monkeypatch):
+    from edgefer.preprocess import ImageError
+
+    Image.new("L", (40, 40)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1,600 px is over twice this
+    with pytest.raises(ImageError, match="too large: over Pillow's limit of 200 px"):
+        load_image(tmp_path / "big.png", (48, 48), 1, max_pixels=10_000)
+    with pytest.raises(ImageError, match="too large"):
+        load_image(tmp_path / "big.png", (48, 48), 1, max_pixels=1_000)

@@ -13,6 +13,10 @@ from typing import Annotated
 
 import typer
 
+from edgefer.preprocess import lift_pillow_limit
+
+lift_pillow_limit()  # a dataset's images are held to edgefer's own limit, as on the device
+
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 
