@@ -7,8 +7,9 @@ Two append-only files, written by one daemon at a time (an exclusive ``flock`` o
     classification.
 ``labels.csv.state``
     JSON lines: first ``{"edgefer_state": 1, "csv_bytes": N, "started": T}`` (``T``: when this
-    CSV was started, in seconds since the epoch; after a rotation ``"previous"`` names the CSV
-    before it), then one line per row, ``[end, size, mtime_ns, path]``: ``path`` was classified
+    CSV was started, in seconds since the epoch: for a state written before --rotate existed,
+    when this version first opened it; after a rotation ``"previous"`` names the CSV before
+    it), then one line per row, ``[end, size, mtime_ns, path]``: ``path`` was classified
     while it had that size and mtime, and its row ends at byte ``end`` of the CSV or before
     (a compacted state records the CSV's size for every entry; the entries a rotation carries
     over have their rows in the previous CSV).
@@ -192,7 +193,7 @@ class Ledger:
         if not self.state_path.exists():
             self._adopt()
             return
-        end, last = self._read_state()
+        end, last, undated = self._read_state()
         size = self._csv_size()
         if size < end:
             raise LedgerError(
@@ -210,6 +211,19 @@ class Ledger:
             )
             os.ftruncate(self._csv_fd, end)
             os.fsync(self._csv_fd)
+        if undated:
+            self._date_state()
+
+    def _date_state(self) -> None:
+        """Write down the start of a CSV whose state has none (an upgrade from a version
+        without --rotate): this first open. Counted again from each open, the start moved with
+        every restart, and a daemon restarted at least once a period (--rotate daily and a
+        nightly reboot) never started a new CSV. Written as a compaction (every entry at the
+        CSV's size), once; a failure leaves it to the next start."""
+        try:
+            self._write_state()
+        except CsvError as exc:
+            log.warning("%s: the CSV's start not recorded: %s", self.state_path, exc)
 
     def _check_batch_boundary(self, end: int, last: tuple[str, int] | None) -> None:
         """Refuse to cut the CSV at ``end`` unless the row there is where the state's last
@@ -286,11 +300,13 @@ class Ledger:
         layout = Layout(self.labels, self.faces, self.time_column)
         return layout.split(rows[0]) if len(rows) == 1 else None
 
-    def _read_state(self) -> tuple[int, tuple[str, int] | None]:
-        """Load the state into memory; returns E and, for the entry whose row ends there, its
+    def _read_state(self) -> tuple[int, tuple[str, int] | None, bool]:
+        """Load the state into memory; returns E; for the entry whose row ends there, its
         path and where the row before ends (None: E is the header's, a new, rotated or
-        compacted CSV's size). Cuts a torn or garbled tail off the file."""
+        compacted CSV's size); and whether the header lacks the CSV's start (a state written
+        before --rotate existed). Cuts a torn or garbled tail off the file."""
         end: int | None = None
+        undated = False
         last: tuple[str, int] | None = None
         good = 0
         with open(self.state_path, "rb") as f:
@@ -303,7 +319,9 @@ class Ledger:
                         if item.get("edgefer_state") != STATE_VERSION:
                             raise ValueError("not a state header")
                         end = int(item["csv_bytes"])
-                        # A state from before rotation has no start: count from now.
+                        # A state from before rotation has no start: count from now, and
+                        # write that down (:meth:`_recover`).
+                        undated = "started" not in item
                         self.started = float(item.get("started", self.started))
                     else:
                         row_end, size, mtime_ns, path = item
@@ -331,7 +349,7 @@ class Ledger:
         if good < total:
             log.warning("%s: dropping a torn last entry (%d bytes)", self.state_path, total - good)
             os.truncate(self.state_path, good)
-        return end, last
+        return end, last, undated
 
     def _adopt(self) -> None:
         """No state yet: start one for a new CSV, or from the rows of an existing CSV."""

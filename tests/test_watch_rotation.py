@@ -230,6 +230,34 @@ def test_a_state_from_before_rotation_counts_from_the_start(utc, tmp_path, files
     ledger.close()
 
 
+def test_a_state_from_before_rotation_keeps_its_start_across_restarts(
+    utc, tmp_path, files, monkeypatch
+):
+    """An upgrade from a version without --rotate: its state has no start, and the first open
+    counts from then. That start must be written down, else each restart counts from itself
+    and a daemon restarted every day (a nightly reboot) never rotates its CSV."""
+    out = tmp_path / "labels.csv"
+    row = f"{files[0]},happy,0.750000,0.750000,0.250000,\n"  # as the first watch wrote it
+    out.write_text(HEADER + row)
+    st = os.stat(files[0])
+    state = out.with_name("labels.csv.state")
+    state.write_text(  # as the first watch wrote it: no "started"
+        f'{{"edgefer_state": 1, "csv_bytes": {len(HEADER)}}}\n'
+        f'[{len(HEADER + row)}, {st.st_size}, {st.st_mtime_ns}, "{files[0]}"]\n'
+    )
+    clock = [at("2026-11-15 12:00:00")]
+    monkeypatch.setattr("edgefer.ledger.time.time", lambda: clock[0])
+    Ledger(out, LABELS, rotation=Rotation(period="daily")).close()  # the upgraded daemon
+    clock[0] = at("2026-11-16 09:00:00")  # restarted the next day
+    ledger = Ledger(out, LABELS, rotation=Rotation(period="daily"))
+    assert ledger.started == at("2026-11-15 12:00:00")
+    assert ledger.is_done(files[0], (st.st_size, st.st_mtime_ns))
+    ledger.append(rows_of(files[1:2]))
+    ledger.close()
+    assert csv_rows(tmp_path / "labels.2026-11-15.csv") == files[:1]
+    assert csv_rows(out) == files[1:2]
+
+
 #: The renames of a rotation, in order: the journal into place (step 1), the CSV aside (2), the
 #: new CSV into place (3), the journal over the state (4).
 STEPS = 4
