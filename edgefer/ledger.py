@@ -102,6 +102,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _written_as(path: str) -> tuple[str, str]:
+    """How watch wrote ``path``'s cell: :func:`as_utf8`'s ``\\xNN`` for a non-UTF-8 name's
+    bytes, or, in its first versions (a CSV kept through an upgrade), Python's ``\\udcNN``."""
+    return as_utf8(path), path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Ledger:
     """The CSV and its state file, open for appending (see the module docstring).
 
@@ -242,7 +248,7 @@ class Ledger:
             if 0 < end - start <= ROW_BYTES:
                 data = self._read_csv(start, end)
                 cells = self._one_row(data) if data.endswith(b"\n") else None
-                if cells is not None and cells.path == as_utf8(path):
+                if cells is not None and cells.path in _written_as(path):
                     return
         raise LedgerError(
             f"{self.csv_path} does not fit {self.state_path}: byte {end}, where the state's "

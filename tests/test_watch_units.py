@@ -647,6 +647,28 @@ def test_a_non_utf8_file_name_gets_its_row_and_stays_done(tmp_path):
     assert Ledger(out, LABELS).is_done(path, identity(path))
 
 
+def test_a_torn_batch_after_a_non_utf8_name_of_the_first_watch_is_cut_not_refused(tmp_path):
+    # The first versions of watch wrote such a name's bytes as Python's escapes (\udce9), not
+    # as \xe9. A crash that tore the batch after that row, then an upgrade: the restart took
+    # the row for another's ("does not fit", exit 2: the service stayed down, and starting a
+    # new CSV as it advised classified every file in the folder again).
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = os.path.join(str(folder), os.fsdecode(b"caf\xe9.png"))
+    with open(path, "wb") as f:
+        f.write(b"x")
+    out, state = tmp_path / "labels.csv", tmp_path / "labels.csv.state"
+    row = f"{folder}/caf\\udce9.png,happy,0.750000,0.750000,0.250000,\n"
+    out.write_text(HEADER + row + f"{folder}/next.png,hap")  # then the kill
+    size, mtime_ns = identity(path)
+    entry = json.dumps([len(HEADER + row), size, mtime_ns, path])  # JSON escapes it: ASCII
+    state.write_text(f'{{"edgefer_state": 1, "csv_bytes": {len(HEADER)}}}\n{entry}\n')
+    ledger = Ledger(out, LABELS)
+    assert ledger.is_done(path, (size, mtime_ns))
+    ledger.close()
+    assert out.read_text() == HEADER + row
+
+
 def test_damage_before_the_end_of_the_state_is_refused_not_cut(tmp_path, images):
     # Cutting at the first bad line dropped every later entry, and then their rows from the CSV.
     out = tmp_path / "labels.csv"
