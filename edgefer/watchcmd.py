@@ -67,7 +67,12 @@ def watch(
     ] = 1.0,
     batch_size: Annotated[
         int,
-        typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per batch."),
+        typer.Option(
+            "--batch-size",
+            "-b",
+            min=1,
+            help=f"Images per batch (at most {MAX_BATCH_SIZE}: more is taken as that).",
+        ),
     ] = 16,
     max_latency: Annotated[
         float,
@@ -144,6 +149,11 @@ def watch(
     except (ValueError, OSError, FaceDetectorMissingError, RuntimeMissingError) as exc:
         raise fail(str(exc)) from None
     setup_logging(verbose)
+    if batch_size > MAX_BATCH_SIZE:
+        # Not a usage error: a unit's options from before the cap (-b 512) would keep the
+        # service down after an upgrade (exit 2 is RestartPreventExitStatus).
+        log.warning("--batch-size %d is over %d: %d used", batch_size, *[MAX_BATCH_SIZE] * 2)
+        batch_size = MAX_BATCH_SIZE
     stop = threading.Event()
     # From here on a stop request during the model load is an exit 0. The handlers before it
     # come back however the command ends: run in-process (CliRunner, a program calling the

@@ -1093,3 +1093,27 @@ def test_a_worker_stopped_by_the_disk_or_the_csv_says_why_in_words(
     assert problem.startswith("the worker stopped: ") and said in problem
     assert type(error).__name__ not in problem
     ledger.close()
+
+
+def test_a_batch_size_over_the_cap_is_taken_as_the_cap_with_a_warning(
+    tmp_path, interpreters, caplog
+):
+    # -b over 256 became a usage error (exit 2) when the cap came in: a unit whose options
+    # were written before it (-b 512) kept the service down after an upgrade, exit 2 being
+    # the units' RestartPreventExitStatus.
+    from typer.testing import CliRunner
+
+    from edgefer.classifier import MAX_BATCH_SIZE
+    from edgefer.cli import app
+
+    inbox, out = tmp_path / "inbox", tmp_path / "x.csv"
+    inbox.mkdir()
+    out.write_text(HEADER)  # another model's labels: refused right after the model loads
+    argv = ["watch", str(inbox), "--out", str(out), "-b", str(2 * MAX_BATCH_SIZE)]
+    result = CliRunner().invoke(app, argv)
+    assert "written for other labels" in result.output, result.output  # got past the options
+    assert f"--batch-size 512 is over {MAX_BATCH_SIZE}" in caplog.text, caplog.text
+    (interpreter,) = interpreters
+    assert interpreter.get_input_details()[0]["shape"][0] == MAX_BATCH_SIZE
+    result = CliRunner().invoke(app, ["watch", str(inbox), "--out", str(out), "-b", "0"])
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
