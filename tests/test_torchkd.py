@@ -199,3 +199,36 @@ def test_to_torch_usage_errors_are_one_line_with_status_2(tmp_path):
     result = runner.invoke(app, bad_json)
     assert result.exit_code == 2 and "--arch-args is not JSON" in result.output
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
+
+
+def test_pack_holds_a_dataset_to_edgefers_limit_without_pillows_warning(
+    tmp_path, monkeypatch, capsys
+):
+    # `python -m train.torchkd pack` never imports edgefer.cli or train.cli, which lift
+    # Pillow's limit: once the library stopped lifting it at import, a 100 MP image (refused
+    # anyway by max_pixels) printed Pillow's DecompressionBombWarning into the pack's output.
+    import struct
+    import warnings
+    import zlib
+
+    from PIL import Image
+
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 10000, 10000, 8, 0, 0, 0, 0)  # a header only
+    huge = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr
+    huge += struct.pack(">I", zlib.crc32(ihdr)) + b"\x00\x00\x00\x00IDAT" + b"\x00" * 8
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label in ("happy", "sad"):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    (tmp_path / "data" / "train" / "happy" / "huge.png").write_bytes(huge)
+    monkeypatch.chdir(tmp_path)  # its cache goes to runs/cache
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's, as a fresh process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torchkd.main(["pack", str(tmp_path / "data"), "--out", str(tmp_path / "pack.npz")])
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert json.loads(capsys.readouterr().out)["n_train"] == 4

@@ -708,6 +708,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     if args.cmd == "pack":
+        from edgefer.preprocess import lift_pillow_limit
+
+        # A command owns its process, as `python -m train`: the dataset's images are held to
+        # edgefer's own limit alone, without Pillow's warning for one over its own.
+        lift_pillow_limit()
         print(json.dumps(pack(args.data, args.out), indent=1))
     elif args.cmd == "teacher":
         run_teacher(args)
