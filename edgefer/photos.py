@@ -7,6 +7,7 @@ are not thread-safe), the classifier on the calling thread, as in :mod:`edgefer.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 import os
 import threading
@@ -85,11 +86,14 @@ class FaceOptions:
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
             object.__setattr__(self, name, value)
-        if isinstance(self.margin, bool) or not isinstance(self.margin, int | float):
+        # numbers.Real: numpy's floats and integers too (a float32 from an app's config array).
+        if isinstance(self.margin, bool) or not isinstance(self.margin, numbers.Real):
             raise TypeError(f"margin must be a number, got {type(self.margin).__name__}")
-        if not (math.isfinite(self.margin) and self.margin > -0.5):
+        margin = float(self.margin)
+        if not (math.isfinite(margin) and margin > -0.5):
             # -0.5 leaves a crop of no pixels; below, the crop's corners cross.
             raise ValueError(f"margin must be a finite number above -0.5, got {self.margin}")
+        object.__setattr__(self, "margin", margin)
 
 
 #: One face: its crop, its box in full-size pixels, the detector's score.

@@ -5,6 +5,7 @@ import importlib.resources
 import subprocess
 import sys
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,16 @@ def test_face_options_take_what_makes_sense():
     options = FaceOptions(detector="haar", min_face=np.int64(8), max_faces=0, margin=-0.2)
     assert options.min_face == 8 and type(options.min_face) is int
     assert FaceOptions(margin=1).margin == 1
+
+
+@pytest.mark.parametrize("margin", [np.float32(0.25), np.int64(0), Fraction(1, 4)])
+def test_face_options_take_a_margin_of_any_real_number_type(margin):
+    # min_face and max_faces took numpy integers, but a numpy margin (a float32 from an app's
+    # config array) was refused as "margin must be a number, got float32"; it was taken before.
+    from edgefer import FaceOptions
+
+    options = FaceOptions(margin=margin)
+    assert options.margin == float(margin) and type(options.margin) is float
 
 
 def test_a_bad_call_is_an_error_of_the_call_not_of_its_first_result(classifier, monkeypatch):
