@@ -168,7 +168,10 @@ def _open(source: str | os.PathLike, max_pixels: int) -> Image.Image:
     """The image, opened lazily (header only), refused if it has more than ``max_pixels``."""
     # No stat() calls up front: on a folder of small PNGs they cost ~10% of decoding. Failures
     # are told apart after the fact, which only costs time on the bad files.
-    im = _open_stream(source) if isinstance(source, Stream) else _open_file(Path(source))
+    try:
+        im = _open_stream(source) if isinstance(source, Stream) else _open_file(Path(source))
+    except Image.DecompressionBombError as exc:  # Pillow's limit, where the app keeps it
+        raise _over_pillows_limit(max_pixels) from exc
     try:
         _check_size(im, max_pixels)
     except ImageError:
@@ -207,8 +210,6 @@ def _open_file(path: Path) -> Image.Image:
         raise ImageError("broken symlink" if path.is_symlink() else "no such file") from exc
     except PermissionError as exc:
         raise ImageError("permission denied") from exc
-    except Image.DecompressionBombError as exc:
-        raise _over_pillows_limit() from exc
     except Image.UnidentifiedImageError as exc:
         empty = path.is_file() and path.stat().st_size == 0
         if empty:
@@ -218,11 +219,12 @@ def _open_file(path: Path) -> Image.Image:
         raise ImageError(_describe(exc)) from exc
 
 
-def _over_pillows_limit() -> ImageError:
-    limit = Image.MAX_IMAGE_PIXELS or 0
-    return ImageError(
-        f"too large: over Pillow's limit of {2 * limit:,} px (Image.MAX_IMAGE_PIXELS)"
-    )
+def _over_pillows_limit(max_pixels: int) -> ImageError:
+    """The error for an image Pillow refused at open, as over twice ``MAX_IMAGE_PIXELS``."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    if max_pixels <= limit:  # over max_pixels too: that limit is the one to name, as always
+        return ImageError(f"too large: over {limit:,} px exceeds the {max_pixels:,} px limit")
+    return ImageError(f"too large: over Pillow's limit of {limit:,} px (Image.MAX_IMAGE_PIXELS)")
 
 
 def _unidentified(kind: str | None) -> ImageError:
@@ -243,8 +245,6 @@ def _open_stream(path: Stream) -> Image.Image:
             _stream_data[path] = data
     try:
         return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise _over_pillows_limit() from exc
     except Image.UnidentifiedImageError as exc:
         kind = _sniff_head(data[:64])
         if kind == "HEIF" and _use_heif() is None:  # its opener is registered now: again

@@ -323,3 +323,22 @@ def test_an_image_over_pillows_own_limit_is_a_too_large_error(tmp_path, monkeypa
         load_image(tmp_path / "big.png", (48, 48), 1, max_pixels=10_000)
     with pytest.raises(ImageError, match="too large"):
         load_image(tmp_path / "big.png", (48, 48), 1, max_pixels=1_000)
+
+
+def test_an_image_over_pillows_limit_and_max_pixels_names_max_pixels(tmp_path, monkeypatch):
+    # With Pillow's own limit kept (a library process), a 200 MP image came out as "over
+    # Pillow's limit of 178,956,970 px (Image.MAX_IMAGE_PIXELS)", which sent one to raise the
+    # wrong limit: at af9013c and with the commands it is the 64 MP max_pixels that refuses it.
+    import struct
+    import zlib
+
+    from edgefer.preprocess import DEFAULT_MAX_PIXELS, ImageError
+
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 20000, 10000, 8, 0, 0, 0, 0)  # a header only
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr
+    png += struct.pack(">I", zlib.crc32(ihdr)) + b"\x00\x00\x00\x00IDAT" + b"\x00" * 8
+    (tmp_path / "huge.png").write_bytes(png)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's own
+    assert DEFAULT_MAX_PIXELS == 64_000_000
+    with pytest.raises(ImageError, match=r"^too large: over 178,956,970 px exceeds the 64,000,"):
+        load_image(tmp_path / "huge.png", (48, 48), 1)
