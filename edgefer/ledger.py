@@ -51,6 +51,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -100,6 +101,27 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: A byte of a non-UTF-8 name as a cell spells it: ``\xNN`` (:func:`as_utf8`), or ``\udcNN``
+#: (the first versions of watch). Only bytes 0x80-0xff are ever spelt so.
+_SPELT_BYTE = re.compile(r"\\(?:x|udc)([89a-f][0-9a-f])")
+
+
+def _stat_cell(path: str) -> tuple[str, os.stat_result] | None:
+    """The file a cell names, as the daemon knows it, and its stat; None if it is not there.
+    A name as written first; then with its ``\\xNN`` as the bytes they stand for (Python's
+    surrogate escapes, as ``os.listdir`` gives them): without that, a lost state's rows
+    adopted no non-UTF-8 name, and each such file was classified again."""
+    candidates = [path]
+    if "\\" in path:
+        candidates.append(_SPELT_BYTE.sub(lambda m: chr(0xDC00 + int(m[1], 16)), path))
+    for candidate in candidates:
+        try:
+            return candidate, os.stat(candidate)
+        except (OSError, ValueError):  # ValueError: a NUL in a cell that is no file name
+            continue
+    return None
 
 
 def _written_as(path: str) -> tuple[str, str]:
@@ -374,12 +396,10 @@ class Ledger:
             for cell in paths:
                 # `edgefer classify DIR` writes paths as given (often relative): the daemon
                 # knows files by absolute path.
-                path = path_key(cell)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                self._done[path] = (st.st_size, st.st_mtime_ns)
+                found = _stat_cell(path_key(cell))
+                if found is not None:
+                    path, st = found
+                    self._done[path] = (st.st_size, st.st_mtime_ns)
             if paths:
                 log.info(
                     "%s: no state file; adopted %d of the %d files it%s has rows for (those here)",

@@ -647,6 +647,30 @@ def test_a_non_utf8_file_name_gets_its_row_and_stays_done(tmp_path):
     assert Ledger(out, LABELS).is_done(path, identity(path))
 
 
+def test_a_lost_state_adopts_the_rows_of_non_utf8_names(tmp_path):
+    # With the state file lost, the CSV's rows are adopted: a name written as caf\xe9.png was
+    # looked for under that spelling, not found, and the file was classified again. Both
+    # spellings: this version's \xe9 and the first versions' \udce9.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = [os.path.join(str(folder), os.fsdecode(b"caf\xe9.png"))]
+    names.append(os.path.join(str(folder), os.fsdecode(b"th\xe9.png")))
+    names.append(os.path.join(str(folder), "literal\\xe9.png"))  # a UTF-8 name with \xe9 in it
+    for path in names:
+        with open(path, "wb") as f:
+            f.write(b"x")
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(path), identity(path)) for path in names])
+    ledger.close()
+    first = f"{folder}/th\\xe9.png"
+    out.write_text(out.read_text().replace(first, f"{folder}/th\\udce9.png"))
+    (tmp_path / "labels.csv.state").unlink()
+    ledger = Ledger(out, LABELS)
+    assert all(ledger.is_done(path, identity(path)) for path in names)
+    ledger.close()
+
+
 def test_a_torn_batch_after_a_non_utf8_name_of_the_first_watch_is_cut_not_refused(tmp_path):
     # The first versions of watch wrote such a name's bytes as Python's escapes (\udce9), not
     # as \xe9. A crash that tore the batch after that row, then an upgrade: the restart took
