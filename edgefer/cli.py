@@ -277,14 +277,18 @@ def classify(
         sink = CsvSink(
             output, classifier.labels, append=append, faces=faces, time_column=time_column
         )
-        if sink.unresolved is not None:
+        # A pipe's name (/dev/fd/63, /dev/stdin) says nothing of what comes through it.
+        todo = [p for p in paths if isinstance(p, Stream) or not sink.seen(p)]
+        unresolved = sink.unresolved or next(
+            (t for p in todo if not isinstance(p, Stream) and (t := sink.named_from_elsewhere(p))),
+            None,
+        )
+        if unresolved is not None:
             warn(
-                f"{output} names files relative to another folder ({sink.unresolved} is not "
+                f"{output} names files relative to another folder ({unresolved} is not "
                 f"found from {os.getcwd()}): files already in it may get rows again; run from "
                 "the folder it was written in"
             )
-        # A pipe's name (/dev/fd/63, /dev/stdin) says nothing of what comes through it.
-        todo = [p for p in paths if isinstance(p, Stream) or not sink.seen(p)]
         summary = Summary(
             classifier.labels,
             low_confidence,

@@ -580,6 +580,27 @@ class CsvSink:
         # ``path`` is a name, not a cell: not unneutralized (``'=x.jpg`` is not ``=x.jpg``).
         return os.path.abspath(as_utf8(path)) in self._seen_keys
 
+    def named_from_elsewhere(self, path: str) -> str | None:
+        """With ``append``: the relative spelling under which the CSV seems to hold ``path``
+        (not :meth:`seen`), written from another folder: a tail of ``path`` (``x.jpg``,
+        ``photos/x.jpg``) that names, from here, a row whose file is not here. None if none.
+
+        A CSV of names in its own folder (``./x.jpg``) gave no warning when appended to from
+        elsewhere: the folder of a name is ``.`` wherever one runs, so :attr:`unresolved`,
+        which checks the rows' folders, found it."""
+        if not self._seen_keys:
+            return None
+        here = os.path.join(os.getcwd(), "")
+        full = os.path.abspath(as_utf8(path))
+        cut = full.rfind(os.sep)
+        while cut > 0:  # x.jpg, photos/x.jpg, ..., all but the whole path
+            tail = full[cut + 1 :]
+            key = here + tail
+            if key in self._seen_keys and not os.path.lexists(key):
+                return tail
+            cut = full.rfind(os.sep, 0, cut)
+        return None
+
     def write(self, result: Result) -> None:
         """One row: :meth:`write_image` of one result.
 

@@ -779,6 +779,25 @@ def test_appending_from_another_folder_to_a_csv_of_relative_paths_warns(
     assert f"is not found from {tmp_path})" in flat
 
 
+def test_appending_from_another_folder_to_a_csv_of_names_in_its_folder_warns(tmp_path, monkeypatch):
+    # `edgefer classify . -o labels.csv` in the photos' folder writes ./x.jpg; a cron job in /
+    # appending to it gave every photo a second row without a word: a name's folder is "."
+    # wherever one runs, so the check that its folder exists always passed.
+    photos = tmp_path / "photos"
+    shutil.copytree(SAMPLES, photos)
+    monkeypatch.chdir(photos)
+    assert run("classify", ".", "-o", "labels.csv", "-q").exit_code == 0
+    result = run("classify", ".", "-o", "labels.csv", "--append", "-q")
+    assert "warning" not in result.output and len(read_rows(photos / "labels.csv")) == 3
+    (photos / "hopper.jpg").unlink()  # a file gone since: no false alarm
+    result = run("classify", ".", "-o", "labels.csv", "--append", "-q")
+    assert "warning" not in result.output and len(read_rows(photos / "labels.csv")) == 3
+    monkeypatch.chdir(tmp_path)
+    result = run("classify", "photos", "-o", photos / "labels.csv", "--append", "-q")
+    flat = " ".join(result.output.split())
+    assert "names files relative to another folder (collins.jpg is not found from" in flat
+
+
 def test_a_read_only_filesystem_is_named_as_such(tmp_path, monkeypatch):
     # The os.access check said "Permission denied" for a read-only mount, which sent users
     # chasing file modes.
