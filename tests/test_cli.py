@@ -798,6 +798,22 @@ def test_appending_from_another_folder_to_a_csv_of_names_in_its_folder_warns(tmp
     assert "names files relative to another folder (collins.jpg is not found from" in flat
 
 
+def test_append_knows_the_files_of_a_folder_reached_through_a_symlink(tmp_path, monkeypatch):
+    # ~/photos -> /media/usb/photos: a CSV written with `classify ~/photos`, appended to with
+    # `cd ~/photos && classify . --append`, gave every file a second row: the current folder is
+    # the link's target (os.getcwd), so ./x.jpg and ~/photos/x.jpg were two files.
+    shutil.copytree(SAMPLES, tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    out = tmp_path / "labels.csv"
+    assert run("classify", tmp_path / "link", "-o", out, "-q").exit_code == 0
+    monkeypatch.chdir(tmp_path / "link")
+    result = run("classify", ".", "-o", out, "--append")
+    assert result.exit_code == 0 and "3 already in the CSV" in " ".join(result.output.split())
+    assert len(read_rows(out)) == 3
+    assert run("classify", tmp_path / "real", "-o", out, "--append", "-q").exit_code == 0
+    assert len(read_rows(out)) == 3
+
+
 def test_a_read_only_filesystem_is_named_as_such(tmp_path, monkeypatch):
     # The os.access check said "Permission denied" for a read-only mount, which sent users
     # chasing file modes.
