@@ -428,6 +428,12 @@ def _check_header(
     )
 
 
+def _has_header(path: Path) -> bool:
+    """Whether ``path`` holds a first row (a byte-order mark alone is none)."""
+    with open_csv(path) as f:
+        return next(csv.reader(f), None) is not None
+
+
 def check_header(
     path: Path, labels: tuple[str, ...], faces: bool = False, time_column: bool = False
 ) -> bool:
@@ -547,7 +553,10 @@ class CsvSink:
                     self.unresolved = relative[0]
             self._stream = open(real, "a", newline="", encoding="utf-8")  # noqa: SIM115
             self._appended = True
-            return os.fstat(self._stream.fileno()).st_size == 0
+            size = os.fstat(self._stream.fileno()).st_size
+            # A file of a byte-order mark alone (an empty CSV saved as UTF-8 by Notepad or
+            # PowerShell) has no header either: its rows went in without one.
+            return size == 0 or (size == len(codecs.BOM_UTF8) and not _has_header(real))
         if not os.access(real.parent, os.W_OK | os.X_OK):
             read_only = os.statvfs(real.parent).f_flag & os.ST_RDONLY  # say so, not "denied"
             code = errno.EROFS if read_only else errno.EACCES

@@ -106,6 +106,19 @@ def test_append_skips_known_paths_and_keeps_one_header(tmp_path):
     assert [r[0] for r in rows(out)] == ["path", "a.jpg", "b.jpg"]
 
 
+def test_append_to_a_file_of_only_a_byte_order_mark_writes_the_header(tmp_path):
+    # An "empty" CSV saved by Notepad or PowerShell as UTF-8 is its BOM alone: rows were
+    # appended without a header, and the CSV was then refused by summary and --append.
+    out = tmp_path / "out.csv"
+    out.write_bytes(codecs.BOM_UTF8)
+    with CsvSink(str(out), LABELS, append=True) as sink:
+        sink.write(OK)
+    with open(out, newline="", encoding="utf-8-sig") as f:
+        assert [r[0] for r in csv.reader(f)] == ["path", "a.jpg"]
+    with CsvSink(str(out), LABELS, append=True) as sink:
+        assert sink.seen("a.jpg")
+
+
 def test_append_refuses_other_labels(tmp_path):
     out = tmp_path / "out.csv"
     with CsvSink(str(out), LABELS) as sink:
