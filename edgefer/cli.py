@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -41,7 +42,13 @@ from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, Stream, lift_pillow_limit, optional_formats
 from edgefer.runtime import RuntimeMissingError
-from edgefer.spec import NORMALIZATIONS, SpecError, read_labels_file, read_spec
+from edgefer.spec import (
+    NORMALIZATIONS,
+    SpecError,
+    normalization_hint,
+    read_labels_file,
+    read_spec,
+)
 from edgefer.summary import Summary
 from edgefer.watchcmd import watch
 
@@ -182,8 +189,21 @@ def _load(
         )
     except (ModelError, RuntimeMissingError, SpecError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
-    if label_names is not None and read_spec(classifier.model_bytes) is not None:
+    has_spec = read_spec(classifier.model_bytes) is not None
+    if label_names is not None and has_spec:
         warn(f"--labels ignored: the model carries its own labels ({', '.join(classifier.labels)})")
+    if not has_spec and classifier.input_dtype.kind in "iu":
+        levels = np.iinfo(classifier.input_dtype)
+        scale, zero_point = classifier.input_quantization
+        hint = normalization_hint(
+            normalization,
+            scale,
+            int(zero_point),
+            (int(levels.min), int(levels.max)),
+            classifier.input_dtype.name,
+        )
+        if hint is not None:
+            warn(hint)
     return classifier
 
 

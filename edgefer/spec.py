@@ -25,6 +25,37 @@ NORMALIZATIONS = {
 }
 
 
+def normalization_hint(
+    normalization: str, scale: float, zero_point: int, levels: tuple[int, int], dtype: str
+) -> str | None:
+    """For a model without a spec whose input is quantized (``scale``, ``zero_point``, its
+    integer ``levels`` (lowest, highest), of ``dtype``): a one-line warning when the named
+    ``normalization`` puts pixels 0..255 in a small part of the values that input takes, or
+    far beyond them, naming the one of :data:`NORMALIZATIONS` that fits; else None.
+
+    The default, 0..1, for an int8 model that takes 0..255 put the pixels into 2 of its 256
+    levels: every face got the same confident label, without a word."""
+    if not scale:
+        return None
+    low, high = scale * (levels[0] - zero_point), scale * (levels[1] - zero_point)
+
+    def fit(name: str) -> float:  # how much the two ranges overlap: 1 the same, 0 apart
+        mean, std = NORMALIZATIONS[name]
+        a, b = (0 - mean) / std, (255 - mean) / std
+        overlap = max(0.0, min(b, high) - max(a, low))
+        return overlap / (max(b, high) - min(a, low))
+
+    best = max(NORMALIZATIONS, key=fit)
+    if fit(normalization) >= 0.25 or fit(best) < 0.5:
+        return None
+    mean, std = NORMALIZATIONS[normalization]
+    return (
+        f"--normalization {normalization} gives the model {(0 - mean) / std:.3g}.."
+        f"{(255 - mean) / std:.3g}, but its {dtype} input takes {low:.3g}..{high:.3g} "
+        f"(quantization scale {scale:.3g}, zero point {zero_point}): try --normalization {best}"
+    )
+
+
 class SpecError(Exception):
     """A model file whose spec is missing or inconsistent."""
 

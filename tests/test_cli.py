@@ -511,6 +511,30 @@ def test_labels_and_normalization_options_are_checked(tmp_path, int8_model):
     assert result.exit_code == EXIT_OK and "--labels ignored" in result.output
 
 
+def test_a_normalization_that_misses_a_bare_int8_models_input_range_is_warned_of(tmp_path):
+    # A .tflite without a spec takes --normalization 0..1 unless told: for the shipped model's
+    # int8 input, which takes 0..255, the pixels went into 2 of its 256 levels, and every
+    # face came out "sad" without a word.
+    from edgefer.shipped import default_model_path
+    from edgefer.spec import flatbuffer
+
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(flatbuffer(default_model_path().read_bytes()))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("angry\ndisgust\nfear\nhappy\nneutral\nsad\nsurprise\n")
+    out = tmp_path / "x.csv"
+    result = run("classify", SAMPLES, "-m", bare, "--labels", labels, "-o", out, "-q")
+    flat = " ".join(result.output.split())
+    assert result.exit_code == EXIT_OK
+    assert "--normalization 0..1 gives the model 0..1, but its int8 input takes 0..255" in flat
+    assert "try --normalization 0..255" in flat
+    for norm in ("0..255", "-1..1"):  # what it takes; a model's own choice of range: no hint
+        args = ("-m", bare, "--labels", labels, "--normalization", norm)
+        result = run("classify", SAMPLES, *args, "-o", out, "-q")
+        assert "warning" not in result.output if norm == "0..255" else "0..255" in result.output
+    assert "warning" not in run("classify", SAMPLES, "-o", out, "-q").output  # a spec: none
+
+
 def test_info_takes_the_model_as_classify_does(int8_model):
     by_option = run("info", "--model", int8_model)
     assert by_option.exit_code == EXIT_OK and str(int8_model.name) in by_option.output
