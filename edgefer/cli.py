@@ -40,7 +40,13 @@ from edgefer.modelopts import MaxPixelsOption, ModelOption, ThreadsOption, TimeO
 from edgefer.notify import stderr_is_journal
 from edgefer.photos import NO_FACE, classify_photos
 from edgefer.pipeline import classify_paths
-from edgefer.preprocess import DEFAULT_MAX_PIXELS, Stream, lift_pillow_limit, optional_formats
+from edgefer.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    Stream,
+    lift_pillow_limit,
+    optional_formats,
+)
 from edgefer.runtime import RuntimeMissingError
 from edgefer.spec import (
     NORMALIZATIONS,
@@ -258,6 +264,12 @@ def classify(
     1: some files failed (each still has a row with its error); 2: usage, model or output error;
     141: the reader of the output went away (`-o - | head`).
     """
+    if os.path.splitext(output)[1].lower() in IMAGE_SUFFIXES:
+        # `classify -o *.jpg`: the shell made the first photo the output, and the CSV replaced it.
+        raise fail(
+            f"-o {output} is an image's name: the CSV would replace it; name the CSV "
+            "(-o labels.csv), and give the images after it"
+        )
     try:
         face_opts = face_options(faces, detector, min_face, max_faces, annotate)
         if face_opts is not None:

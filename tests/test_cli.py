@@ -838,6 +838,21 @@ def test_append_knows_the_files_of_a_folder_reached_through_a_symlink(tmp_path, 
     assert len(read_rows(out)) == 3
 
 
+def test_an_output_named_as_an_image_is_refused(tmp_path, monkeypatch):
+    # `edgefer classify -o *.jpg`: the shell made the first photo the output, and the CSV
+    # replaced it (exit 0; the photo was gone).
+    for name in ("hopper.jpg", "collins.jpg"):
+        shutil.copy(SAMPLES / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    before = (tmp_path / "collins.jpg").read_bytes()
+    result = run("classify", "-o", "collins.jpg", "hopper.jpg")
+    assert result.exit_code == EXIT_USAGE
+    assert "-o collins.jpg is an image's name" in " ".join(result.output.split())
+    assert (tmp_path / "collins.jpg").read_bytes() == before
+    assert run("classify", "hopper.jpg", "-o", "new.PNG").exit_code == EXIT_USAGE
+    assert not (tmp_path / "new.PNG").exists()
+
+
 def test_a_read_only_filesystem_is_named_as_such(tmp_path, monkeypatch):
     # The os.access check said "Permission denied" for a read-only mount, which sent users
     # chasing file modes.
