@@ -12,10 +12,13 @@ Two append-only files, written by one daemon at a time (an exclusive ``flock`` o
     it), then one line per row, ``[end, size, mtime_ns, path]``: ``path`` was classified
     while it had that size and mtime, and its row ends at byte ``end`` of the CSV or before
     (a compacted state records the CSV's size for every entry; the entries a rotation carries
-    over have their rows in the previous CSV).
+    over have their rows in the previous CSV). A line of size and mtime ``-1`` says that
+    ``path`` left the folder (moved to ``--done-dir``, deleted): its entry ends there, so that a
+    file put back under that name while the daemon is stopped is classified again. (A version
+    that does not know these lines reads them as a version no file has: the same.)
 
 Each batch is written in this order: CSV rows, fsync; state lines, fsync; only then are files
-moved to ``--done-dir``.
+moved to ``--done-dir``, and the lines saying they left written (:meth:`Ledger.flush`).
 
 **Invariant.** Let ``E`` be the largest ``end`` (or ``csv_bytes``) in the durable state. The CSV's
 first ``E`` bytes are complete rows, and every file with a row there is recorded in the state
@@ -83,6 +86,8 @@ COMPACT_SLACK = 1024
 
 #: A file's version: (size in bytes, mtime in ns).
 Identity = tuple[int, int]
+#: The version a state line gives a file that left the folder: none a file can have.
+LEFT: Identity = (-1, -1)
 
 
 class LedgerError(CsvError):
@@ -164,6 +169,8 @@ class Ledger:
         #: When the current CSV was started (seconds since the epoch).
         self.started = time.time()
         self._done: dict[str, Identity] = {}
+        #: Files forgotten since the state file last heard of it (:meth:`flush`).
+        self._gone: list[str] = []
         self._state_lines = 0
         self._next_compact = 0  # after a failed compaction: not before this many lines
         self._written_end: int | None = None  # where the CSV ends, as this daemon left it
@@ -353,9 +360,12 @@ class Ledger:
                         self.started = float(item.get("started", self.started))
                     else:
                         row_end, size, mtime_ns, path = item
-                        self._done[str(path)] = (int(size), int(mtime_ns))
-                        if int(row_end) > end:
-                            end, last = int(row_end), (str(path), end)
+                        if int(size) < 0:  # it left the folder (:data:`LEFT`)
+                            self._done.pop(str(path), None)
+                        else:
+                            self._done[str(path)] = (int(size), int(mtime_ns))
+                            if int(row_end) > end:
+                                end, last = int(row_end), (str(path), end)
                         self._state_lines += 1
                 except (ValueError, TypeError, KeyError, AttributeError):
                     if end is not None and good + len(line) < f.seek(0, os.SEEK_END):
@@ -443,6 +453,7 @@ class Ledger:
                 os.unlink(tmp)
             raise CsvError(f"cannot write {target}: {exc.strerror}") from exc
         self._state_lines = len(self._done)
+        self._gone.clear()  # absent from it: nothing more to say of them
 
     # -- use ------------------------------------------------------------------------------
 
@@ -469,7 +480,7 @@ class Ledger:
             self.rotate(now)
             end = self._csv_size()
         data: list[bytes] = []
-        lines: list[str] = []
+        lines = self._left_lines()
         for result, identity in rows:
             # csv_row shows a non-UTF-8 file name's bytes as \xNN, so this always encodes.
             when = file_time(identity[1]) if self.time_column else None
@@ -484,7 +495,7 @@ class Ledger:
         os.fsync(self._state_fd)
         for result, identity in rows:
             self._done[result.path] = identity
-        self._state_lines += len(rows)
+        self._state_lines += len(lines)
 
     def _check_in_place(self) -> None:
         """Raise LedgerError if the CSV or state file was deleted or replaced under us: rows
@@ -609,15 +620,40 @@ class Ledger:
         )
 
     def forget(self, path: str) -> None:
-        """Drop a file that left the folder (deleted, moved away, or moved to --done-dir)."""
-        self._done.pop(path, None)
+        """Drop a file that left the folder (deleted, moved away, or moved to --done-dir); the
+        state file hears of it with the next batch, or at :meth:`flush`."""
+        if self._done.pop(path, None) is not None:
+            self._gone.append(path)
 
     def prune(self) -> int:
         """Forget entries whose file no longer exists; returns how many."""
         gone = [path for path in self._done if not os.path.lexists(path)]
         for path in gone:
-            del self._done[path]
+            self.forget(path)
         return len(gone)
+
+    def _left_lines(self) -> list[str]:
+        """State lines for the files forgotten since the last: each ends its entry, which would
+        otherwise take a file put back under its name (from done/, from a backup) while the
+        daemon is stopped for the version classified before, and skip it. At the CSV's end as
+        this daemon left it, so never past the state's ``E``."""
+        lines = [json.dumps([self._written_end, *LEFT, path]) + "\n" for path in self._gone]
+        self._gone.clear()
+        return lines
+
+    def flush(self) -> None:
+        """Write down, durably, which files left the folder since the last batch (after the
+        moves to --done-dir; a crash before leaves their entries, as before the moves).
+
+        Raises:
+            OSError: the disk is full or failing (a torn line is the last: cut on open).
+        """
+        lines = self._left_lines()
+        if not lines or self._state_fd < 0:
+            return
+        _write_all(self._state_fd, "".join(lines).encode("ascii"))
+        os.fsync(self._state_fd)
+        self._state_lines += len(lines)
 
     def compact(self, slack: int | None = None) -> bool:
         """Rewrite the state file when it holds many more lines than live entries: on start,
@@ -657,6 +693,9 @@ class Ledger:
         return (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino)
 
     def close(self) -> None:
+        if self._gone and self._state_fd >= 0:
+            with contextlib.suppress(OSError):  # as after a crash: their entries stay
+                self.flush()
         for fd in (self._state_fd, self._csv_fd):
             if fd >= 0:
                 os.close(fd)

@@ -668,6 +668,7 @@ class Watcher:
     def _after_catch_up(self) -> None:
         gone = self.ledger.prune()
         self.ledger.compact()
+        self.ledger.flush()  # files moved here, and those gone while it was stopped
         log.info(
             "caught up: %d files without a row queued; %d files with a row are still here, "
             "%d have left",
@@ -761,6 +762,7 @@ class Watcher:
             if self.done_dir:
                 self._move_done(first.path, identity)
         self.ledger.compact()  # the lines of files moved or gone
+        self.ledger.flush()  # which files left: a file put back later is a new one
         log.debug("batch of %d in %.3f s", len(rows), time.monotonic() - start)
 
     def _beat(self) -> None:

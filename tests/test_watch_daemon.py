@@ -262,16 +262,42 @@ def test_many_files_recursive_with_done_dir(tmp_path, int8_model, inbox, pngs, n
     assert sorted(str(p.relative_to(done)) for p in done.rglob("*.png")) == sorted(names)
     assert "batch of 16" in daemon.log  # files that arrive together share a batch
 
-    # A crash between the ledger write and the move leaves a classified file in the folder:
-    # the restart moves it without a second row (copy2 keeps size and mtime: the same version).
+    # A file put back from done/ while the daemon is stopped (to classify it again, as the
+    # README says; copy2 keeps its size and mtime) is classified again: it left the folder.
+    # (A classified file still in the folder after a crash before its move: the next test.)
     shutil.copy2(done / names[0], inbox / names[0])
     rows_before = len(complete_rows(out))
     with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
         daemon.wait_ready()
+        wait_for(lambda: len(complete_rows(out)) == rows_before + 1, 20, "its new row", daemon)
         wait_for(lambda: not (inbox / names[0]).exists(), 20, "the move", daemon)
         assert daemon.stop() == 0
-    assert len(check_csv(out)) == rows_before
+    assert [row[0] for row in check_csv(out)[rows_before:]] == [str(inbox / names[0])]
     assert (done / (names[0][:-4] + ".1.png")).exists()  # never over an existing file
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_a_file_moved_back_from_done_while_stopped_gets_a_new_row(
+    tmp_path, int8_model, inbox, pngs, stop
+):
+    # Its state line outlived the move: at the restart it read as classified, and went straight
+    # back to done/ without a row. SIGKILL: what says it left is durable once the batch is done.
+    out, done = tmp_path / "labels.csv", tmp_path / "done"
+    state = out.with_name(out.name + ".state")
+    with Daemon(tmp_path, int8_model, inbox, out, "--done-dir", done).start() as daemon:
+        daemon.wait_ready()
+        (inbox / "a.png").write_bytes(pngs[0])
+        wait_for(lambda: (done / "a.png").exists(), 20, "a.png done", daemon)
+        if stop == signal.SIGKILL:
+            wait_for(lambda: state.read_text().count("\n") == 3, 20, "a.png left", daemon)
+        daemon.stop(stop)
+    os.rename(done / "a.png", inbox / "a.png")
+    with Daemon(tmp_path, int8_model, inbox, out, "--done-dir", done).start() as daemon:
+        daemon.wait_ready()
+        wait_for(lambda: (done / "a.png").exists(), 20, "a.png done again", daemon)
+        assert daemon.stop() == 0
+    assert [row[0] for row in check_csv(out)] == [str(inbox / "a.png")] * 2
+    assert not (done / "a.1.png").exists()
 
 
 def produce(inbox: Path, names: list[str], pngs: list[bytes], seed: int) -> None:
@@ -347,6 +373,31 @@ def test_sigkill_inside_the_ledger_write(tmp_path, int8_model, inbox, pngs, when
         assert daemon.stop() == 0
     assert sorted(Counter(row[0] for row in check_csv(out)).values()) == [1] * 10
     assert ("unfinished batch" in daemon.log) == (when % 2 == 1)
+
+
+@pytest.mark.skipif(not strace_works(), reason="needs strace and ptrace")
+def test_sigkill_between_the_rows_and_the_moves(tmp_path, int8_model, inbox, pngs):
+    """strace kills the daemon as its worker moves the second file of a batch to done/: the
+    restart moves the three classified files left in the folder, without a second row."""
+    out, done = tmp_path / "labels.csv", tmp_path / "done"
+    Ledger(out, LABELS).close()  # so that only the worker thread renames (strace counts per thread)
+    for i in range(4):
+        (inbox / f"{i}.png").write_bytes(pngs[i])
+    args = ("--batch-size", "4", "--done-dir", done)
+    crashing = Daemon(tmp_path, int8_model, inbox, out, *args)
+    # when=2: the worker's second rename; the main thread's one (the start's trial move) is
+    # its first.
+    inject = "inject=rename,renameat,renameat2:signal=SIGKILL:when=2"
+    strace = [shutil.which("strace"), "-f", "-qq", "-o", os.devnull]
+    crashing.cmd = [*strace, "-e", "trace=rename,renameat,renameat2", "-e", inject, *crashing.cmd]
+    with crashing.start():
+        assert crashing.proc.wait(60) != 0
+    assert len(complete_rows(out)) == 4 and len(list(done.glob("*.png"))) == 1
+    with Daemon(tmp_path, int8_model, inbox, out, *args).start() as daemon:
+        wait_for(lambda: not list(inbox.glob("*.png")), 30, "the moves", daemon)
+        assert daemon.stop() == 0
+    assert sorted(Counter(row[0] for row in check_csv(out)).values()) == [1] * 4
+    assert sorted(p.name for p in done.iterdir()) == [f"{i}.png" for i in range(4)]
 
 
 @pytest.mark.skipif(not strace_works(), reason="needs strace and ptrace")

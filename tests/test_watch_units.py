@@ -108,6 +108,33 @@ def test_torn_state_line_is_cut_and_its_row_redone(tmp_path, images):
     assert state.read_bytes().endswith(b"\n")
 
 
+def test_a_file_that_left_and_came_back_while_stopped_is_classified_again(tmp_path, images):
+    # A file moved to --done-dir (or deleted) left its state line behind: moved back into the
+    # inbox while the daemon was stopped (as the README says to, to classify it again), it
+    # still read as done at the restart, and went back to done/ without a row.
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(p), identity(p)) for p in images])
+    ledger.forget(images[0])  # moved to done/, which a restart must know
+    ledger.close()
+    kept = identity(images[1])
+    os.remove(images[1])  # gone while stopped: the restart prunes it
+    ledger = Ledger(out, LABELS)
+    assert not ledger.is_done(images[0], identity(images[0]))  # moved back: a new row
+    assert ledger.is_done(images[2], identity(images[2]))
+    assert ledger.prune() == 1
+    ledger.close()
+    Path(images[1]).write_bytes(b"b.png")  # restored as it was, mtime too, while stopped
+    os.utime(images[1], ns=(kept[1], kept[1]))
+    assert identity(images[1]) == kept
+    ledger = Ledger(out, LABELS)
+    assert not ledger.is_done(images[1], kept)
+    assert ledger.is_done(images[2], identity(images[2]))
+    ledger.append([(ok(images[0]), identity(images[0]))])
+    ledger.close()
+    assert Ledger(out, LABELS).is_done(images[0], identity(images[0]))
+
+
 def test_csv_shorter_than_state_is_refused(tmp_path, images):
     out = tmp_path / "labels.csv"
     ledger = Ledger(out, LABELS)
@@ -456,11 +483,11 @@ def test_a_compaction_that_fails_keeps_the_state_and_tries_again_later(
     with caplog.at_level(logging.WARNING, logger="edgefer.ledger"):
         assert not ledger.compact(slack=4)  # 9 lines for 1 live entry
     assert "not compacted: cannot write" in caplog.text and state.read_bytes() == before
-    ledger.append([(ok(images[0]), ids[0])])  # the daemon goes on
+    # The daemon goes on: this batch also says that the two pruned files left (2 lines).
+    ledger.append([(ok(images[0]), ids[0])])
     assert not ledger.compact(slack=4)  # not at each batch: 4 lines after the failure
     monkeypatch.undo()
-    for _ in range(3):
-        ledger.append([(ok(images[0]), ids[0])])
+    ledger.append([(ok(images[0]), ids[0])])
     assert not ledger.compact(slack=4)  # 13 lines
     ledger.append([(ok(images[0]), ids[0])])
     assert ledger.compact(slack=4)
