@@ -8,9 +8,11 @@ Two append-only files, written by one daemon at a time (an exclusive ``flock`` o
 ``labels.csv.state``
     JSON lines: first ``{"edgefer_state": 1, "csv_bytes": N, "started": T}`` (``T``: when this
     CSV was started, in seconds since the epoch: for a state written before --rotate existed,
-    when this version first opened it; after a rotation ``"previous"`` names the CSV before
-    it), then one line per row, ``[end, size, mtime_ns, path]``: ``path`` was classified
-    while it had that size and mtime, and its row ends at byte ``end`` of the CSV or before
+    when this version first opened it; with a period --rotate, for a CSV that took its first
+    rows in a later period than it was made in, when they came; after a rotation
+    ``"previous"`` names the CSV before it), then one line per row,
+    ``[end, size, mtime_ns, path]``: ``path`` was classified while it had that size and mtime,
+    and its row ends at byte ``end`` of the CSV or before
     (a compacted state records the CSV's size for every entry; the entries a rotation carries
     over have their rows in the previous CSV). A line of size and mtime ``-1`` says that
     ``path`` left the folder (moved to ``--done-dir``, deleted): its entry ends there, so that a
@@ -476,7 +478,13 @@ class Ledger:
         self._check_in_place()
         now = time.time()
         end = self._csv_size()
-        if self.rotation and self.rotation.due(self.started, now, end, len(self._header)):
+        if (
+            self.rotation
+            and end <= len(self._header)
+            and self.rotation.new_period(self.started, now)
+        ):
+            self._start_at(now)  # its first rows: the period is theirs
+        elif self.rotation and self.rotation.due(self.started, now, end, len(self._header)):
             self.rotate(now)
             end = self._csv_size()
         data: list[bytes] = []
@@ -496,6 +504,18 @@ class Ledger:
         for result, identity in rows:
             self._done[result.path] = identity
         self._state_lines += len(lines)
+
+    def _start_at(self, now: float) -> None:
+        """Count a CSV that holds only its header, made in an earlier period, from its first
+        rows (``now``), durably. Counted from its making, one left without a row into a new
+        period (a daemon installed on 30 November, its first image on 2 December) took its
+        first rows, and was put aside at the next batch, named for the old period
+        (labels.2026-11.csv, holding December's rows)."""
+        self.started = now
+        self._write_state()
+        os.close(self._state_fd)  # the old file's: the new one is in its place
+        self._state_fd = -1
+        self._state_fd = self._open_state()
 
     def _check_in_place(self) -> None:
         """Raise LedgerError if the CSV or state file was deleted or replaced under us: rows

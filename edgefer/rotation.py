@@ -64,6 +64,12 @@ class Rotation:
             return False
         if self.max_bytes is not None:
             return csv_bytes >= self.max_bytes
+        return self.new_period(started, now)
+
+    def new_period(self, started: float, now: float) -> bool:
+        """Whether ``now`` falls in a later calendar period than ``started`` (False by size)."""
+        if self.period is None:
+            return False
         fmt = PERIODS[self.period]
         return time.strftime(fmt, time.localtime(now)) > time.strftime(fmt, time.localtime(started))
 

@@ -219,6 +219,33 @@ def test_monthly_rotation_waits_for_a_batch_in_the_new_month(utc, tmp_path, file
     assert sorted(entry[3] for entry in state[1:]) == files[1:5]
 
 
+def test_a_csv_that_waited_for_its_first_row_into_a_new_month_is_not_named_for_the_old(
+    utc, tmp_path, files, monkeypatch
+):
+    """A daemon started on 30 November whose first images came on 2 December wrote them into
+    the new CSV (holding only its header, it was not rotated), then at its next batch put it
+    aside as labels.2026-11.csv: a CSV named for November holding only December's rows, and
+    December split over two files. A CSV is now counted from its first row."""
+    out = tmp_path / "labels.csv"
+    clock = [at("2026-11-30 10:00:00")]
+    monkeypatch.setattr("edgefer.ledger.time.time", lambda: clock[0])
+    Ledger(out, LABELS, rotation=Rotation(period="monthly")).close()  # installed, no image yet
+    clock[0] = at("2026-12-02 09:00:00")
+    ledger = Ledger(out, LABELS, rotation=Rotation(period="monthly"))  # a restart meanwhile
+    ledger.append(rows_of(files[:2]))
+    clock[0] = at("2026-12-02 09:00:05")
+    ledger.append(rows_of(files[2:4]))
+    ledger.close()
+    assert not list(tmp_path.glob("labels.*.csv"))
+    assert csv_rows(out) == files[:4]
+    clock[0] = at("2027-01-01 08:00:00")
+    ledger = Ledger(out, LABELS, rotation=Rotation(period="monthly"))
+    ledger.append(rows_of(files[4:5]))
+    ledger.close()
+    assert csv_rows(tmp_path / "labels.2026-12.csv") == files[:4]
+    assert csv_rows(out) == files[4:5]
+
+
 def test_a_state_from_before_rotation_counts_from_the_start(utc, tmp_path, files, monkeypatch):
     out = tmp_path / "labels.csv"
     Ledger(out, LABELS).close()
