@@ -121,6 +121,26 @@ def test_classes_pick_subset_in_given_order(tmp_path):
     )
 
 
+def test_a_class_is_split_alike_whatever_the_other_classes(tmp_path):
+    # One generator shuffled the classes in turn, so --classes in another order, a subset of
+    # the classes or an image added to another class gave each class another split with the
+    # same seed: on six classes of 40, 21 of a two-class run's 57 train images were in the
+    # six-class run's val/test, and baselines (sorted labels) were not on fit's split.
+    root = write_folder(tmp_path / "flat", {"a": 20, "b": 20, "c": 20}, seed=0)
+
+    def split_of(classes=None, label="a"):
+        data = load_dataset(root, (12, 12), 1, classes=classes, seed=4)
+        return {n: sorted(p for p in v if p.startswith(label)) for n, v in data.assignment.items()}
+
+    whole = split_of()
+    assert split_of(("c", "b", "a")) == whole
+    assert split_of(("c", "a")) == whole
+    assert split_of(("c", "b", "a"), "c") == split_of(label="c")
+    write_folder(tmp_path / "more", {"b": 1}, seed=1)
+    (tmp_path / "more" / "b" / "000.png").rename(root / "b" / "new.png")
+    assert split_of() == whole
+
+
 def test_load_folder_decodes_rgb_and_resizes_and_caches(tmp_path):
     root = write_folder(tmp_path / "d", {"a": 3, "b": 2}, seed=0, size=20)
     cache = tmp_path / "cache"

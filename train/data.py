@@ -115,23 +115,33 @@ def has_split_folders(data_dir: Path) -> bool:
 
 
 def stratified_split(
-    y: np.ndarray, fractions: tuple[float, ...] = DEFAULT_FRACTIONS, seed: int = 0
+    y: np.ndarray,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    names: tuple[str, ...] | None = None,
 ) -> list[np.ndarray]:
     """Indices of each part, per class shuffled with ``seed`` and cut by ``fractions``.
 
     Each class is cut on its own (rounding the boundaries), so every part keeps the class
-    proportions; the result depends only on ``y``, ``fractions`` and ``seed``.
+    proportions. Each class has its own generator, from ``seed`` and its name (``names[c]``,
+    else its index), so its split depends only on its own members: not on the order of the
+    labels, on which other classes are used, or on images added to another class.
     """
-    rng = np.random.default_rng(seed)
     bounds = np.cumsum(fractions)[:-1] / np.sum(fractions)
     parts: list[list[np.ndarray]] = [[] for _ in fractions]
     for c in np.unique(y):
+        rng = np.random.default_rng([seed, _class_key(names[c] if names else str(c))])
         members = np.flatnonzero(y == c)
         members = members[rng.permutation(len(members))]
         cuts = np.round(bounds * len(members)).astype(int)
         for part, chunk in zip(parts, np.split(members, cuts), strict=True):
             part.append(chunk)
     return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def _class_key(name: str) -> int:
+    """A class name as a seed word, the same in every process (``hash()`` is salted)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()[:8])
 
 
 def decode_all(
@@ -429,7 +439,7 @@ def load_dataset(
         protocol = f"stratified 70/15/15 seed {seed}"
         if limit:
             paths, y = list_images(data_dir, labels)
-            parts, assignment, changes = _assign(paths, y, data_dir, seed, assignment)
+            parts, assignment, changes = _assign(paths, y, labels, data_dir, seed, assignment)
             listed = {
                 n: ([paths[k] for k in i], y[i]) for n, i in zip(SPLIT_NAMES, parts, strict=True)
             }
@@ -438,7 +448,7 @@ def load_dataset(
             if whole.skipped:
                 notes.append(whole.describe_skipped())
             paths = list(whole.paths)
-            parts, assignment, changes = _assign(paths, whole.y, data_dir, seed, assignment)
+            parts, assignment, changes = _assign(paths, whole.y, labels, data_dir, seed, assignment)
             splits = _split_in_place(whole, parts)
             del whole
         notes += changes
@@ -464,17 +474,18 @@ def load_dataset(
 def _assign(
     paths: list[str],
     y: np.ndarray,
+    labels: tuple[str, ...],
     data_dir: Path,
     seed: int,
     assignment: dict[str, list[str]] | None,
 ) -> tuple[list[np.ndarray], dict[str, list[str]], list[str]]:
-    """One folder's images (``paths``, labels ``y``) split: each part's indices, the split as
-    paths relative to ``data_dir``, and notes on images that came or went since
-    ``assignment`` (a run's split, made again when given)."""
+    """One folder's images (``paths``, label indices ``y`` into ``labels``) split: each part's
+    indices, the split as paths relative to ``data_dir``, and notes on images that came or went
+    since ``assignment`` (a run's split, made again when given)."""
     relative = [os.path.relpath(p, data_dir) for p in paths]
     notes: list[str] = []
     if assignment is None:
-        parts = stratified_split(y, DEFAULT_FRACTIONS, seed)
+        parts = stratified_split(y, DEFAULT_FRACTIONS, seed, labels)
     else:
         parts, notes = _reassign(relative, assignment)
     made = {n: [relative[k] for k in i] for n, i in zip(SPLIT_NAMES, parts, strict=True)}
