@@ -1,4 +1,4 @@
-"""evaluate-csv: metrics from an edgefer CSV, truth from each path's parent folder."""
+"""evaluate-csv: metrics from an edgefer CSV, truth from the label folder each image is in."""
 
 import json
 
@@ -230,3 +230,20 @@ def test_nothing_to_score_says_why(tmp_path):
     path.write_text("path,label,confidence,happy,sad,error\n")
     with pytest.raises(CsvFormatError, match="the CSV has no rows"):
         evaluate_rows(*read_results(path))
+
+
+def test_images_in_a_class_folders_sub_folders_are_of_that_class(tmp_path):
+    # fit, convert --validate and `train split` count Surprise/batch2/x.jpg as Surprise; here
+    # only the parent folder was read, so `classify test/ -r` of such a dataset had those
+    # rows left out as "outside label folders" and the metrics were of the rest.
+    path = tmp_path / "out.csv"
+    path.write_text(
+        "path,label,confidence,happy,sad,error\n"
+        "test/happy/batch2/1.png,happy,0.900000,0.900000,0.100000,\n"
+        "/data/sad/test/happy/2019/05/2.png,sad,0.600000,0.400000,0.600000,\n"
+        "test/sad/3.png,sad,0.800000,0.200000,0.800000,\n"
+        "other/4.png,happy,0.700000,0.700000,0.300000,\n"
+    )
+    m = evaluate_rows(*read_results(path))
+    assert m["n"] == 3 and m["unlabelled_rows"] == 1
+    assert m["confusion_matrix"] == [[1, 1], [0, 1]]

@@ -324,7 +324,8 @@ def compare_csv(
     csv_b: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="model B's CSV")],
 ) -> None:
     """Two `edgefer classify` CSVs of the same labelled folders: is A's accuracy different from
-    B's beyond chance? (discordant images, exact McNemar test; true label = parent folder)."""
+    B's beyond chance? (discordant images, exact McNemar test; true label = the class folder
+    each image is in)."""
     from train.csveval import CsvFormatError, compare_rows, read_results
 
     try:
@@ -393,7 +394,11 @@ def evaluate_csv(
         Path, typer.Argument(exists=True, dir_okay=False, help="edgefer classify output")
     ],
     labels_from_parent_dir: Annotated[
-        bool, typer.Option(help="true label = name of each path's parent folder (the only mode)")
+        bool,
+        typer.Option(
+            help="true label = the nearest folder above each path named like a label: its "
+            "parent, or Surprise for Surprise/batch2/x.jpg (the only mode)"
+        ),
     ] = True,
     out: Annotated[
         Path | None, typer.Option(help="metrics.json path (default: beside the CSV)")

@@ -1,4 +1,4 @@
-"""Metrics for an ``edgefer classify`` CSV, the true label being each path's parent folder.
+"""Metrics for an ``edgefer classify`` CSV, the true label being the folder each image is in.
 
 The CSV is ``path,label,confidence,<one probability column per label>,error`` (with ``--time``,
 a ``time`` column after ``path``). Pure Python and numpy (no TensorFlow), so it runs where the
@@ -68,17 +68,28 @@ def read_results(path: Path) -> tuple[tuple[str, ...], list[Row]]:
     return layout.labels, rows
 
 
+def true_label(path: str, labels: tuple[str, ...]) -> str | None:
+    """The nearest folder above ``path`` named like a label (its parent, or for an image in a
+    class folder's sub-folder, ``Surprise/batch2/x.jpg``, that class, as ``fit`` reads a
+    dataset), or None."""
+    for folder in PurePath(path).parents:
+        if folder.name in labels:
+            return folder.name
+    return None
+
+
 def scored_rows(
     labels: tuple[str, ...], rows: list[Row]
 ) -> tuple[list[tuple[str, str, Row]], dict[str, int]]:
-    """``(true label, predicted label, row)`` for each classified row under a label folder,
-    and the counts of the rows left out: ``failed_rows`` (an ``error``), ``incomplete_rows``
-    (cut short or damaged) and ``unlabelled_rows`` (under other folders)."""
+    """``(true label, predicted label, row)`` for each classified row under a label folder
+    (:func:`true_label`), and the counts of the rows left out: ``failed_rows`` (an
+    ``error``), ``incomplete_rows`` (cut short or damaged) and ``unlabelled_rows`` (under
+    other folders)."""
     scored = []
     left_out = dict.fromkeys(("failed_rows", "incomplete_rows", "unlabelled_rows"), 0)
     for row in rows:
-        truth = PurePath(row.path).parent.name
-        if truth not in labels:
+        truth = true_label(row.path, labels)
+        if truth is None:
             left_out["unlabelled_rows"] += 1
         elif row.error:
             left_out["failed_rows"] += 1
