@@ -265,6 +265,16 @@ def test_val_folders_must_be_train_classes(tmp_path):
     assert data.notes == ("val has no images of angry",)
 
 
+@pytest.mark.parametrize("parts", [("train", "test"), ("train",), ("val", "test")])
+def test_split_folders_without_val_are_refused_not_taken_as_classes(tmp_path, parts):
+    # A dataset as many are published, train/ + test/ without val/, was taken as one folder of
+    # two classes, "test" and "train": fit trained a model of those two labels without a word.
+    for n, part in enumerate(parts):
+        write_folder(tmp_path / "d" / part, {"Angry": 3, "Happy": 3}, seed=20 + n)
+    with pytest.raises(ValueError, match=r"but no (val|train)/: give train/ \+ val/"):
+        load_dataset(tmp_path / "d", (12, 12), 1)
+
+
 def test_the_cache_notices_a_file_replaced_in_place(tmp_path):
     root = write_folder(tmp_path / "d", {"a": 2, "b": 2}, seed=8)
     cache = tmp_path / "cache"

@@ -413,6 +413,8 @@ def load_dataset(
     split_folders = has_split_folders(data_dir)
     label_root = data_dir / "train" if split_folders else data_dir
     labels = classes or list_labels(label_root)
+    if not split_folders and not classes:
+        _refuse_split_folders_as_classes(data_dir, labels)
     missing = [c for c in labels if not (label_root / c).is_dir()]
     if missing:
         raise ValueError(f"no such class folder in {label_root}: {', '.join(missing)}")
@@ -469,6 +471,30 @@ def load_dataset(
         splits["train"] = keep_rows(splits["train"], keep)
     counts["dropped_from_train"] = int(len(leak)) if dedupe else 0
     return Dataset(labels, splits, protocol, counts, tuple(notes), assignment)
+
+
+def _refuse_split_folders_as_classes(data_dir: Path, labels: tuple[str, ...]) -> None:
+    """Refuse split folders without ``val/`` (``train/`` + ``test/``, as many datasets are
+    published), which would otherwise be split as one folder whose classes are ``train`` and
+    ``test``: label folders named as splits that hold folders themselves.
+
+    Raises:
+        ValueError: naming the split folder that is missing.
+    """
+    splits = [
+        n
+        for n in labels
+        if n in SPLIT_NAMES
+        and any(p.is_dir() and not p.name.startswith(".") for p in (data_dir / n).iterdir())
+    ]
+    if splits:
+        absent = [n for n in SPLIT_NAMES[:2] if not (data_dir / n).is_dir()]
+        raise ValueError(
+            f"{data_dir} has {' + '.join(n + '/' for n in splits)} but no "
+            f"{' or '.join(n + '/' for n in absent)}: give train/ + val/ (+ test/) folders of "
+            "class folders, or one folder of class folders (split 70/15/15 here); as it is, "
+            f"{', '.join(splits)} would be taken as classes"
+        )
 
 
 def _assign(
