@@ -532,6 +532,8 @@ def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):
         "--arch-args [1]": "--arch-args must be a JSON object",
         "--classes top,left,top": "--classes names top more than once",
         "--size abc": "--size must be N or HxW",
+        "--size 0": "--size must be N or HxW",  # a ZeroDivisionError in Pillow's resize
+        "--size 96x-4": "--size must be N or HxW",
         "--teacher-online": "teacher_online needs a teacher",
         f"--teacher {tmp_path}": "--teacher must be a .keras, .tflite or .npy file",
         f"--init {tmp_path}": "--init must be a trained .keras model",
@@ -549,6 +551,8 @@ def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):
     for args, message in (
         (["baselines", str(data_dir), "--channels", "2"], "--channels must be 1 or 3"),
         (["baselines", str(data_dir), "--classes", "top,nope"], "no such class folder"),
+        (["baselines", str(data_dir), "--size", "0"], "--size must be N or HxW"),
+        (["archs", "--size", "0x48"], "--size must be N or HxW"),
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)

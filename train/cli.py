@@ -39,9 +39,12 @@ def _fail(message: object) -> typer.Exit:
 def _size(text: str) -> tuple[int, int]:
     h, _, w = text.lower().partition("x")
     try:
-        return int(h), int(w or h)
+        size = int(h), int(w or h)
     except ValueError:
-        raise _fail(f"--size must be N or HxW (48, 24x40), not {text!r}") from None
+        size = (0, 0)
+    if min(size) < 1:  # 0 was a ZeroDivisionError in Pillow's resize, after the data listing
+        raise _fail(f"--size must be N or HxW (48, 24x40), not {text!r}")
+    return size
 
 
 def _classes(text: str) -> tuple[str, ...]:
