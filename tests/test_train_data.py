@@ -275,6 +275,17 @@ def test_split_folders_without_val_are_refused_not_taken_as_classes(tmp_path, pa
         load_dataset(tmp_path / "d", (12, 12), 1)
 
 
+def test_fewer_than_two_classes_is_said_of_what_was_given(tmp_path):
+    # `--classes Happy` on six class folders said the folder "has fewer than two label
+    # folders", which it did not.
+    root = write_folder(tmp_path / "d", {"a": 3, "b": 3, "c": 3}, seed=30)
+    with pytest.raises(ValueError, match=r"^--classes names one class \(a\): a model needs two"):
+        load_dataset(root, (12, 12), 1, classes=("a",))
+    write_folder(tmp_path / "one", {"a": 3}, seed=31)
+    with pytest.raises(ValueError, match="has fewer than two label folders"):
+        load_dataset(tmp_path / "one", (12, 12), 1)
+
+
 def test_the_cache_notices_a_file_replaced_in_place(tmp_path):
     root = write_folder(tmp_path / "d", {"a": 2, "b": 2}, seed=8)
     cache = tmp_path / "cache"

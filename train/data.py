@@ -418,6 +418,10 @@ def load_dataset(
     missing = [c for c in labels if not (label_root / c).is_dir()]
     if missing:
         raise ValueError(f"no such class folder in {label_root}: {', '.join(missing)}")
+    if len(labels) < 2 and classes:
+        raise ValueError(
+            f"--classes names one class ({', '.join(labels)}): a model needs two or more"
+        )
     if len(labels) < 2:
         raise ValueError(f"{label_root} has fewer than two label folders")
     notes: list[str] = []
