@@ -363,6 +363,28 @@ def test_online_teacher_targets_each_augmented_view(data_dir, tmp_path):
         online_teacher(replace(cfg, teacher=str(tflite)), 3, swapped)
 
 
+def test_report_and_average_say_what_their_data_leaves_out(data_dir, tmp_path):
+    # They made the run's split again without a word of what was left out of it (unreadable
+    # files; with one folder, images added since or gone), as fit, split and baselines say.
+    from train.average import average_run
+    from train.report import report_run
+
+    out = tmp_path / "run"
+    small = {"stem": (4,), "widths": (8,)}
+    fit(config(data_dir, arch_kwargs=small, keep_from=1), out, log=lambda _: None)
+    (data_dir / "val" / LABELS[0] / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    for run in (
+        lambda log: report_run(out, log=log, results=tmp_path / "results.md"),
+        lambda log: average_run(out, tmp_path / "avg", first=1, log=log),
+    ):
+        lines = []
+        run(lines.append)
+        assert any(line.startswith("warning: val: 1 unreadable") for line in lines), lines
+    lines = []  # fit's own report at its end: fit has just logged them
+    report_run(out, log=lines.append, results=tmp_path / "results.md", notes=False)
+    assert not any(line.startswith("warning") for line in lines)
+
+
 def test_keep_from_and_average_run(data_dir, tmp_path):
     from train.average import average_run, average_weights, refresh_batchnorm
 

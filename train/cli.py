@@ -271,7 +271,7 @@ def fit(
     if report and (state["epoch"] >= cfg.epochs or state.get("stopped_early")):
         from train.report import report_run  # imported late: a long run picks up the current code
 
-        report_run(out, log=_log, results=results)
+        report_run(out, log=_log, results=results, notes=False)  # fit has logged them
 
 
 def _default_eval_dir(model: Path, data_dir: Path, tta: bool) -> Path:

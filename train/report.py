@@ -44,8 +44,12 @@ def report_run(
     log: Callable[[str], None] = print,
     results: Path = RESULTS,
     figures: Path | None = None,
+    notes: bool = True,
 ) -> dict[str, Any]:
     """Write ``curves.png``, ``eval-<split>[-tta]/`` and a results row for the run in ``run``.
+
+    ``notes``: log the data's warnings (unreadable files, images added or gone); fit, which
+    has just logged them, passes False.
 
     With ``figures``, the curves and val confusion PNGs are also copied there
     (``<run name>-*.png``) for the docs. The sample grid is not: it shows dataset images, which
@@ -56,6 +60,8 @@ def report_run(
     plot_curves(state["history"], run / "curves.png", f"{run.name} ({cfg.arch})")
     model, spec = load_model_and_spec(run / "model.keras")
     data = prepare_data(cfg, run)
+    for note in data.notes if notes else ():  # unreadable files; images added or gone since
+        log(f"warning: {note}")
     data.splits.pop("train")  # not evaluated: its images go (where they are not a view)
     summary: dict[str, Any] = {}
     for split_name, split in data.splits.items():
