@@ -385,6 +385,27 @@ def test_report_and_average_say_what_their_data_leaves_out(data_dir, tmp_path):
     assert not any(line.startswith("warning") for line in lines)
 
 
+def test_a_run_whose_data_folder_moved_is_one_line_for_each_command(data_dir, tmp_path):
+    # report ended in a FileNotFoundError traceback; the others said "[Errno 2] No such file".
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    out = tmp_path / "run"
+    fit(config(data_dir, arch_kwargs={"stem": (4,), "widths": (8,)}, keep_from=1), out, log=print)
+    data_dir.rename(tmp_path / "moved")
+    for args in (
+        ["report", str(out), "--results", str(tmp_path / "results.md")],
+        ["average", str(out), "--out", str(tmp_path / "avg")],
+        ["split", str(out), "--out", str(tmp_path / "parts")],
+        ["fit", "--resume", "--out", str(out), "--epochs", "2"],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"the run's data folder {data_dir} is not there" in result.output, args
+        assert "Traceback" not in result.output
+
+
 def test_keep_from_and_average_run(data_dir, tmp_path):
     from train.average import average_run, average_weights, refresh_batchnorm
 

@@ -541,7 +541,10 @@ def report(
 
     if not (run / "config.json").exists() or not (run / "state.json").exists():
         raise _fail(f"{run} is not a fit run with a finished epoch (config.json and state.json)")
-    report_run(run, log=_log, results=results, figures=figures)
+    try:
+        report_run(run, log=_log, results=results, figures=figures)
+    except (FileNotFoundError, ValueError) as exc:  # its data folder gone, or no longer usable
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -567,7 +570,7 @@ def average(
         raise _fail("--out must not be the run itself: its model.keras would be replaced")
     try:
         average_run(run, out, first, last, log=_log, refresh=refresh_batchnorm)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # no such epochs, the data gone or unusable
         raise _fail(exc) from None
 
 

@@ -615,7 +615,17 @@ def prepare_data(
     only those are decoded: see :func:`train.data.load_dataset`).
 
     ``run``: a run folder; if it holds the split it was trained on, that split is made again
-    (else train and val/test images would trade places after a file was added or removed)."""
+    (else train and val/test images would trade places after a file was added or removed).
+
+    Raises:
+        FileNotFoundError: the data folder is not there (moved or deleted since the run).
+        ValueError: as :func:`load_dataset`.
+    """
+    if not Path(cfg.data_dir).is_dir():
+        where = f"; {run / 'config.json'} names it" if run is not None else ""
+        raise FileNotFoundError(
+            f"the run's data folder {cfg.data_dir} is not there (moved or deleted?){where}"
+        )
     split_file = run / SPLIT_FILE if run is not None else None
     assignment = None
     if split_file is not None and split_file.exists():
