@@ -577,6 +577,9 @@ def test_fit_usage_errors_are_one_line_exit_2(data_dir, tmp_path):
         "--size abc": "--size must be N or HxW",
         "--size 0": "--size must be N or HxW",  # a ZeroDivisionError in Pillow's resize
         "--size 96x-4": "--size must be N or HxW",
+        "--epochs 0": "epochs must be 1 or more, not 0",  # these three were tracebacks
+        "--batch-size 0": "batch_size must be 1 or more, not 0",
+        "--limit -5": "limit must be 0 (all images) or more, not -5",
         "--teacher-online": "teacher_online needs a teacher",
         f"--teacher {tmp_path}": "--teacher must be a .keras, .tflite or .npy file",
         f"--init {tmp_path}": "--init must be a trained .keras model",

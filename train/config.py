@@ -98,6 +98,14 @@ class FitConfig:
     grow: bool = False
 
     def __post_init__(self) -> None:
+        # Each below 1 was a traceback once training began (a ZeroDivisionError, TensorFlow's
+        # InvalidArgumentError, no state.json for the report); a negative limit drew all but
+        # that many images.
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)}")
+        if self.limit < 0:
+            raise ValueError(f"limit must be 0 (all images) or more, not {self.limit}")
         if self.optimizer not in ("adamw", "adam"):
             raise ValueError(f"optimizer must be adamw or adam, not {self.optimizer!r}")
         if self.schedule not in ("cosine", "constant"):
