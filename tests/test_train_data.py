@@ -286,6 +286,32 @@ def test_fewer_than_two_classes_is_said_of_what_was_given(tmp_path):
         load_dataset(tmp_path / "one", (12, 12), 1)
 
 
+def test_a_runs_labels_stay_when_a_class_folder_is_added(tmp_path):
+    # A run of all the folder's classes took them from the folder again: a class folder added
+    # since made report, average, split and --resume fail ("no readable training images for
+    # class c ... name the classes with --classes", which none of them takes).
+    import json
+
+    from edgefer.spec import ModelSpec
+    from train.config import FitConfig
+    from train.data import prepare_data
+
+    root = write_folder(tmp_path / "flat", {"a": 10, "b": 10}, seed=40)
+    run, cfg = tmp_path / "run", FitConfig(data_dir=str(root), input_size=(12, 12))
+    first = prepare_data(cfg)
+    run.mkdir()
+    cfg.save(run)  # as fit wrote it before config.json recorded the labels
+    (run / "split.json").write_text(json.dumps(first.assignment))
+    spec = ModelSpec(labels=first.labels, input_size=(12, 12), channels=1)
+    (run / "spec.json").write_text(spec.to_json())
+    write_folder(root, {"c": 3}, seed=41)
+    again = prepare_data(FitConfig.load(run), run)
+    assert again.labels == ("a", "b")
+    assert {n: s.paths for n, s in again.splits.items()} == {
+        n: s.paths for n, s in first.splits.items()
+    }
+
+
 def test_the_cache_notices_a_file_replaced_in_place(tmp_path):
     root = write_folder(tmp_path / "d", {"a": 2, "b": 2}, seed=8)
     cache = tmp_path / "cache"

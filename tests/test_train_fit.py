@@ -65,6 +65,7 @@ def test_one_epoch_writes_model_spec_and_checkpoint(data_dir, tmp_path, arch, kw
         assert (out / name).stat().st_size > 0
     spec = ModelSpec.from_json((out / "spec.json").read_text())
     assert spec.labels == LABELS and spec.input_size == (16, 16) and spec.channels == 1
+    assert FitConfig.load(out).classes == LABELS  # the run's labels, whatever is added later
     assert spec.mean == (0.0,) and spec.std == (1.0,) and spec.output == "probabilities"
     assert spec.metadata["params"] > 0 and spec.metadata["flops"] > 0
     model = keras.models.load_model(out / "model.keras")

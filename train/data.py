@@ -615,7 +615,9 @@ def prepare_data(
     only those are decoded: see :func:`train.data.load_dataset`).
 
     ``run``: a run folder; if it holds the split it was trained on, that split is made again
-    (else train and val/test images would trade places after a file was added or removed).
+    (else train and val/test images would trade places after a file was added or removed),
+    with the run's labels (``cfg.classes``, else its ``spec.json``'s), whatever folders were
+    added since.
 
     Raises:
         FileNotFoundError: the data folder is not there (moved or deleted since the run).
@@ -630,11 +632,16 @@ def prepare_data(
     assignment = None
     if split_file is not None and split_file.exists():
         assignment = json.loads(split_file.read_text())
+    classes = cfg.classes
+    if not classes and run is not None and (run / "spec.json").exists():
+        # A run whose config.json predates its labels: its model's, not the folders there now
+        # (a class folder added since would be a class the model does not have).
+        classes = tuple(json.loads((run / "spec.json").read_text())["labels"])
     return load_dataset(
         Path(cfg.data_dir),
         cfg.input_size,
         cfg.channels,
-        cfg.classes or None,
+        classes or None,
         cfg.seed,
         CACHE_DIR,
         cfg.dedupe,

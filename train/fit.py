@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,9 @@ def open_run(
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_epoch": 0, "best_val_accuracy": -1.0}
     if cfg.init:
         state["init_fresh_layers"] = warm_start(model, cfg.init, labels, cfg.grow)
-    cfg.save(out)
+    # The labels as resolved (the data folder's, unless --classes named them), so that a class
+    # folder added later does not change a resumed or reported run's.
+    replace(cfg, classes=labels).save(out)
     return model, state
 
 
