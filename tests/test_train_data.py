@@ -61,6 +61,11 @@ def test_single_folder_is_split_70_15_15(tmp_path):
     assert sizes == {"train": 42, "val": 9, "test": 9}
     paths = [set(s.paths) for s in data.splits.values()]
     assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
+    # fit's log named train and val only: the test split made here was never counted.
+    assert data.sizes() == "train 42 val 9 test 9"
+    assert data.per_class() == (
+        "train per class: x 28, y 14; val per class: x 6, y 3; test per class: x 6, y 3"
+    )
 
 
 def test_a_runs_split_is_made_again_after_images_come_and_go(tmp_path):

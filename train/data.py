@@ -84,6 +84,14 @@ class Dataset:
     #: (before duplicates are dropped from train), to make the same split again later.
     assignment: dict[str, list[str]] | None = None
 
+    def sizes(self) -> str:
+        """``train n val n [test n]``."""
+        return " ".join(f"{name} {len(split)}" for name, split in self.splits.items())
+
+    def per_class(self) -> str:
+        """``train per class: label n, ...; val per class: ...`` for each split."""
+        return "; ".join(f"{name} per class: {self.counts(name)}" for name in self.splits)
+
     def counts(self, split: str) -> str:
         """``label n, label n, ...`` for one split."""
         n = class_counts(self.splits[split].y, len(self.labels))

@@ -541,10 +541,9 @@ def fit(
     log(
         f"data {cfg.data_dir}: {data.protocol}, labels {','.join(data.labels)}, images "
         f"{cfg.input_size[0]}x{cfg.input_size[1]}x{cfg.channels}, "
-        f"train {len(train)} val {len(val)}, duplicates {data.duplicates}, "
-        f"loaded in {time.time() - t0:.1f}s"
+        f"{data.sizes()}, duplicates {data.duplicates}, loaded in {time.time() - t0:.1f}s"
     )
-    log(f"train per class: {data.counts('train')}; val per class: {data.counts('val')}")
+    log(data.per_class())
     for note in data.notes:
         log(f"warning: {note}")
     steps = -(-len(train) // cfg.batch_size)
