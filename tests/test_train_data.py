@@ -280,6 +280,23 @@ def test_split_folders_without_val_are_refused_not_taken_as_classes(tmp_path, pa
         load_dataset(tmp_path / "d", (12, 12), 1)
 
 
+def test_split_folders_under_other_names_are_named_in_a_warning(tmp_path):
+    # Training/ + Testing/ (as some datasets come) trained a model of those two "classes";
+    # such names cannot be told from classes for sure, so the log says what it looks like.
+    for n, part in enumerate(("Training", "Testing")):
+        write_folder(tmp_path / "d" / part, {"Angry": 3, "Happy": 3}, seed=50 + n)
+    data = load_dataset(tmp_path / "d", (12, 12), 1)
+    assert data.labels == ("Testing", "Training")
+    assert any(
+        "the class folders Testing, Training each hold the same folders (Angry, Happy)" in note
+        for note in data.notes
+    ), data.notes
+    # Class folders with their images in them, or in sub-folders of their own, say nothing.
+    write_folder(tmp_path / "e", {"Angry": 3, "Happy": 3}, seed=52)
+    write_folder(tmp_path / "e" / "Angry", {"batch2": 3}, seed=53)
+    assert not any("same folders" in n for n in load_dataset(tmp_path / "e", (12, 12), 1).notes)
+
+
 def test_fewer_than_two_classes_is_said_of_what_was_given(tmp_path):
     # `--classes Happy` on six class folders said the folder "has fewer than two label
     # folders", which it did not.

@@ -433,6 +433,8 @@ def load_dataset(
     if len(labels) < 2:
         raise ValueError(f"{label_root} has fewer than two label folders")
     notes: list[str] = []
+    if not split_folders and not classes:
+        notes += _split_folders_by_other_names(label_root, labels)
     if split_folders:
         names = [n for n in SPLIT_NAMES if (data_dir / n).is_dir()]
         for name in names[1:]:
@@ -507,6 +509,27 @@ def _refuse_split_folders_as_classes(data_dir: Path, labels: tuple[str, ...]) ->
             "class folders, or one folder of class folders (split 70/15/15 here); as it is, "
             f"{', '.join(splits)} would be taken as classes"
         )
+
+
+def _split_folders_by_other_names(label_root: Path, labels: tuple[str, ...]) -> list[str]:
+    """A note when the label folders hold no image of their own and each holds the same
+    folders (``Training/Angry``, ``Testing/Angry``, ...): split folders under names other than
+    train/val/test, taken here as classes. Only a note: batch folders can look alike."""
+    subfolders = []
+    for label in labels:
+        entries = [p for p in (label_root / label).iterdir() if not p.name.startswith(".")]
+        if any(not p.is_dir() for p in entries):
+            return []
+        subfolders.append({p.name for p in entries})
+    shared = subfolders[0]
+    if len(shared) < 2 or any(names != shared for names in subfolders):
+        return []
+    shown = ", ".join(sorted(shared)[:6]) + (" ..." if len(shared) > 6 else "")
+    return [
+        f"the class folders {', '.join(labels)} each hold the same folders ({shown}): if "
+        "those are the classes, rename the split folders train/ + val/ (+ test/), or put the "
+        "class folders in one folder"
+    ]
 
 
 def _assign(
