@@ -479,6 +479,20 @@ def test_swa_schedule_holds_the_rate_and_keeps_the_tail(data_dir, tmp_path):
     assert kept == ["last-002.keras", "last-003.keras"]
 
 
+def test_a_run_no_longer_than_its_warm_up_still_reaches_its_peak_and_decays(data_dir):
+    # `fit --epochs 1` (a smoke run) against the default 2 warm-up epochs trained every step
+    # below the peak rate and began at 0 (the log's first line: lr 0.00e+00).
+    from train.fit import lr_schedule
+
+    one = lr_schedule(config(data_dir, epochs=1, warmup_epochs=2, lr=1e-3), steps_per_epoch=10)
+    assert float(one(0)) == pytest.approx(1e-3) and float(one(9)) < 1e-4
+    two = lr_schedule(config(data_dir, epochs=2, warmup_epochs=2, lr=1e-3), steps_per_epoch=10)
+    assert float(two(0)) == 0.0 and float(two(10)) == pytest.approx(1e-3)  # 1 epoch of warm-up
+    assert float(two(19)) < 1e-4
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        config(data_dir, warmup_epochs=-1)
+
+
 def test_fold_averages_members_into_one_convertible_model(data_dir, tmp_path):
     from typer.testing import CliRunner
 

@@ -106,6 +106,8 @@ class FitConfig:
                 raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)}")
         if self.limit < 0:
             raise ValueError(f"limit must be 0 (all images) or more, not {self.limit}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be 0 or more, not {self.warmup_epochs}")
         if self.optimizer not in ("adamw", "adam"):
             raise ValueError(f"optimizer must be adamw or adam, not {self.optimizer!r}")
         if self.schedule not in ("cosine", "constant"):
@@ -115,7 +117,7 @@ class FitConfig:
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision must be float32 or mixed_bfloat16, not {self.precision!r}")
         if self.swa_epochs < 0 or (
-            self.swa_epochs and self.swa_epochs >= self.epochs - self.warmup_epochs
+            self.swa_epochs and self.swa_epochs >= self.epochs - self.warmup
         ):
             raise ValueError(
                 f"swa_epochs must leave epochs after the warm-up, not {self.swa_epochs}"
@@ -130,6 +132,14 @@ class FitConfig:
             raise ValueError("grow needs init (the model to grow from)")
         if self.teacher_temperature <= 0:
             raise ValueError(f"teacher_temperature must be > 0, not {self.teacher_temperature}")
+
+    @property
+    def warmup(self) -> int:
+        """The warm-up epochs the schedule runs: ``warmup_epochs``, but always at least one epoch
+        short of ``epochs``. A run no longer than its warm-up (``--epochs 1`` or ``2`` against the
+        default 2) trained every step below its peak rate and never decayed: the first epoch
+        logged ``lr 0.00e+00``."""
+        return min(self.warmup_epochs, self.epochs - 1)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

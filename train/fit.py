@@ -34,10 +34,10 @@ def lr_schedule(cfg: FitConfig, steps_per_epoch: int) -> Any:
     (to ``swa_lr_ratio`` x ``lr`` ``swa_epochs`` before the end, then held); or constant."""
     if cfg.schedule != "cosine":
         return cfg.lr
-    warmup = cfg.warmup_epochs * steps_per_epoch
+    warmup = cfg.warmup * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else cfg.lr,
-        decay_steps=max(1, (cfg.epochs - cfg.warmup_epochs - cfg.swa_epochs) * steps_per_epoch),
+        decay_steps=max(1, (cfg.epochs - cfg.warmup - cfg.swa_epochs) * steps_per_epoch),
         alpha=cfg.swa_lr_ratio if cfg.swa_epochs else 0.0,
         warmup_target=cfg.lr if warmup else None,
         warmup_steps=warmup,
