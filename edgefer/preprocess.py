@@ -383,7 +383,8 @@ def load_image(
 
     ``source`` may also be a Pillow image already in memory (a camera frame as a numpy array:
     ``Image.fromarray(frame)``), which gets the same treatment, ``max_pixels`` included, and
-    is left open and unchanged.
+    is left open and unchanged: a JPEG given so is decoded in full, not at reduced scale, so
+    its pixels can differ a little from those of the same file given by its path.
 
     Raises:
         ImageError: the file is missing, empty, unreadable, not an image, truncated, or larger
