@@ -47,13 +47,18 @@ def load_runtime(preferred: str | None = None) -> Runtime:
     ``EDGEFER_RUNTIME`` in the environment acts as ``preferred``.
 
     Raises:
-        RuntimeMissingError: none of the candidates imports.
+        RuntimeMissingError: none of the candidates imports (or the one asked for does not,
+            named with where it was asked for: ``$EDGEFER_RUNTIME``).
     """
-    preferred = preferred or os.environ.get("EDGEFER_RUNTIME") or None
+    asked = f"runtime {preferred!r}"
+    if not preferred and os.environ.get("EDGEFER_RUNTIME"):
+        preferred = os.environ["EDGEFER_RUNTIME"]
+        asked = f"$EDGEFER_RUNTIME={preferred}"  # a service's environment file, say
+    preferred = preferred or None
     candidates = [c for c in CANDIDATES if preferred in (None, c[1], c[0].split(".")[0])]
     if not candidates:
         names = ", ".join(c[1] for c in CANDIDATES)
-        raise RuntimeMissingError(f"unknown runtime {preferred!r}; choose one of {names}")
+        raise RuntimeMissingError(f"{asked}: unknown runtime; choose one of {names}")
     errors = []
     for module_name, dist in candidates:
         try:
@@ -67,6 +72,9 @@ def load_runtime(preferred: str | None = None) -> Runtime:
             errors.append(f"{dist}: needs numpy < 2 (pip install 'numpy<2')")
             continue
         return Runtime(dist, _version(dist), module.Interpreter)
+    if preferred:
+        # Not "no TFLite runtime found, install one": the other may be installed and working.
+        raise RuntimeMissingError(f"{asked} cannot be used: " + "; ".join(errors))
     raise RuntimeMissingError(
         "no TFLite runtime found (pip install ai-edge-litert, or tflite-runtime on 32-bit "
         "Pi OS); tried " + "; ".join(errors)

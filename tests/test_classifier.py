@@ -209,6 +209,23 @@ def test_no_runtime_at_all(monkeypatch):
         load_runtime("onnxruntime")
 
 
+def test_a_runtime_forced_by_the_environment_is_named_when_it_cannot_be_used(monkeypatch):
+    # EDGEFER_RUNTIME=tflite-runtime left in a service's environment file beside an installed
+    # LiteRT said "no TFLite runtime found (pip install ai-edge-litert ...)".
+    _hide(monkeypatch, "tflite_runtime", "tflite_runtime.interpreter")
+    monkeypatch.setenv("EDGEFER_RUNTIME", "tflite-runtime")
+    with pytest.raises(RuntimeMissingError) as caught:
+        load_runtime()
+    assert str(caught.value).startswith("$EDGEFER_RUNTIME=tflite-runtime cannot be used: ")
+    assert "no TFLite runtime found" not in str(caught.value)
+    monkeypatch.setenv("EDGEFER_RUNTIME", "litert")
+    with pytest.raises(RuntimeMissingError, match=r"^\$EDGEFER_RUNTIME=litert: unknown runtime"):
+        load_runtime()
+    with pytest.raises(RuntimeMissingError, match="^runtime 'tflite-runtime' cannot be used"):
+        load_runtime("tflite-runtime")
+    assert load_runtime("ai-edge-litert").name == "ai-edge-litert"  # the argument comes first
+
+
 def test_quantization_helpers():
     q = quantize(np.array([0.0, 1.0, 300.0, -300.0]), 1.0, -128, np.dtype(np.int8))
     assert q.tolist() == [-128, -127, 127, -128]
