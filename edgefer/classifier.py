@@ -114,7 +114,7 @@ def _read_model(path: Path) -> bytes:
         raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from exc
 
 
-def _not_tflite(blob: bytes, body: bytes, runtime_message: str) -> str:
+def _not_tflite(blob: bytes, body: bytes, runtime_message: str, runtime: Runtime) -> str:
     """Why the runtime refused a model file, in the user's terms."""
     if not blob:
         return "not a TFLite model: the file is empty"
@@ -124,7 +124,12 @@ def _not_tflite(blob: bytes, body: bytes, runtime_message: str) -> str:
         return "not a TFLite model: an HDF5 file (a Keras .h5 model? `edgefer convert` it)"
     if body[4:8] != b"TFL3":
         return "not a TFLite model: no TFLite flatbuffer identifier (TFL3) at its start"
-    return f"not a valid TFLite model: {runtime_message.splitlines()[0]}"
+    first = runtime_message.splitlines()[0]
+    if "Didn't find op for builtin opcode" in first or "unresolved custom op" in first:
+        # A valid model with an op (or op version) newer than this runtime: tflite-runtime 2.14
+        # on 32-bit Pi OS, a model converted by a recent TensorFlow for LiteRT.
+        return f"{runtime.name} {runtime.version} cannot run this model: {first}"
+    return f"not a valid TFLite model: {first}"
 
 
 def _resolve_spec(
@@ -248,7 +253,7 @@ class Classifier:
                     model_content=body, num_threads=self.num_threads
                 )
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(_not_tflite(self.model_bytes, body, str(exc))) from exc
+            raise ModelError(_not_tflite(self.model_bytes, body, str(exc), self.runtime)) from exc
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:

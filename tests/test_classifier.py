@@ -16,7 +16,7 @@ from edgefer.classifier import (
 )
 from edgefer.runtime import RuntimeMissingError, default_threads, load_runtime
 from edgefer.shipped import default_model_path
-from edgefer.spec import ModelSpec, embed_spec, flatbuffer
+from edgefer.spec import ModelSpec, embed_spec, flatbuffer, read_spec
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,29 @@ def test_unreadable_models(tmp_path, content):
         Classifier.create_from_model_path(path)
     with pytest.raises(ModelError, match="not found"):
         Classifier.create_from_model_path(tmp_path / "missing.tflite")
+
+
+def test_a_model_with_ops_newer_than_the_runtime_is_not_called_invalid(tmp_path, int8_model):
+    # A valid model converted for a newer runtime (as tflite-runtime 2.14 on 32-bit Pi OS meets
+    # them) was "not a valid TFLite model"; it is this runtime, named, that cannot run it.
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    blob = int8_model.read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer(blob), 0))
+    for code in model.operatorCodes:
+        code.version = 99  # no runtime has a version 99 of any builtin op
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path = tmp_path / "newer.tflite"
+    path.write_bytes(embed_spec(bytes(builder.Output()), read_spec(blob)))
+    runtime = load_runtime()
+    with pytest.raises(ModelError) as caught:
+        Classifier.create_from_model_path(path)
+    message = str(caught.value)
+    assert f"{runtime.name} {runtime.version} cannot run this model: " in message
+    assert "version '99'" in message
+    assert "not a valid" not in message
 
 
 @pytest.mark.parametrize(
