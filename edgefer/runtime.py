@@ -75,9 +75,11 @@ def load_runtime(preferred: str | None = None) -> Runtime:
     if preferred:
         # Not "no TFLite runtime found, install one": the other may be installed and working.
         raise RuntimeMissingError(f"{asked} cannot be used: " + "; ".join(errors))
+    # numpy < 2 in the same command: `pip install .` brought numpy 2, and tflite-runtime alone
+    # installed beside it only led to the next error ("needs numpy < 2").
     raise RuntimeMissingError(
-        "no TFLite runtime found (pip install ai-edge-litert, or tflite-runtime on 32-bit "
-        "Pi OS); tried " + "; ".join(errors)
+        "no TFLite runtime found (pip install ai-edge-litert, or on 32-bit Pi OS "
+        "pip install 'numpy<2' tflite-runtime); tried " + "; ".join(errors)
     )
 
 
