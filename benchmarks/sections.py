@@ -134,6 +134,20 @@ def _ratio(x: float) -> str:
     return f"{x:.2f}×"
 
 
+def _labelled_or_pool(ctx: Context, sec: Section) -> tuple[np.ndarray, np.ndarray | None]:
+    """The labelled val images and their label indices; where ``--data`` holds none of the
+    model's labels, the generated PNGs' pixels without labels (speed, no accuracy), said in a
+    note, rather than ending a run whose other sections took minutes, with nothing written."""
+    if ctx.val is not None:
+        return ctx.val
+    sec.notes.append(f"{ctx.val_dir} has none of the model's labels: speed only, no accuracy.")
+    return ctx.folder_images, None
+
+
+def _accuracy(probs: np.ndarray, y: np.ndarray | None) -> str:
+    return "-" if y is None else f"{np.mean(probs.argmax(1) == y):.4f}"
+
+
 # 1 ---------------------------------------------------------------------------------------------
 
 
@@ -224,7 +238,7 @@ def against_keras(ctx: Context) -> Section:
     with quiet_fd(2):  # TensorFlow's start-up chatter, whatever TF_CPP_MIN_LOG_LEVEL says
         import_tensorflow()
         model = load_keras(ctx.keras)
-    pixels, y = ctx.val
+    pixels, y = _labelled_or_pool(ctx, sec)
     x = normalize(pixels, ctx.spec.mean, ctx.spec.std)
     keras_name = "Keras model.predict (batch 64, pre-decoded float32)"
     kind = ctx.model_kind(ctx.shipped)
@@ -252,7 +266,7 @@ def against_keras(ctx: Context) -> Section:
     probs = np.asarray(model.predict(x, batch_size=64, verbose=0))
     ctx.keras_result = {
         "rate": keras.median,
-        "accuracy": float(np.mean(probs.argmax(1) == y)),
+        "accuracy": None if y is None else float(np.mean(probs.argmax(1) == y)),
         "probs": probs,
         "size": ctx.keras.stat().st_size,
     }
@@ -490,7 +504,7 @@ def quantization_variants(ctx: Context) -> Section:
     if not variants:
         variants = {ctx.shipped_label: ctx.shipped}
         sec.notes.append(f"No --keras or --variant given: {ctx.shipped_label} alone.")
-    pixels, y = ctx.val
+    pixels, y = _labelled_or_pool(ctx, sec)
     classifiers = {name: wl.classifier(path, 16) for name, path in variants.items()}
     probs = {name: c.predict(pixels) for name, c in classifiers.items()}
     rates = interleave(
@@ -506,7 +520,7 @@ def quantization_variants(ctx: Context) -> Section:
                 _ratio(size / variants[base].stat().st_size),
                 _rate(rates[name]),
                 _ratio(paired_ratio(rates[name], rates[base])),
-                f"{np.mean(probs[name].argmax(1) == y):.4f}",
+                _accuracy(probs[name], y),
                 f"{np.mean(probs[name].argmax(1) == probs[base].argmax(1)):.4f}",
             ]
         )
@@ -519,14 +533,15 @@ def quantization_variants(ctx: Context) -> Section:
                 _ratio(k["size"] / variants[base].stat().st_size),
                 f"{k['rate']:,.0f}",
                 "",
-                f"{k['accuracy']:.4f}",
+                "-" if k["accuracy"] is None else f"{k['accuracy']:.4f}",
                 f"{np.mean(k['probs'].argmax(1) == probs[base].argmax(1)):.4f}",
             ]
         )
-    sec.notes.append(
-        f"Accuracy on {len(y):,} labelled images from {ctx.val_dir}; sizes include the "
-        "embedded spec."
-    )
+    sizes = "sizes include the embedded spec."
+    if y is None:
+        sec.notes.append(f"Speed only; {sizes}")
+    else:
+        sec.notes.append(f"Accuracy on {len(y):,} labelled images from {ctx.val_dir}; {sizes}")
     return sec
 
 

@@ -350,3 +350,24 @@ def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_mo
         assert heading in text
     assert "load average at start" in text and "CPU" in payload["machine"]
     assert "PASS" in proc.stdout or "MISS" in proc.stdout
+
+
+def test_keras_and_variant_sections_without_labelled_data_measure_speed_only(
+    tmp_path, monkeypatch, tiny_keras, tiny_models
+):
+    """--data with none of the model's labels: sections 2 and 7 give speed, no accuracy (they
+    ended the whole run with a TypeError, before RESULTS.md was written)."""
+    ctx = _context(tmp_path, tiny_models["int8"])
+    assert ctx.val is None  # the context's --data has no label folders
+    ctx.folder_images = np.zeros((4, *ctx.spec.input_size, ctx.spec.channels), np.uint8)
+    ctx.keras = tiny_keras
+    ctx.variants = {"none": tiny_models["none"], "int8": tiny_models["int8"]}
+    monkeypatch.setattr(sections.wl, "cli_classify", lambda *a: lambda: 1)
+    keras = sections.against_keras(ctx)
+    assert len(keras.rows) == 4 and keras.checks
+    assert any("no accuracy" in note for note in keras.notes)
+    variants = sections.quantization_variants(ctx)
+    accuracy = variants.columns.index("val accuracy")
+    assert [row[0] for row in variants.rows] == ["float32", "int8", "Keras .keras (section 2)"]
+    assert all(row[accuracy] == "-" for row in variants.rows)
+    assert all(row[accuracy + 1] not in ("", "-") for row in variants.rows)  # agreement stays
