@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from edgefer.convert import labelled_images
-from edgefer.preprocess import IMAGE_SUFFIXES, load_image
+from edgefer.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 from edgefer.spec import ModelSpec
 
 
@@ -71,6 +71,26 @@ def camera_jpegs(pool: list[Path], folder: Path, n: int, distinct: int = 40) -> 
     return folder
 
 
+def readable(
+    paths: list[Path], spec: ModelSpec, n: int | None = None
+) -> tuple[list[Path], list[str]]:
+    """The first ``n`` (all) of ``paths`` that the device's decoder reads, and what it said of
+    each one before them that it cannot read (a corrupt file, HEIC without its plugin): the
+    benchmark measures images, and one such file in ``--data`` ended it in a traceback."""
+    kept: list[Path] = []
+    errors: list[str] = []
+    for path in paths:
+        if n is not None and len(kept) >= n:
+            break
+        try:
+            load_image(path, spec.input_size, spec.channels)
+        except ImageError as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        kept.append(path)
+    return kept, errors
+
+
 def decode_all(paths: list[Path], spec: ModelSpec) -> np.ndarray:
     """uint8 ``(n, H, W, C)`` through the device's own decoder."""
     return np.stack([load_image(p, spec.input_size, spec.channels) for p in paths])
@@ -90,3 +110,14 @@ def labelled_sample(
             taken[index] = taken.get(index, 0) + 1
             sample.append((path, index))
     return sample
+
+
+def readable_sample(
+    directory: Path, spec: ModelSpec, per_label: int | None
+) -> tuple[list[tuple[Path, int]], list[str]]:
+    """:func:`labelled_sample` for ``spec``'s labels, less the files the decoder cannot read
+    (and what it said of them)."""
+    items = labelled_sample(directory, spec.labels, per_label)
+    kept, errors = readable([p for p, _ in items], spec)
+    keep = set(kept)
+    return [item for item in items if item[0] in keep], errors

@@ -168,11 +168,16 @@ def build_context(args: argparse.Namespace, work: Path) -> sections.Context:
     calibration_dir = data / "train" if (data / "train").is_dir() else data
     pool = inputs.dataset_images(val_dir) + inputs.dataset_images(calibration_dir)
     pool = list(dict.fromkeys(pool))
-    if not pool:
-        raise SystemExit(f"no images under {data}: pass --data DIR")
     sizes = sections.QUICK if args.quick else sections.Sizes()
     if args.repeats is not None:
         sizes = replace(sizes, repeats=args.repeats, heavy_repeats=args.repeats)
+    # As many readable images as any section copies (it cycles through fewer).
+    pool, errors = inputs.readable(pool, spec, max(sizes.folder, sizes.memory_distinct))
+    if not pool:
+        raise SystemExit(f"no readable images under {data}: pass --data DIR")
+    items, more = inputs.readable_sample(val_dir, spec, sizes.per_label)
+    for error in dict.fromkeys(errors + more):
+        print(f"warning: left out {error}", file=sys.stderr)
     ctx = sections.Context(
         shipped=shipped,
         spec=spec,
@@ -195,7 +200,6 @@ def build_context(args: argparse.Namespace, work: Path) -> sections.Context:
         ctx.variants[kind] = Path(path).resolve()
     ctx.folder = inputs.copy_folder(pool, work / "pngs", sizes.folder)
     ctx.folder_images = inputs.decode_all(ctx.files(), spec)
-    items = inputs.labelled_sample(val_dir, spec.labels, sizes.per_label)
     if items:
         pixels = inputs.decode_all([p for p, _ in items], spec)
         ctx.val = (pixels, np.array([i for _, i in items]))

@@ -616,7 +616,7 @@ def shipped_models(ctx: Context) -> Section:
         sec.skipped = f"no shipped models in {folder}"
         return sec
     spec = read_spec(models["default"].read_bytes())
-    items = inputs.labelled_sample(ctx.val_dir, spec.labels, ctx.sizes.per_label)
+    items, _ = inputs.readable_sample(ctx.val_dir, spec, ctx.sizes.per_label)  # run.py warned
     if items:
         pixels = inputs.decode_all([p for p, _ in items], spec)
         y = np.array([i for _, i in items])

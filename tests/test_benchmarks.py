@@ -371,3 +371,30 @@ def test_keras_and_variant_sections_without_labelled_data_measure_speed_only(
     assert [row[0] for row in variants.rows] == ["float32", "int8", "Keras .keras (section 2)"]
     assert all(row[accuracy] == "-" for row in variants.rows)
     assert all(row[accuracy + 1] not in ("", "-") for row in variants.rows)  # agreement stays
+
+
+def test_unreadable_images_in_data_are_left_out_with_a_warning(tmp_path, capsys):
+    """A corrupt file (or a HEIC without its plugin) in --data ended the run in an ImageError
+    traceback at start-up, before anything was measured."""
+    from argparse import Namespace
+
+    spec = read_spec((shipped_models_dir() / SHIPPED_MODELS["default"]).read_bytes())
+    for label in spec.labels[:2]:
+        folder = tmp_path / "data" / "val" / label
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((48, 48), 60 * i, np.uint8), "L").save(folder / f"{i}.png")
+        (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    args = Namespace(model=None, data=tmp_path / "data", quick=True, repeats=1, keras=None)
+    args.variant = []
+    (tmp_path / "work").mkdir()
+    ctx = run.build_context(args, tmp_path / "work")
+    assert len(ctx.pool) == 6 and not any(p.name == "broken.png" for p in ctx.pool)
+    assert ctx.val is not None and len(ctx.val[1]) == 6
+    assert ctx.folder_images.shape[0] == sections.QUICK.folder  # cycled over the 6 readable
+    assert capsys.readouterr().err.count("warning: left out") == 2
+    for broken in (tmp_path / "data" / "val").rglob("*.png"):
+        if broken.name != "broken.png":
+            broken.unlink()
+    with pytest.raises(SystemExit, match="no readable images under"):
+        run.build_context(args, tmp_path / "work2")
