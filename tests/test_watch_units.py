@@ -59,6 +59,18 @@ def images(tmp_path):
     return paths
 
 
+def byte_named(tmp_path, *names: bytes) -> tuple[Path, list[str]]:
+    """``tmp_path/in`` with a one-byte file of each name (bytes: Latin-1 ones are not UTF-8),
+    and their paths as the daemon knows them (``os.listdir``'s surrogate escapes)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = [os.path.join(str(folder), os.fsdecode(name)) for name in names]
+    for path in paths:
+        with open(path, "wb") as f:
+            f.write(b"x")
+    return folder, paths
+
+
 def identity(path):
     st = os.stat(path)
     return (st.st_size, st.st_mtime_ns)
@@ -661,11 +673,7 @@ def test_an_inotify_overflow_that_watchdog_only_logs_asks_for_a_rescan(tmp_path)
 
 def test_a_non_utf8_file_name_gets_its_row_and_stays_done(tmp_path):
     # A Latin-1 name (old cameras, SMB shares) must neither stop the daemon nor be redone.
-    folder = tmp_path / "in"
-    folder.mkdir()
-    path = os.path.join(str(folder), os.fsdecode(b"caf\xe9.png"))
-    with open(path, "wb") as f:
-        f.write(b"x")
+    folder, (path,) = byte_named(tmp_path, b"caf\xe9.png")
     out = tmp_path / "labels.csv"
     ledger = Ledger(out, LABELS)
     ledger.append([(ok(path), identity(path))])
@@ -678,14 +686,8 @@ def test_a_lost_state_adopts_the_rows_of_non_utf8_names(tmp_path):
     # With the state file lost, the CSV's rows are adopted: a name written as caf\xe9.png was
     # looked for under that spelling, not found, and the file was classified again. Both
     # spellings: this version's \xe9 and the first versions' \udce9.
-    folder = tmp_path / "in"
-    folder.mkdir()
-    names = [os.path.join(str(folder), os.fsdecode(b"caf\xe9.png"))]
-    names.append(os.path.join(str(folder), os.fsdecode(b"th\xe9.png")))
-    names.append(os.path.join(str(folder), "literal\\xe9.png"))  # a UTF-8 name with \xe9 in it
-    for path in names:
-        with open(path, "wb") as f:
-            f.write(b"x")
+    # The last: a UTF-8 name with \xe9 in it.
+    folder, names = byte_named(tmp_path, b"caf\xe9.png", b"th\xe9.png", b"literal\\xe9.png")
     out = tmp_path / "labels.csv"
     ledger = Ledger(out, LABELS)
     ledger.append([(ok(path), identity(path)) for path in names])
@@ -703,11 +705,7 @@ def test_a_torn_batch_after_a_non_utf8_name_of_the_first_watch_is_cut_not_refuse
     # as \xe9. A crash that tore the batch after that row, then an upgrade: the restart took
     # the row for another's ("does not fit", exit 2: the service stayed down, and starting a
     # new CSV as it advised classified every file in the folder again).
-    folder = tmp_path / "in"
-    folder.mkdir()
-    path = os.path.join(str(folder), os.fsdecode(b"caf\xe9.png"))
-    with open(path, "wb") as f:
-        f.write(b"x")
+    folder, (path,) = byte_named(tmp_path, b"caf\xe9.png")
     out, state = tmp_path / "labels.csv", tmp_path / "labels.csv.state"
     row = f"{folder}/caf\\udce9.png,happy,0.750000,0.750000,0.250000,\n"
     out.write_text(HEADER + row + f"{folder}/next.png,hap")  # then the kill
