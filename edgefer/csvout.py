@@ -477,6 +477,8 @@ class CsvSink:
         self._seen_keys: set[str] = set()
         #: :meth:`_key`'s folders, symlinks resolved and ending in a separator, by their paths.
         self._real_folders: dict[str, str] = {}
+        #: The current folder, ending in a separator (:meth:`named_from_elsewhere`).
+        self._here: str | None = None
         #: With ``append``: a relative path of the CSV's that is not found from the current
         #: directory, when none of them is (a cron job in / appending to a CSV written in the
         #: photos' parent folder adds every row again); None when they resolve.
@@ -613,7 +615,9 @@ class CsvSink:
         which checks the rows' folders, found it."""
         if not self._seen_keys:
             return None
-        here = os.path.join(os.getcwd(), "")
+        if self._here is None:  # once, not per file: the run does not change folder
+            self._here = os.path.join(os.getcwd(), "")
+        here = self._here
         full = os.path.abspath(as_utf8(path))
         cut = full.rfind(os.sep)
         while cut > 0:  # x.jpg, photos/x.jpg, ..., all but the whole path
