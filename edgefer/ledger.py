@@ -512,10 +512,7 @@ class Ledger:
         first rows, and was put aside at the next batch, named for the old period
         (labels.2026-11.csv, holding December's rows)."""
         self.started = now
-        self._write_state()
-        os.close(self._state_fd)  # the old file's: the new one is in its place
-        self._state_fd = -1
-        self._state_fd = self._open_state()
+        self._replace_state("restarted from its first rows")
 
     def _check_in_place(self) -> None:
         """Raise LedgerError if the CSV or state file was deleted or replaced under us: rows
@@ -687,22 +684,34 @@ class Ledger:
             return False
         before = self._state_lines
         try:
+            self._replace_state("compacted")
+        except CsvError as exc:
+            self._next_compact = before + slack
+            log.warning("%s: not compacted: %s", self.state_path, exc)
+            return False
+        self._next_compact = 0  # the back-off was for that failure, not for good
+        log.info("%s: compacted %d entries to %d", self.state_path, before, len(self._done))
+        return True
+
+    def _replace_state(self, done: str) -> None:
+        """:meth:`_write_state` in place of the state file open here, then go on appending to
+        the new one. Where only the folder's fsync failed, after the rename, the new state is
+        the one in place: a warning says ``done``, but, and the next lines go to it, not to the
+        old file it replaced (whose lines a restart would never read).
+
+        Raises:
+            CsvError: the new state could not be put in place; the old one stays, open.
+        """
+        try:
             self._write_state()
         except CsvError as exc:
             if not self._state_replaced():
-                self._next_compact = before + slack
-                log.warning("%s: not compacted: %s", self.state_path, exc)
-                return False
-            # Only the folder's fsync failed, after the rename: the new state is the one in
-            # place, and the next lines must go to it, not to the old file it replaced.
-            log.warning("%s: compacted, but %s", self.state_path, exc)
+                raise
+            log.warning("%s: %s, but %s", self.state_path, done, exc)
             self._state_lines = len(self._done)
-        self._next_compact = 0  # the back-off was for that failure, not for good
         os.close(self._state_fd)  # the old file's: the new one is in its place
         self._state_fd = -1
         self._state_fd = self._open_state()
-        log.info("%s: compacted %d entries to %d", self.state_path, before, len(self._done))
-        return True
 
     def _state_replaced(self) -> bool:
         """Whether the state file's name now names another file than the one open here."""

@@ -246,6 +246,38 @@ def test_a_csv_that_waited_for_its_first_row_into_a_new_month_is_not_named_for_t
     assert csv_rows(out) == files[4:5]
 
 
+def test_a_first_row_in_a_new_period_whose_folder_sync_fails_goes_on_in_the_new_state(
+    utc, tmp_path, files, monkeypatch, caplog
+):
+    """Counting a waiting CSV from its first rows rewrites the state; when the folder's fsync
+    failed after the rename, the batch ended in a disk error, though the new state was in
+    place. As a compaction does, it now goes on in the new state, with a warning."""
+    import logging
+
+    from edgefer import ledger as ledger_module
+
+    out = tmp_path / "labels.csv"
+    clock = [at("2026-11-30 10:00:00")]
+    monkeypatch.setattr("edgefer.ledger.time.time", lambda: clock[0])
+    Ledger(out, LABELS, rotation=Rotation(period="monthly")).close()
+    clock[0] = at("2026-12-02 09:00:00")
+    ledger = Ledger(out, LABELS, rotation=Rotation(period="monthly"))
+
+    def eio(directory):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ledger_module, "_fsync_dir", eio)
+    with caplog.at_level(logging.WARNING, logger="edgefer.ledger"):
+        ledger.append(rows_of(files[:2]))
+    assert "restarted from its first rows, but cannot write" in caplog.text
+    monkeypatch.setattr(ledger_module, "_fsync_dir", lambda directory: None)
+    ledger.close()
+    ledger = Ledger(out, LABELS, rotation=Rotation(period="monthly"))
+    assert all(ledger.is_done(r.path, identity) for r, identity in rows_of(files[:2]))
+    assert ledger.started == at("2026-12-02 09:00:00")
+    ledger.close()
+
+
 def test_a_state_from_before_rotation_counts_from_the_start(utc, tmp_path, files, monkeypatch):
     out = tmp_path / "labels.csv"
     Ledger(out, LABELS).close()
