@@ -7,8 +7,9 @@ A. Where the main thread's time goes inside ``classify_paths`` (np.stack, Classi
 B. Other ways to run the same work, interleaved with bare invoke: fewer decoder threads, no
    threads at all, one interpreter thread, a shorter GIL switch interval, the leaner decoder
    of C.
-C. The per-image cost of ``load_image`` on a 48x48 PNG, against a variant with the proposed
-   changes (no stat calls before opening, no EXIF lookup for PNGs without EXIF).
+C. The per-image cost of ``load_image`` on a 48x48 PNG, against ``lean_load``, the prototype of
+   P1 and P2 in RESULTS.md (no stat calls before opening, no EXIF lookup for PNGs without EXIF).
+   Both changes have been in ``load_image`` since, so the two now measure alike.
 
 Nothing here changes edgefer: the variants are built from its public functions.
 """
@@ -120,7 +121,7 @@ def part_b(model: Path, paths: list[str], images: np.ndarray, repeats: int, core
             0.0005, lambda: consume(pipeline.classify_paths(c, paths), n)
         ),
         f"serial (no threads), {cores} interpreter threads": lambda: consume(serial(c, paths), n),
-        f"classify_paths, {cores} threads, proposed load_image": lambda: consume(
+        f"classify_paths, {cores} threads, lean_load (P1+P2 prototype)": lambda: consume(
             pipeline.classify_paths(c, paths, loader=lambda p: lean_load(p, size, ch)), n
         ),
         "bare invoke, 1 thread": wl.bare_invoke(model, images, 16, 1),
@@ -137,7 +138,7 @@ def part_b(model: Path, paths: list[str], images: np.ndarray, repeats: int, core
 
 
 def lean_load(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
-    """load_image's happy path with the proposed changes (PNG/non-JPEG inputs)."""
+    """load_image's happy path as P1 and P2 first proposed it (both since made in load_image)."""
     with Image.open(path) as im:  # errors would be mapped after the fact (EAFP), not pre-checked
         im.load()
         if im.format != "PNG" or "exif" in im.info or "Raw profile type exif" in im.info:
@@ -174,15 +175,15 @@ def part_c(paths: list[str], spec, repeats: int) -> None:
                 ImageOps.exif_transpose(im)
         return len(paths)
 
-    def proposed() -> int:
+    def lean() -> int:
         for p in paths:
             lean_load(p, size, ch)
         return len(paths)
 
     runs = {
         "load_image (as shipped)": wl.serial_decode(paths, spec),
-        "proposed: no pre-open stat calls, no EXIF lookup for plain PNGs": proposed,
-        "is_dir + exists + stat (load_image's checks before opening)": pathlib_checks,
+        "lean_load: P1+P2 prototype (both now in load_image)": lean,
+        "is_dir + exists + stat (load_image's checks before P1)": pathlib_checks,
         "Image.open + load": open_load,
         "Image.open + load + exif_transpose": open_load_exif,
     }
@@ -190,7 +191,7 @@ def part_c(paths: list[str], spec, repeats: int) -> None:
     for name, r in rates.items():
         print(f"  {name:66s} {1e6 / r.median:6.1f}")
     same = all(np.array_equal(load_image(p, size, ch), lean_load(p, size, ch)) for p in paths[:200])
-    print(f"  proposed variant returns identical pixels on the first 200 files: {same}")
+    print(f"  lean_load returns identical pixels on the first 200 files: {same}")
 
 
 def main() -> None:
