@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -58,11 +58,16 @@ from edgefer.spec import (
 from edgefer.summary import Summary
 from edgefer.watchcmd import watch
 
+if TYPE_CHECKING:
+    from edgefer.report import Report
+
 #: Exit codes: every file classified / some files failed (all rows written) / usage or model error.
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 #: The reader of the CSV or summary went away (``| head``): the status a shell reports for a
 #: tool that SIGPIPE ended, so ``set -o pipefail`` scripts see what they see from ``cat``.
 EXIT_PIPE = 128 + 13  # SIGPIPE
+#: How many CSVs a warning of images in several CSVs names (two daemons' rotated CSVs: dozens).
+SEVERAL_CSVS_SHOWN = 4
 
 # The commands own their process: --max-pixels alone decides what is too large.
 lift_pillow_limit()
@@ -564,7 +569,9 @@ def summary_command(
     """Print the summary of CSVs already written: per label, failures, and per period.
 
     For a watch daemon's CSV (which may be being written to: a row not yet complete is left
-    out), or to look again at a classify run. All the CSVs must be for the same labels.
+    out), or to look again at a classify run. All the CSVs must be for the same labels. Every
+    row is counted: images in more than one CSV (one folder classified by each model) are
+    counted in each, with a warning; summarise each model's CSVs apart.
     """
     from edgefer.report import PERIODS, Report
 
@@ -573,7 +580,10 @@ def summary_command(
     report = Report(low_confidence, by)
     for path in csvs:
         try:
-            report.read("/dev/stdin" if path == "-" else path)  # `... | summary -`
+            if path == "-":  # `... | summary -`
+                report.read("/dev/stdin", "standard input")
+            else:
+                report.read(path)
         except CsvError as exc:
             raise fail(str(exc)) from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -583,6 +593,24 @@ def summary_command(
         raise fail(f"--by {by}: no CSV has a time column (write the CSV with --time)")
     console = StdoutConsole()
     show(console, report.render(), report.min_width(console))
+    _warn_in_several(report)
+
+
+def _warn_in_several(report: Report) -> None:
+    """Say so when images are in more than one CSV: the CSV does not name its model, and the
+    shipped models have the same labels, so one folder classified by each was counted twice."""
+    images, csvs = report.in_several()
+    if not images:
+        return
+    shown = ", ".join(csvs[:SEVERAL_CSVS_SHOWN])
+    if len(csvs) > SEVERAL_CSVS_SHOWN:
+        shown += f" and {len(csvs) - SEVERAL_CSVS_SHOWN} more"
+    are = "s are" if images != 1 else " is"
+    warn(
+        f"{images} image{are} in more than one CSV ({shown}), and counted in each: "
+        "if these CSVs are one folder classified by two models (a CSV does not name its "
+        "model), summarise each model's CSVs apart"
+    )
 
 
 def _readable(value: object, nested: bool = False) -> str:

@@ -25,6 +25,7 @@ from rich.text import Text
 from edgefer.csvout import Cells, CsvError, Layout, has_surrogates, printable, torn_row
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
+from edgefer.repeats import Repeats
 from edgefer.summary import Summary
 
 PERIODS = ("hour", "day", "week", "month")
@@ -102,10 +103,14 @@ class Report:
     #: Whether any CSV read has a time column (the first may not: one from before --time).
     timed: bool = False
     _read_ids: set = field(default_factory=set)
+    #: The CSVs read, as named in messages (``-``: "standard input").
+    names: list = field(default_factory=list)
+    #: Which images have more than one row (every row is counted: see :meth:`in_several`).
+    repeats: Repeats = field(default_factory=Repeats)
 
-    def read(self, path: str | os.PathLike) -> None:
+    def read(self, path: str | os.PathLike, name: str | None = None) -> None:
         """Add the rows of one CSV (once: the same file given twice, ``labels.csv`` beside
-        ``labels*.csv``, is read once).
+        ``labels*.csv``, is read once); ``name`` is what messages call it (default: ``path``).
 
         A last row without its line end is a row being written (or torn by a crash): it is
         left out and counted as incomplete unless it is a whole classified row. Bytes that
@@ -120,6 +125,7 @@ class Report:
         if (st.st_dev, st.st_ino) in self._read_ids:
             return
         self._read_ids.add((st.st_dev, st.st_ino))
+        name = str(path) if name is None else name
         # Streamed, a few KiB at a time: a daemon's CSV of a million rows is 100 MB or more.
         # The file as it was when stat'ed (a daemon may append meanwhile): whether its last
         # line is whole is told from the very bytes that are parsed. (A pipe: all of it.)
@@ -132,22 +138,23 @@ class Report:
             header = next(reader, None)
             layout = Layout.of(header)
             if layout is None:
-                raise CsvError(f"{path} is not a CSV written by edgefer")
+                raise CsvError(f"{name} is not a CSV written by edgefer")
             if self.layout is None:
-                self.layout, self._first_path = layout, path
+                self.layout, self._first_path = layout, name
                 self.summary = Summary(layout.labels, self.low_confidence, faces=layout.faces)
             elif layout.labels != self.layout.labels:
                 raise CsvError(
-                    f"{path} is for other labels ({', '.join(layout.labels)}) than "
+                    f"{name} is for other labels ({', '.join(layout.labels)}) than "
                     f"{self._first_path}"
                 )
             elif layout.faces != self.layout.faces:
                 mode = "with" if layout.faces else "without"
                 raise CsvError(
-                    f"{path} was written {mode} face detection (--faces), unlike "
+                    f"{name} was written {mode} face detection (--faces), unlike "
                     f"{self._first_path}: summarise the two kinds apart"
                 )
             self.files += 1
+            self.names.append(name)
             self.timed = self.timed or layout.time_column
             previous = None
             for row in reader:
@@ -161,6 +168,7 @@ class Report:
                     self.incomplete += 1  # its error message, say, may be cut short
                 else:
                     self._add_row(layout, previous)
+        self.repeats.end_csv()
 
     def _add_row(self, layout: Layout, row: list[str]) -> None:
         cells = layout.split(row)
@@ -184,6 +192,8 @@ class Report:
                 return
             result = Result(path, label, confidence, face=face)
         self.summary.add(result)
+        if face in (None, 1):  # an image's row, or its first face's
+            self.repeats.add(path)
         at = _instant(when) if when else None
         if at is not None:
             if self._first_at is None or at < self._first_at:
@@ -203,8 +213,17 @@ class Report:
         if self.incomplete:
             plural = "s" if self.incomplete != 1 else ""
             line += f"; {self.incomplete} incomplete row{plural} left out"
+        if within := self.repeats.within:  # a file a daemon classified again: no warning
+            plural = "s" if within != 1 else ""
+            line += f"; {within} image{plural} classified again in the same CSV, each time counted"
         parts.append(Text(printable(line)))
         return Group(*parts)
+
+    def in_several(self) -> tuple[int, list[str]]:
+        """How many images have rows in more than one of the CSVs read (all counted, as
+        every row is), and the names of those CSVs."""
+        images, csvs = self.repeats.across()
+        return images, [self.names[i] for i in csvs]
 
     def min_width(self, console: Console) -> int:
         """Columns the summary needs so that no count in its period table is cut ("12…"): the

@@ -244,6 +244,7 @@ def test_seven_labels_per_hour_fit_80_columns(tmp_path):
 
 def test_a_csv_piped_in_as_dash(tmp_path):
     # `summary -` was taken for a file named "-" ("No such file").
+    import os
     import subprocess
     import sys
 
@@ -256,6 +257,20 @@ def test_a_csv_piped_in_as_dash(tmp_path):
     )
     assert done.returncode == EXIT_OK, done.stderr
     assert b"2 classified, 0 failed" in done.stdout
+    # In messages it is standard input, not /dev/stdin.
+    rows = [named("a.jpg", ok("happy", 0.9)), named("b.jpg", ok("sad", 0.8))]
+    path = write_csv(tmp_path / "a.csv", rows)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefer", "summary", "-", "a.csv"],
+        input=path.read_bytes(),
+        capture_output=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert b"4 classified, 0 failed" in done.stdout
+    assert b"2 images are in more than one CSV (standard input, a.csv)" in done.stderr
 
 
 def test_a_large_csv_is_read_in_little_memory(tmp_path):
@@ -270,3 +285,91 @@ def test_a_large_csv_is_read_in_little_memory(tmp_path):
     assert report.summary.per_label["happy"] == 30_000 and report.incomplete == 1
     assert report.per_period["2026-12-03"]["happy"] == 30_000
     assert peak < 600_000, peak
+
+
+def named(path, row):
+    return [path, *row[1:]]
+
+
+def test_one_folder_classified_by_both_models_is_a_warning(tmp_path, monkeypatch):
+    # `classify photos -o default.csv`, `classify photos -m robust -o robust.csv`, then
+    # `summary default.csv robust.csv`: same labels, no model column, every image counted twice
+    # without a word. The paths as either run may have spelled them: relative, ./, absolute.
+    monkeypatch.chdir(tmp_path)
+    photos = ["photos/a.jpg", "photos/b.jpg", "photos/c.jpg"]
+    default = write_csv(tmp_path / "default.csv", [named(p, ok("happy", 0.9)) for p in photos])
+    spelled = ["./photos/a.jpg", str(tmp_path / "photos" / "b.jpg"), "photos/c.jpg"]
+    robust = write_csv(tmp_path / "robust.csv", [named(p, ok("sad", 0.8)) for p in spelled])
+    other = write_csv(tmp_path / "other.csv", [named("elsewhere/d.jpg", ok("happy", 0.9))])
+    result = summary(default, other, robust, columns=400)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "7 classified, 0 failed" in result.output  # every row, as documented
+    assert (
+        "warning: 3 images are in more than one CSV (default.csv, robust.csv), and counted in"
+        " each: if these CSVs are one folder classified by two models"
+    ) in result.output.replace(str(tmp_path) + "/", "")
+    assert "classified again" not in result.output
+    # A CSV and its rotated one hold different files: no warning.
+    result = summary(default, other)
+    assert result.exit_code == EXIT_OK and "warning" not in result.output, result.output
+
+
+def test_a_file_classified_again_in_one_csv_is_a_note_not_a_warning(tmp_path):
+    # A watch daemon writes a second row for a file put back or replaced: a row to count.
+    watched = str(tmp_path / "inbox" / "a.jpg")
+    rows = [named(watched, ok("happy", 0.9)), named(str(tmp_path / "b.jpg"), ok("sad", 0.9))]
+    rows += [named(watched, ok("sad", 0.7)), named(watched, failed("empty file"))]
+    path = write_csv(tmp_path / "labels.csv", rows)
+    result = summary(path, columns=400)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "3 classified, 1 failed" in result.output
+    assert "; 1 image classified again in the same CSV, each time counted" in result.output
+    assert "warning" not in result.output
+
+
+def test_images_in_several_csvs_are_counted_once_each(tmp_path):
+    # Past a few thousand rows the hashes are sorted in chunks: a path again after that, in a
+    # CSV or across CSVs, is found all the same; an image in three CSVs is one image.
+    many = [f"/in/{i}.jpg" for i in range(20_000)]
+    report = Report()
+    for name, paths in (("a", many), ("b", [*many[:5], many[-1], "/in/new.jpg"]), ("c", many[:2])):
+        text = csv_line(csv_header(LABELS))
+        text += "".join(csv_line(named(p, ok("happy", 0.9))) for p in paths)
+        (tmp_path / f"{name}.csv").write_text(text + csv_line(named(paths[-1], ok("sad", 0.6))))
+        report.read(tmp_path / f"{name}.csv", name)
+    assert report.repeats.within == 3  # each CSV's last path has two rows in it
+    assert report.in_several() == (6, ["a", "b", "c"])
+    assert report.summary.n_ok == 20_001 + 8 + 3
+
+
+def test_faces_of_one_image_are_one_image(tmp_path):
+    def face(path, n):
+        return [path, str(n), "1", "2", "30", "30", "0.9000", *ok("happy", 0.9)[1:]]
+
+    rows = [face("x.jpg", 1), face("x.jpg", 2), ["z.jpg", *[""] * 11, "no face"]]
+    first = write_csv(tmp_path / "a.csv", rows, faces=True)
+    second = write_csv(tmp_path / "b.csv", rows[:2], faces=True)
+    report = Report()
+    report.read(first)
+    assert report.repeats.within == 0 and report.in_several()[0] == 0
+    report.read(second)
+    assert report.in_several() == (1, [str(first), str(second)])
+
+
+def test_images_in_several_csvs_are_found_in_little_memory(tmp_path):
+    # A set of the paths took 126 bytes a path: 126 MB for a daemon's million rows.
+    header = csv_line(csv_header(LABELS)).encode()
+    row = csv_line(named("/srv/faces/inbox/IMG_{:08d}.jpg", ok("happy", 0.75))).encode()
+    rows = b"".join(row.replace(b"{:08d}", b"%08d" % i) for i in range(30_000))
+    (tmp_path / "a.csv").write_bytes(header + rows)
+    (tmp_path / "b.csv").write_bytes(header + rows)
+    report = Report()
+
+    def read_both():
+        report.read(tmp_path / "a.csv")
+        report.read(tmp_path / "b.csv")
+        return report.in_several()
+
+    (images, _), peak = peak_memory(read_both)
+    assert images == 30_000
+    assert peak < 2_000_000, peak  # measured 1.47 MB; a set of the paths alone: 3.8 MB
