@@ -3,8 +3,8 @@
 Two detectors, both without TensorFlow:
 
 * ``blazeface`` (default): MediaPipe's BlazeFace short-range model (Apache-2.0, shipped in
-  ``edgefer/detectors/``), run by the same LiteRT interpreter as the classifier. It sees a
-  128x128 letterboxed view, so small faces in a large photo are found by also scanning
+  ``edgefer/detectors/``), run on the classifier's TFLite runtime (``classifier.runtime``). It
+  sees a 128x128 letterboxed view, so small faces in a large photo are found by also scanning
   overlapping tiles, down to ``min_face`` pixels. Its eye keypoints level each crop.
 * ``haar``: OpenCV's frontal-face Haar cascade, from the optional extra ``edgefer[faces]``
   (``opencv-python-headless<5``; 5.x dropped the cascade files).
@@ -34,7 +34,7 @@ from edgefer.preprocess import (
     _may_have_exif,
     opened,
 )
-from edgefer.runtime import default_threads, load_runtime
+from edgefer.runtime import Runtime, default_threads, load_runtime
 
 DETECTOR_DIR = Path(__file__).parent / "detectors"
 DETECTORS = ("blazeface", "haar")
@@ -204,6 +204,9 @@ class BlazeFace:
         num_threads: interpreter threads (default: all usable cores).
         tile_overlap: share of a tile that the next one overlaps, so a face cut by one tile's
             edge is whole in its neighbour.
+        runtime: the runtime to run it on (a classifier's ``.runtime``), or a runtime's name as
+            for :func:`~edgefer.runtime.load_runtime`; None: ``$EDGEFER_RUNTIME``, else the
+            first importable.
     """
 
     name = "blazeface"
@@ -221,6 +224,7 @@ class BlazeFace:
         num_threads: int | None = None,
         tile_overlap: float = 0.5,
         model_path: Path | None = None,
+        runtime: Runtime | str | None = None,
     ) -> None:
         # Checked before the model loads: a threshold above 1 found no face, ever, and an
         # overlap of 1 stepped the tiles one pixel at a time.
@@ -229,7 +233,8 @@ class BlazeFace:
         if not 0.0 <= tile_overlap < 1.0:
             raise ValueError(f"tile_overlap must be at least 0 and below 1, got {tile_overlap}")
         path = model_path or DETECTOR_DIR / "face_detection_short_range.tflite"
-        runtime = load_runtime()
+        if not isinstance(runtime, Runtime):
+            runtime = load_runtime(runtime)
         try:
             with quiet_fd(2):
                 self._interp = runtime.interpreter_class(
@@ -383,11 +388,17 @@ class HaarCascade:
         self._cascade = None
 
 
-def open_detector(name: str = "blazeface", num_threads: int | None = None) -> FaceDetector:
-    """Raises FaceDetectorMissingError when the detector's dependency is missing, ValueError
+def open_detector(
+    name: str = "blazeface",
+    num_threads: int | None = None,
+    runtime: Runtime | str | None = None,
+) -> FaceDetector:
+    """The detector ``name``; BlazeFace runs on ``runtime`` (see :class:`BlazeFace`).
+
+    Raises FaceDetectorMissingError when the detector's dependency is missing, ValueError
     for an unknown name."""
     if name == "blazeface":
-        return BlazeFace(num_threads=num_threads)
+        return BlazeFace(num_threads=num_threads, runtime=runtime)
     if name == "haar":
         return HaarCascade()
     raise ValueError(f"unknown face detector {name!r}; one of {', '.join(DETECTORS)}")

@@ -36,6 +36,7 @@ from edgefer.pipeline import (
     sources,
 )
 from edgefer.preprocess import DEFAULT_MAX_PIXELS
+from edgefer.runtime import Runtime
 
 #: The error cell of an image in which no face was found.
 NO_FACE = "no face"
@@ -137,7 +138,8 @@ def classify_photos(
     (surest first), or one result whose error is :data:`NO_FACE` or the decoding error.
     ``on_decoded`` is called (on a decoding thread) as each photo's faces are found: results
     come out in groups of up to eight photos (twice ``workers``, when more than four), which
-    take seconds each on a Pi, and a daemon must show it is alive meanwhile.
+    take seconds each on a Pi, and a daemon must show it is alive meanwhile. BlazeFace runs on
+    the classifier's TFLite runtime (``classifier.runtime``).
 
     Raises (by this call, before the first result):
         FaceDetectorMissingError: the detector's optional dependency is missing.
@@ -150,8 +152,12 @@ def classify_photos(
         raise TypeError(f"options must be a FaceOptions, got {type(options).__name__}")
     check_run(workers, max_pixels)
     items = sources(paths)
-    open_detector(options.detector, num_threads=1).close()  # fail early, before any thread
-    return _classify_photos(classifier, items, options, workers, max_pixels, on_decoded)
+    # The classifier's runtime: one chosen by ClassifierOptions(runtime=...) was the model's
+    # only, and the detector took the first importable one. Opened here to fail early, before
+    # any thread.
+    runtime = getattr(classifier, "runtime", None)
+    open_detector(options.detector, num_threads=1, runtime=runtime).close()
+    return _classify_photos(classifier, items, options, workers, max_pixels, on_decoded, runtime)
 
 
 def _classify_photos(
@@ -161,6 +167,7 @@ def _classify_photos(
     workers: int | None,
     max_pixels: int,
     on_decoded: Callable[[], None] | None,
+    runtime: Runtime | None,
 ) -> Iterator[list[Result]]:
     spec = classifier.spec
     workers = workers or default_workers()
@@ -169,7 +176,7 @@ def _classify_photos(
 
     def detector_for_thread():
         if not hasattr(local, "detector"):
-            local.detector = open_detector(options.detector, num_threads=1)
+            local.detector = open_detector(options.detector, num_threads=1, runtime=runtime)
             detectors.append(local.detector)
         return local.detector
 

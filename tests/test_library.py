@@ -342,3 +342,37 @@ def test_an_image_over_pillows_limit_and_max_pixels_names_max_pixels(tmp_path, m
     assert DEFAULT_MAX_PIXELS == 64_000_000
     with pytest.raises(ImageError, match=r"^too large: over 178,956,970 px exceeds the 64,000,"):
         load_image(tmp_path / "huge.png", (48, 48), 1)
+
+
+def test_the_face_detector_runs_on_the_runtime_the_classifier_was_given(monkeypatch, tmp_path):
+    # ClassifierOptions(runtime="tflite-runtime") loaded the model there, but BlazeFace took the
+    # first importable runtime (LiteRT): two TFLite runtimes in one process, one not chosen.
+    import types
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgefer import FaceOptions, classify_photos
+
+    made = []
+
+    class Pinned(Interpreter):  # stands in for tflite-runtime's, whose API is the same
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(Path(kwargs.get("model_path") or "model_content").name)
+
+    module = types.ModuleType("tflite_runtime.interpreter")
+    module.Interpreter = Pinned
+    package = types.ModuleType("tflite_runtime")
+    package.interpreter = module
+    monkeypatch.setitem(sys.modules, "tflite_runtime", package)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", module)
+    monkeypatch.setattr("edgefer.runtime._numpy_major", lambda: 1)
+    monkeypatch.setenv("EDGEFER_RUNTIME", "ai-edge-litert")  # the options come first
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), "grey").save(photo)
+    with Classifier(ClassifierOptions(runtime="tflite-runtime", num_threads=1)) as c:
+        assert c.runtime.name == "tflite-runtime"
+        groups = list(classify_photos(c, [photo], FaceOptions(), workers=1))
+    assert groups[0][0].error == "no face"
+    # The model, the detector checked before the run, the detector of the one worker.
+    assert made == ["model_content", *["face_detection_short_range.tflite"] * 2]
