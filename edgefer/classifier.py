@@ -45,7 +45,8 @@ class ClassifierOptions:
         num_threads: interpreter threads, >= 1; None means all cores available to this process.
         batch_size: images per ``invoke``, 1 to ``MAX_BATCH_SIZE`` (256); fixed for the
             classifier's life (resizing the input tensor per batch would re-initialise XNNPACK).
-        runtime: ``"ai-edge-litert"`` or ``"tflite-runtime"``; None picks the first importable.
+        runtime: ``"ai-edge-litert"``, ``"tflite-runtime"`` or ``"tensorflow"`` (its
+            ``tf.lite``; seconds to import); None picks the first importable, in that order.
 
     Raises:
         TypeError: a field of the wrong type (``batch_size="4"``, ``model=5``).

@@ -1,6 +1,6 @@
 """Face detection for whole photos: find every face, crop it upright, hand it to the classifier.
 
-Two detectors, both without TensorFlow:
+Two detectors, neither needing TensorFlow:
 
 * ``blazeface`` (default): MediaPipe's BlazeFace short-range model (Apache-2.0, shipped in
   ``edgefer/detectors/``), run on the classifier's TFLite runtime (``classifier.runtime``). It

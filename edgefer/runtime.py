@@ -1,21 +1,29 @@
-"""Which TFLite interpreter to use: LiteRT first, tflite-runtime as the fallback.
+"""Which TFLite interpreter to use: LiteRT first, tflite-runtime as the fallback, TensorFlow's
+own ``tf.lite`` as the last resort.
 
-``ai_edge_litert`` has wheels for Python 3.11-3.13 on x86_64/aarch64; ``tflite_runtime`` 2.14
-still serves 32-bit Pi OS and Python <= 3.11 with numpy < 2. Chosen at run time, never
-TensorFlow: importing it costs seconds on a Pi.
+``ai_edge_litert`` has wheels for Python 3.11-3.14 on x86_64/aarch64; ``tflite_runtime`` 2.14
+still serves 32-bit Pi OS and Python <= 3.11 with numpy < 2. TensorFlow is tried only when
+neither imports (an Intel Mac, where TensorFlow 2.16 has wheels and neither runtime has), or
+when asked for: importing it costs seconds, and more on a Pi.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
+import warnings
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
+
+from edgefer._quiet import quiet_fd
 
 #: (module holding ``Interpreter``, distribution name), in order of preference.
 CANDIDATES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite.python.interpreter", "tensorflow"),  # tf.lite.Interpreter
 )
 
 
@@ -32,13 +40,35 @@ class Runtime:
     interpreter_class: Any
 
 
-def _version(dist: str) -> str:
+def _version(dist: str, module_name: str) -> str:
     from importlib import metadata  # ~17 ms to import: only when a runtime is loaded
 
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
-        return "unknown"
+        # tensorflow-cpu and tensorflow-macos install the module of another distribution name.
+        package = sys.modules.get(module_name.split(".")[0])
+        return str(getattr(package, "__version__", "unknown"))
+
+
+def _import(module_name: str) -> ModuleType:
+    """The module; TensorFlow's imported quietly, its deprecation of tf.lite silenced."""
+    if not module_name.startswith("tensorflow."):
+        return importlib.import_module(module_name)
+    # TensorFlow's C++ start-up notes (absl, CPU features) go to fd 2 as it is imported: not
+    # to a terminal or journal where they read as errors (as edgefer.convert does).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_fd(2):
+        module = importlib.import_module(module_name)
+    # Each Interpreter() would warn, in five lines, that tf.lite is deprecated in favour of
+    # LiteRT: TensorFlow is used where LiteRT cannot be installed, or when asked for by name.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"\s*Warning: tf\.lite\.Interpreter is deprecated",
+        category=UserWarning,
+        module=r"tensorflow\.lite\.python\.interpreter",
+    )
+    return module
 
 
 def load_runtime(preferred: str | None = None) -> Runtime:
@@ -62,7 +92,7 @@ def load_runtime(preferred: str | None = None) -> Runtime:
     errors = []
     for module_name, dist in candidates:
         try:
-            module = importlib.import_module(module_name)
+            module = _import(module_name)
         except ImportError as exc:  # also raised when the wheel's numpy ABI does not match
             errors.append(f"{dist}: {exc}")
             continue
@@ -71,7 +101,7 @@ def load_runtime(preferred: str | None = None) -> Runtime:
             # were built against numpy 1 (and only ask for "numpy").
             errors.append(f"{dist}: needs numpy < 2 (pip install 'numpy<2')")
             continue
-        return Runtime(dist, _version(dist), module.Interpreter)
+        return Runtime(dist, _version(dist, module_name), module.Interpreter)
     if preferred:
         # Not "no TFLite runtime found, install one": the other may be installed and working.
         raise RuntimeMissingError(f"{asked} cannot be used: " + "; ".join(errors))

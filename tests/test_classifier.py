@@ -1,3 +1,5 @@
+import os
+import subprocess
 import sys
 import types
 
@@ -187,6 +189,11 @@ def _hide(monkeypatch, *modules):
         monkeypatch.setitem(sys.modules, name, None)  # import of a None entry raises ImportError
 
 
+#: TensorFlow, the last resort: installed here (the train extra), so hidden where no runtime
+#: is to be found (the interpreter's own module too: an earlier test may have imported it).
+NO_TENSORFLOW = ("tensorflow", "tensorflow.lite.python.interpreter")
+
+
 def _fake_tflite_runtime(monkeypatch):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -194,7 +201,7 @@ def _fake_tflite_runtime(monkeypatch):
     fake.Interpreter = Interpreter  # same API: stands in for the 32-bit Pi OS wheel
     package = types.ModuleType("tflite_runtime")
     package.interpreter = fake
-    _hide(monkeypatch, "ai_edge_litert", "ai_edge_litert.interpreter")
+    _hide(monkeypatch, "ai_edge_litert", "ai_edge_litert.interpreter", *NO_TENSORFLOW)
     monkeypatch.setitem(sys.modules, "tflite_runtime", package)
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
 
@@ -225,6 +232,7 @@ def test_no_runtime_at_all(monkeypatch):
         "ai_edge_litert.interpreter",
         "tflite_runtime",
         "tflite_runtime.interpreter",
+        *NO_TENSORFLOW,
     )
     with pytest.raises(RuntimeMissingError, match="pip install ai-edge-litert") as caught:
         load_runtime()
@@ -249,6 +257,46 @@ def test_a_runtime_forced_by_the_environment_is_named_when_it_cannot_be_used(mon
     with pytest.raises(RuntimeMissingError, match="^runtime 'tflite-runtime' cannot be used"):
         load_runtime("tflite-runtime")
     assert load_runtime("ai-edge-litert").name == "ai-edge-litert"  # the argument comes first
+
+
+def test_tensorflow_is_the_last_resort_and_can_be_asked_for(
+    monkeypatch, recwarn, int8_model, fixed_images
+):
+    # An Intel Mac has wheels of TensorFlow (2.16) but of neither runtime: with TensorFlow
+    # installed there, edgefer said "no TFLite runtime found".
+    import tensorflow as tf
+
+    with Classifier.create_from_model_path(int8_model) as c:
+        expected = c.predict(fixed_images[0][:8])
+    monkeypatch.setenv("EDGEFER_RUNTIME", "tensorflow")
+    with Classifier.create_from_model_path(int8_model) as c:
+        assert (c.runtime.name, c.runtime.version) == ("tensorflow", tf.__version__)
+        assert c.runtime.interpreter_class is tf.lite.Interpreter
+        np.testing.assert_allclose(c.predict(fixed_images[0][:8]), expected, atol=1e-6)
+    monkeypatch.delenv("EDGEFER_RUNTIME")
+    _hide(monkeypatch, "ai_edge_litert", "ai_edge_litert.interpreter")
+    _hide(monkeypatch, "tflite_runtime", "tflite_runtime.interpreter")
+    assert load_runtime().name == "tensorflow"
+    # Not its five-line "tf.lite.Interpreter is deprecated" for each interpreter made.
+    assert not [w for w in recwarn if "tf.lite.Interpreter is deprecated" in str(w.message)]
+
+
+@pytest.mark.slow
+def test_tensorflow_runtime_is_quiet_on_the_command_line(int8_model):
+    # TensorFlow's import writes absl/CPU-feature notes to fd 2, and each tf.lite.Interpreter
+    # a deprecation warning: a daemon's journal read them as errors.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest's
+    env["EDGEFER_RUNTIME"] = "tensorflow"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgefer", "info", str(int8_model)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "runtime" in proc.stdout and "tensorflow 2." in proc.stdout
+    assert proc.stderr == ""
 
 
 def test_quantization_helpers():
