@@ -105,12 +105,30 @@ def load_runtime(preferred: str | None = None) -> Runtime:
     if preferred:
         # Not "no TFLite runtime found, install one": the other may be installed and working.
         raise RuntimeMissingError(f"{asked} cannot be used: " + "; ".join(errors))
+    import platform
+
+    hint = install_hint(sys.platform, platform.machine())
+    raise RuntimeMissingError(f"no TFLite runtime found ({hint}); tried " + "; ".join(errors))
+
+
+def install_hint(system: str, machine: str) -> str:
+    """What to install where no runtime imports, on ``sys.platform`` ``system`` and
+    ``platform.machine()`` ``machine``."""
+    if system == "darwin" and machine == "x86_64":
+        # LiteRT stopped at 1.0.1 on Intel Macs, tflite-runtime never had them; TensorFlow
+        # has them up to 2.16 (Python 3.9-3.12). An x86_64 Python on Apple silicon lands here.
+        return (
+            "LiteRT has no Intel-Mac wheels: pip install tensorflow, on Python 3.11 or 3.12; "
+            "on Apple silicon, use an arm64 Python and pip install ai-edge-litert"
+        )
+    if system == "win32" and machine.lower() == "arm64":
+        return (
+            "no TFLite runtime has Windows-on-ARM wheels: use an x64 Python (Windows runs it "
+            "emulated) and pip install ai-edge-litert"
+        )
     # numpy < 2 in the same command: `pip install .` brought numpy 2, and tflite-runtime alone
     # installed beside it only led to the next error ("needs numpy < 2").
-    raise RuntimeMissingError(
-        "no TFLite runtime found (pip install ai-edge-litert, or on 32-bit Pi OS "
-        "pip install 'numpy<2' tflite-runtime); tried " + "; ".join(errors)
-    )
+    return "pip install ai-edge-litert, or on 32-bit Pi OS pip install 'numpy<2' tflite-runtime"
 
 
 def _numpy_major() -> int:

@@ -242,6 +242,28 @@ def test_no_runtime_at_all(monkeypatch):
         load_runtime("onnxruntime")
 
 
+@pytest.mark.parametrize(
+    ("system", "machine", "advice"),
+    [
+        ("linux", "x86_64", "pip install ai-edge-litert, or on 32-bit Pi OS"),
+        ("linux", "armv7l", "pip install 'numpy<2' tflite-runtime"),
+        # Neither runtime has wheels there: "pip install ai-edge-litert" only failed again.
+        ("darwin", "x86_64", "LiteRT has no Intel-Mac wheels: pip install tensorflow, on Python"),
+        ("win32", "ARM64", "Windows-on-ARM wheels: use an x64 Python"),
+    ],
+)
+def test_no_runtime_says_what_to_install_on_this_platform(monkeypatch, system, machine, advice):
+    from edgefer.runtime import install_hint
+
+    assert advice in install_hint(system, machine)
+    monkeypatch.setattr("platform.machine", lambda: machine)
+    monkeypatch.setattr(sys, "platform", system)
+    _hide(monkeypatch, "ai_edge_litert.interpreter", "tflite_runtime.interpreter", *NO_TENSORFLOW)
+    with pytest.raises(RuntimeMissingError, match=r"^no TFLite runtime found \(") as caught:
+        load_runtime()
+    assert advice in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_a_runtime_forced_by_the_environment_is_named_when_it_cannot_be_used(monkeypatch):
     # EDGEFER_RUNTIME=tflite-runtime left in a service's environment file beside an installed
     # LiteRT said "no TFLite runtime found (pip install ai-edge-litert ...)".
