@@ -96,12 +96,14 @@ def load_runtime(preferred: str | None = None) -> Runtime:
         except ImportError as exc:  # also raised when the wheel's numpy ABI does not match
             errors.append(f"{dist}: {exc}")
             continue
-        if dist == "tflite-runtime" and _numpy_major() >= 2:
+        version = _version(dist, module_name)
+        if _numpy_major() >= 2 and _built_for_numpy_1(dist, version):
             # It imports, then fails in the first Interpreter() with a SystemError: its wheels
             # were built against numpy 1 (and only ask for "numpy").
-            errors.append(f"{dist}: needs numpy < 2 (pip install 'numpy<2')")
+            named = dist if dist == "tflite-runtime" else f"{dist} {version}"
+            errors.append(f"{named}: needs numpy < 2 (pip install 'numpy<2')")
             continue
-        return Runtime(dist, _version(dist, module_name), module.Interpreter)
+        return Runtime(dist, version, module.Interpreter)
     if preferred:
         # Not "no TFLite runtime found, install one": the other may be installed and working.
         raise RuntimeMissingError(f"{asked} cannot be used: " + "; ".join(errors))
@@ -115,11 +117,13 @@ def install_hint(system: str, machine: str) -> str:
     """What to install where no runtime imports, on ``sys.platform`` ``system`` and
     ``platform.machine()`` ``machine``."""
     if system == "darwin" and machine == "x86_64":
-        # LiteRT stopped at 1.0.1 on Intel Macs, tflite-runtime never had them; TensorFlow
-        # has them up to 2.16 (Python 3.9-3.12). An x86_64 Python on Apple silicon lands here.
+        # LiteRT stopped at 1.0.1 (cp311 only, numpy 1) on Intel Macs, tflite-runtime never
+        # had them; TensorFlow has them up to 2.16 (Python 3.9-3.12). An x86_64 Python on
+        # Apple silicon lands here too.
         return (
-            "LiteRT has no Intel-Mac wheels: pip install tensorflow, on Python 3.11 or 3.12; "
-            "on Apple silicon, use an arm64 Python and pip install ai-edge-litert"
+            "LiteRT's last Intel-Mac wheel is 1.0.1, for Python 3.11: pip install "
+            "'ai-edge-litert==1.0.1' 'numpy<2'; on Python 3.12 pip install tensorflow; on "
+            "Apple silicon, use an arm64 Python and pip install ai-edge-litert"
         )
     if system == "win32" and machine.lower() == "arm64":
         return (
@@ -129,6 +133,12 @@ def install_hint(system: str, machine: str) -> str:
     # numpy < 2 in the same command: `pip install .` brought numpy 2, and tflite-runtime alone
     # installed beside it only led to the next error ("needs numpy < 2").
     return "pip install ai-edge-litert, or on 32-bit Pi OS pip install 'numpy<2' tflite-runtime"
+
+
+def _built_for_numpy_1(dist: str, version: str) -> bool:
+    """Whether this runtime's wheels need numpy 1: all of tflite-runtime's, and LiteRT's 1.0.x,
+    the last for Intel Macs (1.1.2 and later run beside numpy 2)."""
+    return dist == "tflite-runtime" or (dist == "ai-edge-litert" and version.startswith("1.0."))
 
 
 def _numpy_major() -> int:

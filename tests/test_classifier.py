@@ -225,6 +225,22 @@ def test_tflite_runtime_beside_numpy_2_is_named_not_crashed_into(monkeypatch):
         load_runtime()
 
 
+def test_litert_1_0_beside_numpy_2_is_named_not_crashed_into(monkeypatch):
+    # LiteRT 1.0.x (the last wheels for Intel Macs) was built against numpy 1, as tflite-runtime:
+    # beside numpy 2 the first Interpreter() raised a SystemError, a traceback from `classify`.
+    # (Measured: 1.0.0 and 1.0.1 fail so, 1.1.2 and 1.2.0 run.)
+    _hide(monkeypatch, "tflite_runtime", "tflite_runtime.interpreter", *NO_TENSORFLOW)
+    monkeypatch.setattr("edgefer.runtime._numpy_major", lambda: 2)
+    monkeypatch.setattr("edgefer.runtime._version", lambda dist, module: "1.0.1")
+    with pytest.raises(RuntimeMissingError, match=r"ai-edge-litert 1\.0\.1: needs numpy < 2"):
+        load_runtime()
+    monkeypatch.setattr("edgefer.runtime._version", lambda dist, module: "1.2.0")
+    assert load_runtime().version == "1.2.0"
+    monkeypatch.setattr("edgefer.runtime._version", lambda dist, module: "1.0.1")
+    monkeypatch.setattr("edgefer.runtime._numpy_major", lambda: 1)
+    assert load_runtime().version == "1.0.1"
+
+
 def test_no_runtime_at_all(monkeypatch):
     _hide(
         monkeypatch,
@@ -248,7 +264,7 @@ def test_no_runtime_at_all(monkeypatch):
         ("linux", "x86_64", "pip install ai-edge-litert, or on 32-bit Pi OS"),
         ("linux", "armv7l", "pip install 'numpy<2' tflite-runtime"),
         # Neither runtime has wheels there: "pip install ai-edge-litert" only failed again.
-        ("darwin", "x86_64", "LiteRT has no Intel-Mac wheels: pip install tensorflow, on Python"),
+        ("darwin", "x86_64", "pip install 'ai-edge-litert==1.0.1' 'numpy<2'; on Python 3.12 pip"),
         ("win32", "ARM64", "Windows-on-ARM wheels: use an x64 Python"),
     ],
 )
