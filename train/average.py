@@ -90,8 +90,7 @@ def average_run(
     paths = [found[e] for e in epochs]
     log(f"averaging {len(paths)} checkpoints of {run}: epochs {epochs[0]}-{epochs[-1]}")
     data = prepare_data(cfg, run)
-    for note in data.notes:  # unreadable files; images added to or gone from its folder since
-        log(f"warning: {note}")
+    data.log_notes(log)  # unreadable files; images added to or gone from its folder since
     train, val = data.splits["train"], data.splits["val"]
     model = average_weights([keras.models.load_model(p, compile=False) for p in paths])
     metrics = averaged = validate(model, val.x, val.y, data.labels)

@@ -484,8 +484,7 @@ def baselines(
         f"{data.protocol}: train {len(train)}, val {len(data.splits['val'])}, images "
         f"{'x'.join(map(str, shape))} (--size, --channels), duplicates {data.duplicates}"
     )
-    for note in data.notes:
-        _log(f"warning: {note}")
+    data.log_notes(_log)
     needed, available = memory_needed(len(train), shape), memory_available()
     if available is not None and needed > available:
         raise _fail(
@@ -519,8 +518,7 @@ def split(
         counts = export_split(data, out)
     except (OSError, ValueError) as exc:  # --out taken or not a folder, the data gone
         raise _fail(exc) from exc
-    for note in data.notes:  # images added to or gone from the folder since the run
-        _log(f"warning: {note}")
+    data.log_notes(_log)  # images added to or gone from the folder since the run
     _log(f"{out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()) + " images (links)")
 
 

@@ -92,6 +92,11 @@ class Dataset:
         """``train per class: label n, ...; val per class: ...`` for each split."""
         return "; ".join(f"{name} per class: {self.counts(name)}" for name in self.splits)
 
+    def log_notes(self, log: Callable[[str], None]) -> None:
+        """Log each of :attr:`notes` as a ``warning:`` line."""
+        for note in self.notes:
+            log(f"warning: {note}")
+
     def counts(self, split: str) -> str:
         """``label n, label n, ...`` for one split."""
         n = class_counts(self.splits[split].y, len(self.labels))

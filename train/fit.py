@@ -544,8 +544,7 @@ def fit(
         f"{data.sizes()}, duplicates {data.duplicates}, loaded in {time.time() - t0:.1f}s"
     )
     log(data.per_class())
-    for note in data.notes:
-        log(f"warning: {note}")
+    data.log_notes(log)
     steps = -(-len(train) // cfg.batch_size)
     model, state = open_run(cfg, out, resume, data.labels, steps)
     if resume:

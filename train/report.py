@@ -60,8 +60,8 @@ def report_run(
     plot_curves(state["history"], run / "curves.png", f"{run.name} ({cfg.arch})")
     model, spec = load_model_and_spec(run / "model.keras")
     data = prepare_data(cfg, run)
-    for note in data.notes if notes else ():  # unreadable files; images added or gone since
-        log(f"warning: {note}")
+    if notes:  # unreadable files; images added or gone since
+        data.log_notes(log)
     data.splits.pop("train")  # not evaluated: its images go (where they are not a view)
     summary: dict[str, Any] = {}
     for split_name, split in data.splits.items():
