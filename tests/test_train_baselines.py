@@ -26,6 +26,11 @@ def test_baselines_say_their_image_size_and_refuse_one_memory_cannot_hold(tmp_pa
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 2 and "use a smaller --size" in refused.output
     assert "images 16x16x1 (--size, --channels)" in refused.output and not out.exists()
+    # Every split it scores, with its classes, as fit logs them: it said train and val only,
+    # and scored test too.
+    assert f"data {root}: stratified 70/15/15 seed 0, labels a,b," in refused.output
+    assert "train 42 val 10 test 8, duplicates" in refused.output
+    assert "test per class: a 4, b 4" in refused.output
     monkeypatch.setattr(baselines, "memory_available", lambda: needed)
     ran = CliRunner().invoke(app, [*args, "--max-iter", "5"])
     assert ran.exit_code == 0, ran.output

@@ -480,11 +480,7 @@ def baselines(
         raise _fail(exc) from None
     train = data.splits["train"]
     shape = train.x.shape[1:]
-    _log(
-        f"{data.protocol}: train {len(train)}, val {len(data.splits['val'])}, images "
-        f"{'x'.join(map(str, shape))} (--size, --channels), duplicates {data.duplicates}"
-    )
-    data.log_notes(_log)
+    data.log_summary(_log, data_dir, images_hint=" (--size, --channels)")
     needed, available = memory_needed(len(train), shape), memory_available()
     if available is not None and needed > available:
         raise _fail(

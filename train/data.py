@@ -92,6 +92,25 @@ class Dataset:
         """``train per class: label n, ...; val per class: ...`` for each split."""
         return "; ".join(f"{name} per class: {self.counts(name)}" for name in self.splits)
 
+    def log_summary(
+        self,
+        log: Callable[[str], None],
+        source: object,
+        images_hint: str = "",
+        seconds: float | None = None,
+    ) -> None:
+        """Log the data as fit and baselines do: ``data <source>: <protocol>, labels, images
+        HxWxC<images_hint>, <every split's size>, duplicates[, loaded in <seconds>s]``, each
+        split's per-class counts, then :meth:`log_notes`."""
+        h, w, c = next(iter(self.splits.values())).x.shape[1:]
+        took = "" if seconds is None else f", loaded in {seconds:.1f}s"
+        log(
+            f"data {source}: {self.protocol}, labels {','.join(self.labels)}, images "
+            f"{h}x{w}x{c}{images_hint}, {self.sizes()}, duplicates {self.duplicates}{took}"
+        )
+        log(self.per_class())
+        self.log_notes(log)
+
     def log_notes(self, log: Callable[[str], None]) -> None:
         """Log each of :attr:`notes` as a ``warning:`` line."""
         for note in self.notes:

@@ -538,13 +538,7 @@ def fit(
         (out / SPLIT_FILE).write_text(json.dumps(data.assignment))
     train, val = data.splits["train"], data.splits["val"]
     weights = class_weights(train.y, len(data.labels), cfg.class_weight_power)
-    log(
-        f"data {cfg.data_dir}: {data.protocol}, labels {','.join(data.labels)}, images "
-        f"{cfg.input_size[0]}x{cfg.input_size[1]}x{cfg.channels}, "
-        f"{data.sizes()}, duplicates {data.duplicates}, loaded in {time.time() - t0:.1f}s"
-    )
-    log(data.per_class())
-    data.log_notes(log)
+    data.log_summary(log, cfg.data_dir, seconds=time.time() - t0)
     steps = -(-len(train) // cfg.batch_size)
     model, state = open_run(cfg, out, resume, data.labels, steps)
     if resume:
