@@ -94,3 +94,25 @@ def test_archs_command_with_arch_args():
     assert done.exit_code == 0 and "989,655 params" in done.output and "135.1 MFLOPs" in done.output
     done = CliRunner().invoke(app, ["archs", "--arch-args", args])
     assert done.exit_code == 2
+
+
+@pytest.mark.parametrize("size", ["96x", "x48", "96xx48", "96x48x3", "48 ", "+48", "4.8"])
+def test_a_malformed_size_is_a_usage_error(size):
+    # "96x" was taken as 96x96 (and "+48", "48 " as 48): the size trained was not the one typed.
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    result = CliRunner().invoke(app, ["archs", "--arch", "seed", "--size", size])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: --size must be N or HxW (48, 24x40), not {size!r}\n"
+
+
+def test_sizes_as_n_or_hxw_are_taken():
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    for size, shown in (("48", "48x48x1"), ("96x48", "96x48x1"), ("24X40", "24x40x1")):
+        result = CliRunner().invoke(app, ["archs", "--arch", "seed", "--size", size])
+        assert result.exit_code == 0 and f"seed   {shown} -> 7" in result.output, result.output

@@ -4,6 +4,7 @@ from-torch. Parses, calls, prints."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,11 +38,9 @@ def _fail(message: object) -> typer.Exit:
 
 
 def _size(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    try:
-        size = int(h), int(w or h)
-    except ValueError:
-        size = (0, 0)
+    # Whole-string match: "96x" (or " 96", "+96") passed int() and trained at a size not typed.
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.lower(), re.ASCII)
+    size = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
     if min(size) < 1:  # 0 was a ZeroDivisionError in Pillow's resize, after the data listing
         raise _fail(f"--size must be N or HxW (48, 24x40), not {text!r}")
     return size
