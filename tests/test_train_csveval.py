@@ -42,9 +42,27 @@ def test_cli_writes_metrics_json_and_png(tmp_path):
     result = CliRunner().invoke(app, ["evaluate-csv", str(path), "--labels-from-parent-dir"])
     assert result.exit_code == 0, result.output
     assert "accuracy=0.6667" in result.output
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "out-metrics.json").read_text())
     assert metrics["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
-    assert (tmp_path / "confusion.png").stat().st_size > 1000
+    assert (tmp_path / "out-metrics-confusion.png").stat().st_size > 1000
+
+
+def test_two_csvs_scored_in_one_folder_keep_their_own_results(tmp_path):
+    # Both wrote metrics.json and confusion.png beside the CSV: the second replaced the first's.
+    (tmp_path / "default.csv").write_text(CSV)
+    (tmp_path / "robust.csv").write_text(CSV.replace("2.png,sad,", "2.png,happy,"))
+    for name in ("default", "robust"):
+        result = CliRunner().invoke(app, ["evaluate-csv", str(tmp_path / f"{name}.csv")])
+        assert result.exit_code == 0, result.output
+        assert f"wrote {tmp_path / f'{name}-metrics.json'}" in result.output
+    default = json.loads((tmp_path / "default-metrics.json").read_text())
+    robust = json.loads((tmp_path / "robust-metrics.json").read_text())
+    assert default["accuracy"] == pytest.approx(2 / 3) and robust["accuracy"] == 1.0
+    assert default["csv"] == str(tmp_path / "default.csv")
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "default-metrics-confusion.png",
+        "robust-metrics-confusion.png",
+    ]
 
 
 def test_cli_exit_2_on_bad_csv(tmp_path):

@@ -403,10 +403,15 @@ def evaluate_csv(
         ),
     ] = True,
     out: Annotated[
-        Path | None, typer.Option(help="metrics.json path (default: beside the CSV)")
+        Path | None,
+        typer.Option(
+            help="a .json file, or a folder for metrics.json (default: <CSV name>-metrics.json "
+            "beside the CSV)"
+        ),
     ] = None,
     confusion: Annotated[
-        bool, typer.Option(help="also write confusion.png beside metrics.json")
+        bool,
+        typer.Option(help="also write the confusion matrix: <name>-confusion.png by <name>.json"),
     ] = True,
 ) -> None:
     """Score an `edgefer classify` CSV against the folder each image sits in."""
@@ -423,7 +428,8 @@ def evaluate_csv(
     except (CsvFormatError, ValueError) as exc:
         raise _fail(exc) from exc
     metrics["csv"] = str(csv_path)
-    out = out or csv_path.with_name("metrics.json")
+    # Named after the CSV: default.csv and robust.csv scored in one folder keep both results.
+    out = out or csv_path.with_name(f"{csv_path.stem}-metrics.json")
     if out.is_dir() or not out.suffix:  # a folder: metrics.json (and confusion.png) in it
         out = out / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # From a finished training run to a shipped model: one temperature fitted on val and folded into
 # the model, int8 conversion with a float-vs-int8 parity check, then the issue #5 measurement
-# (`edgefer classify` on val + evaluate-csv). The last step of train/reproduce*.sh.
+# (`edgefer classify` on val + evaluate-csv, into $RUN/val-int8-metrics.json). The last step of
+# train/reproduce*.sh.
 #
 #   bash train/ship-model.sh RUN_DIR MODEL.tflite DATA_DIR
 set -euo pipefail
