@@ -78,3 +78,21 @@ def test_a_model_that_is_not_an_edge_network_is_refused(int8_model, tiny_edge):
     x = tiny_edge[2]
     with pytest.raises(ValueError, match="not an edge model"):
         rebuild(int8_model.read_bytes(), x[:64])  # conv + flatten + dense: has a RESHAPE
+
+
+def test_from_tflite_prints_no_runtime_chatter(tiny_edge, tmp_path):
+    # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." came out between the
+    # command's own lines. In a fresh process: the runtime prints it once per process, so a test
+    # in this one would miss it after any other interpreter was made.
+    import subprocess
+    import sys
+
+    int8 = tiny_edge[0]
+    args = ["from-tflite", str(int8), str(int8.parent / "images"), "--out", str(tmp_path / "k")]
+    done = subprocess.run(
+        [sys.executable, "-m", "train", *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "top-1 agreement with the int8 model" in done.stdout
+    assert "XNNPACK" not in done.stdout + done.stderr
+    assert (tmp_path / "k" / "model.keras").exists()

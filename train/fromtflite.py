@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefer._quiet import quiet_fd
 from edgefer.spec import ModelSpec, flatbuffer, read_spec
 from train import archs
 from train.flops import count_flops
@@ -53,8 +54,10 @@ class _Int8Model:
         from edgefer.runtime import load_runtime
 
         interpreter = load_runtime().interpreter_class
-        self.interpreter = interpreter(model_content=flatbuffer(blob), num_threads=2)
-        self.interpreter.allocate_tensors()
+        # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on fd 2; errors still raise.
+        with quiet_fd(2):
+            self.interpreter = interpreter(model_content=flatbuffer(blob), num_threads=2)
+            self.interpreter.allocate_tensors()
         self.tensors = {d["index"]: d for d in self.interpreter.get_tensor_details()}
         self.ops = self.interpreter._get_ops_details()
 
