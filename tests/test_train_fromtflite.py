@@ -96,3 +96,21 @@ def test_from_tflite_prints_no_runtime_chatter(tiny_edge, tmp_path):
     assert "top-1 agreement with the int8 model" in done.stdout
     assert "XNNPACK" not in done.stdout + done.stderr
     assert (tmp_path / "k" / "model.keras").exists()
+
+
+def test_from_tflite_names_the_files_it_leaves_out(tiny_edge, tmp_path, monkeypatch):
+    # An unreadable image in DATA_DIR was left out without a word, as fit and baselines say.
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    int8 = tiny_edge[0]
+    images = shutil.copytree(int8.parent / "images", tmp_path / "images")
+    label = next(p for p in images.iterdir() if p.is_dir())
+    (label / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    monkeypatch.chdir(tmp_path)  # its decode cache, runs/cache
+    result = CliRunner().invoke(app, ["from-tflite", str(int8), str(images), "--out", "k"])
+    assert result.exit_code == 0, result.output
+    assert "1 unreadable files left out" in result.output and "cut.png" in result.output

@@ -639,7 +639,7 @@ def from_tflite(
     from train.fromtflite import from_tflite as rebuild
 
     try:
-        r = rebuild(model, data_dir, out)
+        r = rebuild(model, data_dir, out, log=_log)
     except ValueError as exc:
         raise _fail(exc) from None
     _log(

@@ -17,6 +17,7 @@ trains the uncalibrated model; ``calibrate`` fits a temperature again).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,15 +211,23 @@ def rebuild(blob: bytes, images: np.ndarray) -> tuple[keras.Model, ModelSpec, di
     return model, ModelSpec(**{**spec.__dict__, "metadata": metadata}), report
 
 
-def from_tflite(model_path: Path, data_dir: Path, out: Path, samples: int = 4096) -> dict[str, Any]:
+def from_tflite(
+    model_path: Path,
+    data_dir: Path,
+    out: Path,
+    samples: int = 4096,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Rebuild ``model_path`` with ``samples`` train images of ``data_dir``; write
-    ``out/model.keras`` and ``spec.json`` beside it. Returns the report (see ``rebuild``)."""
+    ``out/model.keras`` and ``spec.json`` beside it; ``log`` the data's warnings. Returns the
+    report (see ``rebuild``)."""
     from train.data import CACHE_DIR, load_dataset
 
     spec = read_spec(model_path.read_bytes())
     if spec is None:
         raise ValueError(f"{model_path}: no edgefer spec in the model: not made by edgefer convert")
     data = load_dataset(data_dir, spec.input_size, spec.channels, spec.labels, cache_dir=CACHE_DIR)
+    data.log_notes(log)  # unreadable files left out; a val/test split that misses a class
     x = data.splits["train"].x
     pick = np.random.default_rng(0).choice(len(x), min(samples, len(x)), replace=False)
     model, rebuilt, report = rebuild(model_path.read_bytes(), x[pick])
