@@ -114,3 +114,20 @@ def test_from_tflite_names_the_files_it_leaves_out(tiny_edge, tmp_path, monkeypa
     result = CliRunner().invoke(app, ["from-tflite", str(int8), str(images), "--out", "k"])
     assert result.exit_code == 0, result.output
     assert "1 unreadable files left out" in result.output and "cut.png" in result.output
+
+
+def test_the_batch_statistics_figure_is_the_same_each_time(tiny_edge):
+    # Dropout stayed on while the batch-norms ran on batch statistics, with unseeded masks: the
+    # figure for one model and one sample moved from run to run (0.962-1.000 on the shipped
+    # model). It is of the batch-norms alone now, and the dropout rate is left as it was.
+    from train.fromtflite import rebuild
+    from train.tfenv import keras
+
+    int8, _, x = tiny_edge
+    figures = set()
+    for _ in range(4):
+        model, _, report = rebuild(int8.read_bytes(), x[:512])
+        figures.add(report["batch_statistics_agreement"])
+    assert len(figures) == 1
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates and all(rate > 0 for rate in rates)
