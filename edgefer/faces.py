@@ -28,6 +28,7 @@ from PIL import Image, ImageOps
 from edgefer._quiet import quiet_fd
 from edgefer.preprocess import (
     DEFAULT_MAX_PIXELS,
+    JPEG_FORMATS,
     ImageError,
     _convert_mode,
     _describe,
@@ -426,7 +427,7 @@ def load_photo(
         with contextlib.nullcontext(im) if given else im:
             full_size = im.size
             full = max(im.size)
-            if im.format == "JPEG" and not given:  # draft() would change the app's image
+            if im.format in JPEG_FORMATS and not given:  # draft() would change the app's image
                 # The smallest 1/2^k scale whose long side is still >= work_side. (Asking for
                 # a work_side square kept a 4:3 photo at full size, its short side being under
                 # it at half size: a 12 MP photo took ~120 MB and 4x the decode time.)

@@ -24,6 +24,9 @@ from PIL import Image, ImageOps
 HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
 #: AVIF images: read by Pillow itself when it was built with libavif (its wheels since 11.3).
 AVIF_SUFFIXES = frozenset({".avif"})
+#: Pillow formats decoded by its JPEG decoder, so reducible with ``draft``: "MPO" is a JPEG
+#: with an MPF block after it (an Ultra HDR phone photo's gain map, a camera's second view).
+JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 
 #: File suffixes picked up when a directory is scanned (explicitly named files are always tried).
 #: HEIF and AVIF files are picked up even where they cannot be decoded: their rows then say
@@ -398,7 +401,7 @@ def load_image(
     im = opened(source, max_pixels)
     try:
         with contextlib.nullcontext(im) if given else im:
-            if im.format == "JPEG" and not given:
+            if im.format in JPEG_FORMATS and not given:
                 # Decode at the smallest 1/2^k scale still >= the target in both orientations
                 # (EXIF may swap the axes): a 12 MP photo decodes 8x smaller, 10-20x faster.
                 side = max(height, width)

@@ -153,6 +153,30 @@ def test_a_phone_photo_is_decoded_reduced(tmp_path, monkeypatch):
     assert factor == 2.5 and full == (4000, 3000)
 
 
+def test_a_phone_photo_with_an_mpf_block_is_decoded_reduced(tmp_path, monkeypatch):
+    # A JPEG followed by an MPF block (an Android Ultra HDR photo's gain map) opens as Pillow's
+    # "MPO" and was decoded at full size: 0.30 s and 193 MB for a 12 MP photo against 0.10 s
+    # and 113 MB for the same photo without the block.
+    from PIL import JpegImagePlugin
+
+    sizes = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size, *args):
+        result = draft(self, mode, size, *args)
+        sizes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    photo = Image.new("RGB", (4000, 3000), "grey")
+    gain_map = Image.new("RGB", (1000, 750), "white")
+    photo.save(tmp_path / "p.jpg", format="MPO", save_all=True, append_images=[gain_map])
+    assert Image.open(tmp_path / "p.jpg").format == "MPO"
+    image, factor, full = load_photo(str(tmp_path / "p.jpg"))
+    assert sizes == [(2000, 1500)] and image.size == (1600, 1200)
+    assert factor == 2.5 and full == (4000, 3000)
+
+
 def test_the_full_size_of_a_nearly_square_photo_is_not_swapped(tmp_path):
     # Its working copy rounds to a square, which read as an EXIF quarter turn: (3200, 3201),
     # and boxes at its edge reached a pixel past the image.
