@@ -61,7 +61,7 @@ class FaceOptions:
         align: rotate each crop so the eyes are level (BlazeFace gives the eyes).
 
     Raises:
-        TypeError: a number of the wrong type (``min_face="40"``).
+        TypeError: a field of the wrong type (``min_face="40"``, ``align="no"``).
         ValueError: an unknown detector, or a number out of its range.
     """
 
@@ -95,6 +95,10 @@ class FaceOptions:
             # -0.5 leaves a crop of no pixels; below, the crop's corners cross.
             raise ValueError(f"margin must be a finite number above -0.5, got {self.margin}")
         object.__setattr__(self, "margin", margin)
+        # align="no" (a config file's string) was taken, and aligned every crop.
+        if not isinstance(self.align, (bool, np.bool_)):
+            raise TypeError(f"align must be a bool, got {type(self.align).__name__}")
+        object.__setattr__(self, "align", bool(self.align))
 
 
 #: One face: its crop, its box in full-size pixels, the detector's score.

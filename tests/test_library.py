@@ -205,6 +205,9 @@ def test_a_model_in_any_buffer_loads(classifier, wrap):
         ({"margin": -0.5}, ValueError, r"^margin must be a finite number above -0\.5, got -0\.5$"),
         ({"margin": float("nan")}, ValueError, r"^margin must be a finite number above -0\.5"),
         ({"margin": "0.1"}, TypeError, r"^margin must be a number, got str$"),
+        # The one field not checked: "no" (from an app's config file) aligned every crop.
+        ({"align": "no"}, TypeError, r"^align must be a bool, got str$"),
+        ({"align": None}, TypeError, r"^align must be a bool, got NoneType$"),
     ],
 )
 def test_face_options_are_checked_when_made(fields, error, message):
@@ -221,6 +224,7 @@ def test_face_options_take_what_makes_sense():
     options = FaceOptions(detector="haar", min_face=np.int64(8), max_faces=0, margin=-0.2)
     assert options.min_face == 8 and type(options.min_face) is int
     assert FaceOptions(margin=1).margin == 1
+    assert FaceOptions(align=np.bool_(False)).align is False  # a numpy bool, made a bool
 
 
 @pytest.mark.parametrize("margin", [np.float32(0.25), np.int64(0), Fraction(1, 4)])
