@@ -25,7 +25,7 @@ from train.fit import (
     save_inference_model,
     validate,
 )
-from train.tfenv import keras
+from train.tfenv import keras, restoring
 
 
 def average_weights(models: Sequence[keras.Model]) -> keras.Model:
@@ -51,18 +51,14 @@ def refresh_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 256) 
     norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
     if not norms:
         return
-    saved = [la.momentum for la in norms]
     for la in norms:
         la.moving_mean.assign(np.zeros(la.moving_mean.shape, np.float32))
         la.moving_variance.assign(np.ones(la.moving_variance.shape, np.float32))
-    try:
+    with restoring(norms, "momentum"):
         for k, start in enumerate(range(0, len(x), batch_size)):
             for la in norms:
                 la.momentum = k / (k + 1)  # moving = mean of the first k+1 batches' statistics
             model(x[start : start + batch_size].astype(np.float32), training=True)
-    finally:
-        for la, m in zip(norms, saved, strict=True):
-            la.momentum = m
 
 
 def average_run(

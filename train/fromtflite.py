@@ -28,7 +28,7 @@ from edgefer.spec import ModelSpec, flatbuffer, read_spec
 from train import archs
 from train.flops import count_flops
 from train.fromtorch import edge_layers
-from train.tfenv import keras
+from train.tfenv import keras, restoring
 
 #: Fewest top-1 answers, as a fraction, that the rebuilt float model must share with the int8 one.
 MIN_AGREEMENT = 0.97
@@ -216,14 +216,10 @@ def _with_batch_statistics(model: keras.Model, x: np.ndarray) -> np.ndarray:
     by ``x``'s own statistics, as the first steps of a warm start do) and its dropout off:
     dropout's random masks, unseeded, moved the figure from run to run (0.96-1.00)."""
     dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-    rates = [layer.rate for layer in dropouts]
-    try:
+    with restoring(dropouts, "rate"):
         for layer in dropouts:
             layer.rate = 0.0
         return np.asarray(model(x, training=True))
-    finally:
-        for layer, rate in zip(dropouts, rates, strict=True):
-            layer.rate = rate
 
 
 def from_tflite(

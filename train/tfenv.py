@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-__all__ = ["keras", "tf", "set_threads"]
+__all__ = ["keras", "tf", "restoring", "set_threads"]
 
 
 def set_threads(intra: int, inter: int) -> None:
@@ -23,3 +26,15 @@ def set_threads(intra: int, inter: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:
         pass
+
+
+@contextmanager
+def restoring(layers: Sequence[Any], attr: str) -> Iterator[Sequence[Any]]:
+    """Give back each layer's ``attr`` as it was on entry, however the block changed it (a
+    batch-norm's momentum, a dropout's rate), on exit or error."""
+    saved = [getattr(layer, attr) for layer in layers]
+    try:
+        yield layers
+    finally:
+        for layer, value in zip(layers, saved, strict=True):
+            setattr(layer, attr, value)
