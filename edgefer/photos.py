@@ -137,13 +137,17 @@ def classify_photos(
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_decoded: Callable[[], None] | None = None,
+    on_progress: Callable[[], None] | None = None,
 ) -> Iterator[list[Result]]:
     """For each path (or Pillow image: a camera frame), in order, the results of its faces
     (surest first), or one result whose error is :data:`NO_FACE` or the decoding error.
     ``on_decoded`` is called (on a decoding thread) as each photo's faces are found: results
     come out in groups of up to eight photos (twice ``workers``, when more than four), which
-    take seconds each on a Pi, and a daemon must show it is alive meanwhile. BlazeFace runs on
-    the classifier's TFLite runtime (``classifier.runtime``).
+    take seconds each on a Pi, and a daemon must show it is alive meanwhile. ``on_progress`` is
+    called (on a decoding thread) while a photo is searched, after each view BlazeFace scans:
+    a 12 MP photo is 2,450 views, 3.9 s on one x86 core, and on a small Pi one photo can
+    outlast a systemd watchdog. BlazeFace runs on the classifier's TFLite runtime
+    (``classifier.runtime``).
 
     Raises (by this call, before the first result):
         FaceDetectorMissingError: the detector's optional dependency is missing.
@@ -161,7 +165,9 @@ def classify_photos(
     # any thread.
     runtime = getattr(classifier, "runtime", None)
     open_detector(options.detector, num_threads=1, runtime=runtime).close()
-    return _classify_photos(classifier, items, options, workers, max_pixels, on_decoded, runtime)
+    return _classify_photos(
+        classifier, items, options, workers, max_pixels, on_decoded, on_progress, runtime
+    )
 
 
 def _classify_photos(
@@ -171,6 +177,7 @@ def _classify_photos(
     workers: int | None,
     max_pixels: int,
     on_decoded: Callable[[], None] | None,
+    on_progress: Callable[[], None] | None,
     runtime: Runtime | None,
 ) -> Iterator[list[Result]]:
     spec = classifier.spec
@@ -180,7 +187,9 @@ def _classify_photos(
 
     def detector_for_thread():
         if not hasattr(local, "detector"):
-            local.detector = open_detector(options.detector, num_threads=1, runtime=runtime)
+            local.detector = open_detector(
+                options.detector, num_threads=1, runtime=runtime, on_view=on_progress
+            )
             detectors.append(local.detector)
         return local.detector
 

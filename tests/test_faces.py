@@ -301,6 +301,34 @@ def test_each_searched_photo_is_reported_as_it_is_done(tmp_path, frontal):
         assert [first, *groups][0][0].face == 1
 
 
+def test_a_photo_being_searched_reports_each_view(tmp_path, frontal):
+    # on_decoded came only once a photo was searched: a 12 MP photo is 2,450 views at the
+    # default --min-face (3.9 s on one x86 core), longer than WatchdogSec=30 on a small Pi, and
+    # systemd killed and restarted `watch --faces` on the same photo again and again.
+    from edgefer.classifier import Classifier, ClassifierOptions
+
+    place(frontal, (1600, 1200), [(200, 200, 300)]).save(tmp_path / "big.png")
+    views, found = [], []
+    detector = BlazeFace(num_threads=1, on_view=lambda: views.append(1))
+    try:
+        tiles = len(detector._tiles(1600, 1200, 24))
+        assert len(detector.detect(Image.open(tmp_path / "big.png").convert("RGB"), 24)) == 1
+    finally:
+        detector.close()
+    assert len(views) == tiles > 900
+    with Classifier(ClassifierOptions()) as classifier:
+        options = FaceOptions(min_face=24)
+        groups = classify_photos(
+            classifier,
+            [str(tmp_path / "big.png")],
+            options,
+            on_decoded=lambda: found.append(len(views)),
+            on_progress=lambda: views.append(1),
+        )
+        assert next(groups)[0].face == 1
+    assert found == [2 * tiles] and len(views) == 2 * tiles  # every view, before the photo's end
+
+
 def test_recall_and_accuracy_on_pasted_fer2013_faces():
     """Detection recall at IoU >= 0.5 and per-face label accuracy, on FER2013 val faces pasted
     at 48-240 px (a third rotated up to 20 degrees) into 960x720 backgrounds."""

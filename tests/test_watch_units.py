@@ -535,6 +535,33 @@ def test_the_worker_is_alive_while_a_long_batch_gives_files(tmp_path, images, mo
     watcher.ledger.close()
 
 
+def test_the_worker_is_alive_while_one_photo_is_searched(tmp_path, images, monkeypatch):
+    # With --faces the heartbeat moved as each photo's search ended, not during it: one large
+    # photo on a small Pi outlasts WatchdogSec, and systemd restarted the daemon on it forever.
+    from edgefer import watch
+    from edgefer.photos import FaceOptions
+
+    seen = []
+
+    def slow_search(classifier, paths, options, on_decoded, on_progress, **kwargs):
+        for path in paths:
+            for _ in range(3):  # three views of one photo
+                time.sleep(0.01)
+                on_progress()
+                seen.append(watcher.heartbeat)
+            on_decoded()
+            yield [ok(path)]
+
+    monkeypatch.setattr(watch, "classify_photos", slow_search)
+    options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"), faces=FaceOptions())
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher.ready.append((images[0], identity(images[0]), 0.0))
+    start = watcher.heartbeat
+    watcher._run_batch()
+    assert start < seen[0] < seen[1] < seen[2]
+    watcher.ledger.close()
+
+
 def test_the_state_is_compacted_while_the_daemon_runs(tmp_path, monkeypatch):
     # It was compacted only on start and at rotation: each file moved to --done-dir left a
     # line behind for good (100 bytes a file), and a restart after a year read them all.
