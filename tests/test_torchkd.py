@@ -232,3 +232,27 @@ def test_pack_holds_a_dataset_to_edgefers_limit_without_pillows_warning(
         torchkd.main(["pack", str(tmp_path / "data"), "--out", str(tmp_path / "pack.npz")])
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     assert json.loads(capsys.readouterr().out)["n_train"] == 4
+
+
+def test_pack_names_the_images_it_leaves_out_and_a_split_missing_a_class(
+    tmp_path, monkeypatch, capsys
+):
+    # `pack` dropped the dataset's warnings without a word, where fit and from-tflite log them:
+    # an unreadable image left out, a val split with no image of a class.
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, labels in (("train", ("happy", "sad")), ("val", ("happy",))):
+        for label in labels:
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    (tmp_path / "data" / "train" / "sad" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    monkeypatch.chdir(tmp_path)  # its cache goes to runs/cache
+    torchkd.main(["pack", str(tmp_path / "data"), "--out", str(tmp_path / "pack.npz")])
+    out, err = capsys.readouterr()
+    assert json.loads(out)["n_train"] == 4  # the report on stdout stays one JSON document
+    assert "warning: " in err and "1 unreadable files left out" in err and "cut.png" in err
+    assert "warning: val has no images of sad" in err

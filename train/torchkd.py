@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -48,11 +49,23 @@ from train.augconfig import PRESETS, Augment
 BN_EPS = 1e-3  # Keras' BatchNormalization default; the port relies on it being the same
 
 
-def pack(data_dir: Path, out: Path, size: int = 48, channels: int = 1) -> dict:
-    """Decode ``data_dir`` as ``fit`` does (dedupe on) and save train/val as one .npz."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pack(
+    data_dir: Path,
+    out: Path,
+    size: int = 48,
+    channels: int = 1,
+    log: Callable[[str], None] = _stderr,
+) -> dict:
+    """Decode ``data_dir`` as ``fit`` does (dedupe on) and save train/val as one .npz; ``log``
+    the data's warnings (to stderr by default: the command prints the returned meta as JSON)."""
     from train.data import class_weights, load_dataset
 
     data = load_dataset(Path(data_dir), (size, size), channels, cache_dir=Path("runs/cache"))
+    data.log_notes(log)  # unreadable files left out; a val split that misses a class
     tr, va = data.splits["train"], data.splits["val"]
     meta = {
         "data": str(data_dir),
