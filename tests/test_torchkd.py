@@ -106,12 +106,9 @@ def test_student_copies_into_the_keras_edge_model_with_the_same_probabilities(tm
         port(ckpt, tmp_path / "bad")
 
 
-@pytest.mark.slow
-def test_run_trains_teachers_then_a_student_and_writes_the_few_files_a_device_returns(
-    tmp_path,
-):
+def _toy_pack(tmp_path, n: int = 48, nv: int = 16):
+    """A pack of ``n`` train and ``nv`` val random images, as ``pack`` writes it."""
     rng = np.random.default_rng(2)
-    n, nv = 48, 16
     meta = {
         "data": "synthetic",
         "labels": LABELS,
@@ -132,6 +129,15 @@ def test_run_trains_teachers_then_a_student_and_writes_the_few_files_a_device_re
         class_weights=np.ones(7, np.float32),
         meta=np.asarray(json.dumps(meta)),
     )
+    return pack
+
+
+@pytest.mark.slow
+def test_run_trains_teachers_then_a_student_and_writes_the_few_files_a_device_returns(
+    tmp_path,
+):
+    n, nv = 48, 16
+    pack = _toy_pack(tmp_path, n, nv)
     out = tmp_path / "out"
     torchkd.main(
         [
@@ -256,3 +262,23 @@ def test_pack_names_the_images_it_leaves_out_and_a_split_missing_a_class(
     assert json.loads(out)["n_train"] == 4  # the report on stdout stays one JSON document
     assert "warning: " in err and "1 unreadable files left out" in err and "cut.png" in err
     assert "warning: val has no images of sad" in err
+
+
+def test_run_stop_by_ends_the_student_early_with_its_files_written(tmp_path):
+    # A lent machine kills its command at a limit, and with it the files not yet written
+    # (student-last.pt, summary.json): --stop-by ends the student before that, its files saved.
+    pack = _toy_pack(tmp_path)
+    out = tmp_path / "out"
+    base = ["--work", str(tmp_path / "work"), "--device", "cpu", "--batch", "16"]
+    base += ["--teacher-seeds", "", "--widths", "8,16"]
+    stop = ["--student-epochs", "50", "--stop-by", "0.001"]
+    torchkd.main(["run", str(pack), "--out", str(out), *base, *stop])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == 1 and len(summary["history"]) == 1 and summary["epochs"] == 50
+    assert (out / "student-last.pt").exists() and (out / "student-last-ema.pt").exists()
+    assert "student 0: stopped after epoch 1 of 50" in (out / "run.log").read_text()
+    # Without it, every epoch runs.
+    again = tmp_path / "again"
+    torchkd.main(["run", str(pack), "--out", str(again), *base, "--student-epochs", "3"])
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["stopped"] is None and len(summary["history"]) == 3

@@ -37,7 +37,9 @@ prepare)
   python -m train from-tflite "$SHIPPED" "$DATA" --out "$RUNS/kd6r"
   python -m train to-torch "$RUNS/kd6r/model.keras" --out "$INIT" --arch-args "$WIDTHS"
   python - "$PACK" "$INIT" "$LIMIT_MIB" "$ROOT" <<'EOF'
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -65,7 +67,8 @@ print(f"pack: {meta['n_train']} train, {meta['n_val']} val images; labels {meta[
 if total > limit:
     sys.exit("too large for one device call: ignore or carry less")
 EOF
-  echo "next, the device call: run(command='bash train/gpu-session.sh device', carry=['$PACK', '$INIT'], timeout_s=600)"
+  echo "next, the device call (then give the machine back): run(command='bash" \
+    "train/gpu-session.sh device', carry=['$PACK', '$INIT'], timeout_s=600)"
   ;;
 device)
   : "${OUT:?device: \$OUT, the folder whose files come back, is not set}"
@@ -76,10 +79,13 @@ device)
   start=$SECONDS
   # Sized for one call (at most 600 s): gpu-kd2's command took 376 s for 175 + 165 s of
   # training, so about 40 s goes to loading, CUDA and the predictions; 170 + 330 s -> ~540 s.
+  # Should it run long, --stop-by ends the student early with its files written before the
+  # call's limit (600 s) kills the command, and them with it.
   # python3 -m finds train/ in the working directory; PYTHONPATH, from anywhere else
-  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m train.torchkd run "$PACK" --out "$OUT" --work "$work" \
-    --device "${DEVICE:-cuda}" --teacher-batch 512 --teacher-seconds 170 --batch 256 \
-    --student-lr 1e-3 --student-seconds 330 --student-init "$INIT" "$@"
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m train.torchkd run \
+    "$PACK" --out "$OUT" --work "$work" --device "${DEVICE:-cuda}" --teacher-batch 512 \
+    --teacher-seconds 170 --batch 256 --student-lr 1e-3 --student-seconds 330 \
+    --student-init "$INIT" --stop-by 560 "$@"
   echo "device: the command took $((SECONDS - start)) s; files in \$OUT:"
   ls -l "$OUT"
   ;;

@@ -383,11 +383,19 @@ def accuracy(p: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train(
-    plan: Plan, data: dict, dev: torch.device, log, teachers=(), save=None, init=None
+    plan: Plan,
+    data: dict,
+    dev: torch.device,
+    log,
+    teachers=(),
+    save=None,
+    init=None,
+    deadline: float | None = None,
 ) -> dict:
     """Train one network; returns its history. ``save(model, tag)`` is called with the best
     (by val accuracy, raw or EMA weights) and the last weights. ``init``: a student's starting
-    weights (a ``state_dict``) instead of a random initialisation."""
+    weights (a ``state_dict``) instead of a random initialisation. ``deadline`` (a
+    ``time.time()``): no epoch is begun that would end after it, by the last one's time."""
     torch.manual_seed(plan.seed)
     g = torch.Generator(device=dev)
     g.manual_seed(plan.seed)
@@ -423,10 +431,19 @@ def train(
     steps = len(xt) // plan.batch
     epochs, step, start = plan.epochs, 0, time.time()
     history, best = [], {"acc": -1.0}
-    epoch = 0
+    epoch, took, stopped = 0, 0.0, None
     while True:
         epoch += 1
         if epochs and epoch > epochs:
+            break
+        if deadline is not None and history and time.time() + took > deadline:
+            # a lent machine's command is killed at its limit, and with it the files not yet
+            # written: end early (the schedule unfinished) with the last weights saved
+            stopped = epoch - 1
+            log(
+                f"{plan.kind} {plan.seed}: stopped after epoch {stopped} of {epochs}: the next "
+                "would end past the deadline (--stop-by)"
+            )
             break
         model.train()
         t0 = time.time()
@@ -477,6 +494,7 @@ def train(
                         save(m, "best")
         history.append(row)
         log(json.dumps(row))
+        took = time.time() - t0  # with its evaluation
         if not epochs and epoch == 2:  # both in the warm-up: the schedule is not yet used
             # epoch 1 pays for cuDNN's autotuning: time the rest from epoch 2 (with its eval)
             per_epoch = time.time() - t0
@@ -489,6 +507,7 @@ def train(
     return {
         "plan": asdict(plan),
         "epochs": epochs,
+        "stopped": stopped,
         "history": history,
         "best": dict(best),
         "model": model,
@@ -615,8 +634,9 @@ def run_student(args, teacher_paths: list[Path], log) -> dict:
             out / f"student-{tag}.pt",
         )
 
-    r = train(plan, data, dev, log, teachers=teachers, save=save, init=init)
-    summary = {k: r[k] for k in ("plan", "epochs", "history", "best")}
+    deadline = args.started + args.stop_by if args.stop_by else None
+    r = train(plan, data, dev, log, teachers=teachers, save=save, init=init, deadline=deadline)
+    summary = {k: r[k] for k in ("plan", "epochs", "stopped", "history", "best")}
     summary["teachers"] = [str(p.name) for p in teacher_paths]
     summary["teachers_val"] = ens if teachers else None
     summary["student_init"] = str(args.student_init or "")
@@ -630,6 +650,7 @@ def run_student(args, teacher_paths: list[Path], log) -> dict:
 
 
 def run_all(args) -> None:
+    args.started = time.time()  # --stop-by counts from here
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -718,6 +739,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mixup", type=float, default=0.2)
     p.add_argument(
         "--student-init", type=Path, help="start the student from this checkpoint (train to-torch)"
+    )
+    p.add_argument(
+        "--stop-by",
+        type=float,
+        default=0.0,
+        help="seconds from the start: the student begins no epoch that would end later, and "
+        "writes its files (for a command limit; 0: none)",
     )
     args = ap.parse_args(argv)
     if args.cmd == "pack":
