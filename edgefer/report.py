@@ -91,7 +91,6 @@ class Report:
     layout: Layout | None = None
     summary: Summary | None = None
     per_period: defaultdict = field(default_factory=lambda: defaultdict(Counter))
-    files: int = 0
     incomplete: int = 0
     #: The earliest and latest ``time`` cells, as written (compared as instants, not strings:
     #: after a clock change, or across CSVs from two time zones, the text order is wrong).
@@ -99,11 +98,10 @@ class Report:
     last: str = ""
     _first_at: datetime | None = None
     _last_at: datetime | None = None
-    _first_path: str | os.PathLike | None = None
     #: Whether any CSV read has a time column (the first may not: one from before --time).
     timed: bool = False
     _read_ids: set = field(default_factory=set)
-    #: The CSVs read, as named in messages (``-``: "standard input").
+    #: The CSVs read, as named in messages (``-``: "standard input"), in the order read.
     names: list = field(default_factory=list)
     #: Which images have more than one row (every row is counted: see :meth:`in_several`).
     repeats: Repeats = field(default_factory=Repeats)
@@ -140,20 +138,18 @@ class Report:
             if layout is None:
                 raise CsvError(f"{name} is not a CSV written by edgefer")
             if self.layout is None:
-                self.layout, self._first_path = layout, name
+                self.layout = layout
                 self.summary = Summary(layout.labels, self.low_confidence, faces=layout.faces)
             elif layout.labels != self.layout.labels:
                 raise CsvError(
-                    f"{name} is for other labels ({', '.join(layout.labels)}) than "
-                    f"{self._first_path}"
+                    f"{name} is for other labels ({', '.join(layout.labels)}) than {self.names[0]}"
                 )
             elif layout.faces != self.layout.faces:
                 mode = "with" if layout.faces else "without"
                 raise CsvError(
                     f"{name} was written {mode} face detection (--faces), unlike "
-                    f"{self._first_path}: summarise the two kinds apart"
+                    f"{self.names[0]}: summarise the two kinds apart"
                 )
-            self.files += 1
             self.names.append(name)
             self.timed = self.timed or layout.time_column
             previous = None
@@ -207,7 +203,8 @@ class Report:
         parts: list = [self.summary.render()]
         if self.by is not None:
             parts.append(self._period_table())
-        line = f"{self.files} CSV{'s' if self.files != 1 else ''}"
+        files = len(self.names)
+        line = f"{files} CSV{'s' if files != 1 else ''}"
         if self.first:
             line += f", images saved from {self.first} to {self.last}"
         if self.incomplete:
