@@ -499,11 +499,9 @@ class Ledger:
         _write_all(self._csv_fd, b"".join(data))
         os.fsync(self._csv_fd)
         self._written_end = end
-        _write_all(self._state_fd, "".join(lines).encode("ascii"))
-        os.fsync(self._state_fd)
+        self._append_state(lines)
         for result, identity in rows:
             self._done[result.path] = identity
-        self._state_lines += len(lines)
 
     def _start_at(self, now: float) -> None:
         """Count a CSV that holds only its header, made in an earlier period, from its first
@@ -666,8 +664,11 @@ class Ledger:
             OSError: the disk is full or failing (a torn line is the last: cut on open).
         """
         lines = self._left_lines()
-        if not lines or self._state_fd < 0:
-            return
+        if lines and self._state_fd >= 0:
+            self._append_state(lines)
+
+    def _append_state(self, lines: list[str]) -> None:
+        """Append ``lines`` to the state file, durably, and count them."""
         _write_all(self._state_fd, "".join(lines).encode("ascii"))
         os.fsync(self._state_fd)
         self._state_lines += len(lines)
