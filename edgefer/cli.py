@@ -571,7 +571,8 @@ def summary_command(
     For a watch daemon's CSV (which may be being written to: a row not yet complete is left
     out), or to look again at a classify run. All the CSVs must be for the same labels. Every
     row is counted: images in more than one CSV (one folder classified by each model) are
-    counted in each, with a warning; summarise each model's CSVs apart.
+    counted in each, with a warning; summarise each model's CSVs apart. A daemon's CSV and
+    those --rotate put aside beside it count as one CSV for this.
     """
     from edgefer.report import PERIODS, Report
 

@@ -25,7 +25,10 @@ class Repeats:
     with one hash would be taken for one image: about one chance in 37 million for a million
     paths.
 
-    A relative path is taken from the current folder, as ``classify --append`` takes it."""
+    A relative path is taken from the current folder, as ``classify --append`` takes it.
+
+    CSVs of one set (a daemon's CSV and those ``--rotate`` put aside) are one CSV here: an
+    image in two of them was classified again, as it may be within one."""
 
     def __init__(self) -> None:
         self._here = os.path.join(os.getcwd(), "")  # once, not per row as abspath() does
@@ -36,8 +39,9 @@ class Repeats:
         self._csv = np.empty(0, np.int64)  # this CSV's hashes so far: sorted, each once
         self._twice = np.empty(0, np.int64)  # those of images with more than one row in it
         self._done: list[np.ndarray] = []  # each CSV read before, as ``_csv``
-        #: Images with more than one row in the CSV they are in, over all the CSVs read.
-        self.within = 0
+        self._done_twice: list[np.ndarray] = []  # and as ``_twice``
+        self._set_of: list[object] = []  # and its set (None: a set of its own)
+        self._by_set: list[tuple[np.ndarray, int]] | None = None  # :meth:`_sets`, once
 
     def add(self, path: str) -> None:
         """One image's row (with faces: its first face's, or its one row) of the CSV being read."""
@@ -51,22 +55,36 @@ class Repeats:
         if len(self._pending) >= self._limit:
             self._merge()
 
-    def end_csv(self) -> None:
-        """The CSV being read has ended; the next :meth:`add` is another's."""
+    def end_csv(self, of_set: object = None) -> None:
+        """The CSV being read has ended; the next :meth:`add` is another's. ``of_set``: CSVs
+        ended with the same one (not None) are of one set."""
         self._merge()
-        self.within += len(self._twice)
         self._done.append(self._csv)
+        self._done_twice.append(self._twice)
+        self._set_of.append(of_set)
+        self._by_set = None
         self._csv = self._twice = np.empty(0, np.int64)
         self._limit = _CHUNK
 
+    @property
+    def within(self) -> int:
+        """Images with more than one row in the CSV (or set) they are in, over all read."""
+        return sum(twice for _, twice in self._sets())
+
+    def sets_of_several(self) -> bool:
+        """Whether more than one CSV of a set was read."""
+        ofs = [of for of in self._set_of if of is not None]
+        return len(set(ofs)) < len(ofs)
+
     def across(self) -> tuple[int, list[int]]:
-        """How many images have rows in more than one CSV, and which CSVs those are (their
-        indexes, in the order read)."""
-        if len(self._done) < 2:
+        """How many images have rows in more than one CSV (not of one set), and which CSVs
+        those are (their indexes, in the order read)."""
+        sets = self._sets()
+        if len(sets) < 2:
             return 0, []
-        hashes = np.concatenate(self._done)
+        hashes = np.concatenate([own for own, _ in sets])
         hashes.sort()
-        # Each CSV holds a hash once: a hash twice is in two CSVs (three times: in three).
+        # Each set holds a hash once: a hash twice is in two sets (three times: in three).
         shared = _distinct(hashes[1:][hashes[1:] == hashes[:-1]])
         del hashes
         if not len(shared):
@@ -77,6 +95,27 @@ class Repeats:
             if np.any(shared[at] == own):
                 csvs.append(i)
         return len(shared), csvs
+
+    def _sets(self) -> list[tuple[np.ndarray, int]]:
+        """Each set's hashes (sorted, each once) and how many of its images have more than one
+        row in it; a CSV of no set is one of its own."""
+        if self._by_set is not None:
+            return self._by_set
+        members: dict[object, list[int]] = {}
+        for i, of in enumerate(self._set_of):
+            members.setdefault(i if of is None else ("set", of), []).append(i)
+        self._by_set = []
+        for csvs in members.values():
+            if len(csvs) == 1:
+                self._by_set.append((self._done[csvs[0]], len(self._done_twice[csvs[0]])))
+                continue
+            hashes = np.concatenate([self._done[i] for i in csvs])
+            hashes.sort()
+            again = hashes[1:][hashes[1:] == hashes[:-1]]  # in two of its CSVs
+            twice = np.concatenate([again, *(self._done_twice[i] for i in csvs)])
+            twice.sort()
+            self._by_set.append((_distinct(hashes), len(_distinct(twice))))
+        return self._by_set
 
     def _merge(self) -> None:
         if not self._pending:

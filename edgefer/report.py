@@ -16,6 +16,7 @@ import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from rich import box
 from rich.console import Console, Group
@@ -26,6 +27,7 @@ from edgefer.csvout import Cells, CsvError, Layout, has_surrogates, printable, t
 from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.repeats import Repeats
+from edgefer.rotation import Rotation
 from edgefer.summary import Summary
 
 PERIODS = ("hour", "day", "week", "month")
@@ -59,6 +61,13 @@ def period_of(cell: str, by: str) -> str:
         year, week, _ = at.isocalendar()
         return f"{year}-W{week:02d}"
     return at.strftime("%Y-%m") if by == "month" else at.strftime("%Y-%m-%d")
+
+
+def _rotation_set(path: str | os.PathLike) -> tuple[str, str]:
+    """What a daemon's CSV and those ``--rotate`` put aside beside it (``labels.csv``,
+    ``labels.2026-11.csv``) share, and no other CSV: its folder and its live CSV's name."""
+    live = Rotation.rotated_from(Path(os.path.abspath(path)))
+    return os.path.realpath(live.parent), live.name
 
 
 class _Upto(io.RawIOBase):
@@ -164,7 +173,7 @@ class Report:
                     self.incomplete += 1  # its error message, say, may be cut short
                 else:
                     self._add_row(layout, previous)
-        self.repeats.end_csv()
+        self.repeats.end_csv(_rotation_set(path) if stat.S_ISREG(st.st_mode) else None)
 
     def _add_row(self, layout: Layout, row: list[str]) -> None:
         cells = layout.split(row)
@@ -212,7 +221,10 @@ class Report:
             line += f"; {self.incomplete} incomplete row{plural} left out"
         if within := self.repeats.within:  # a file a daemon classified again: no warning
             plural = "s" if within != 1 else ""
-            line += f"; {within} image{plural} classified again in the same CSV, each time counted"
+            where = "the same CSV"
+            if self.repeats.sets_of_several():
+                where += " or one rotated out of it"
+            line += f"; {within} image{plural} classified again in {where}, each time counted"
         parts.append(Text(printable(line)))
         return Group(*parts)
 

@@ -21,6 +21,12 @@ PERIODS = {"daily": "%Y-%m-%d", "weekly": "%G-W%V", "monthly": "%Y-%m"}
 STARTED = "%Y-%m-%dT%H%M%S"
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:I?B)?", re.IGNORECASE)
+#: What :meth:`Rotation.archive_path` adds to a name, under any policy: a period (PERIODS) or
+#: a start (STARTED).
+_TAG = r"\d{4}-(?:W\d{2}|\d{2}(?:-\d{2}(?:T\d{6})?)?)"
+#: A name as :meth:`Rotation.archive_path` gives it: the CSV's stem, the tag, a number if the
+#: name was taken, the CSV's suffix.
+_ARCHIVED = re.compile(rf"(?P<stem>.+)\.{_TAG}(?:\.\d+)?(?P<suffix>(?:\.[^.]*)?)")
 
 HELP = (
     "Start a new CSV each day, week or month (daily, weekly, monthly: local time) or once it "
@@ -78,13 +84,22 @@ class Rotation:
         """The CSVs rotated out of ``csv_path``: beside it, named as :meth:`archive_path` names
         them under any policy (``labels.2026-11.csv``, ``labels.2026-W48.1.csv``, ...)."""
         stem, suffix = re.escape(csv_path.stem), re.escape(csv_path.suffix)
-        tag = r"\d{4}-(?:W\d{2}|\d{2}(?:-\d{2}(?:T\d{6})?)?)"
-        name = re.compile(rf"{stem}\.{tag}(?:\.\d+)?{suffix}")
+        name = re.compile(rf"{stem}\.{_TAG}(?:\.\d+)?{suffix}")
         try:
             siblings = sorted(csv_path.parent.iterdir())
         except OSError:
             return []
         return [p for p in siblings if name.fullmatch(p.name) and p.is_file()]
+
+    @staticmethod
+    def rotated_from(csv_path: Path) -> Path:
+        """The CSV that ``csv_path`` was rotated out of, if it is named as :meth:`archive_path`
+        names one (``labels.2026-11.csv``, ``labels.2026-11-30T080509.1.csv``: ``labels.csv``
+        beside it); else ``csv_path`` itself."""
+        archived = _ARCHIVED.fullmatch(csv_path.name)
+        if archived is None:
+            return csv_path
+        return csv_path.with_name(archived["stem"] + archived["suffix"])
 
     def archive_path(self, csv_path: Path, started: float) -> Path:
         """Where the CSV started at ``started`` goes: ``labels.<period>.csv`` beside it, with

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import peak_memory
 from typer.testing import CliRunner
 
 from edgefer.cli import EXIT_OK, EXIT_USAGE, app
 from edgefer.csvout import csv_header, csv_line
+from edgefer.ledger import Ledger
+from edgefer.pipeline import Result
+from edgefer.repeats import Repeats
 from edgefer.report import NO_TIME, Layout, Report, period_of
+from edgefer.rotation import Rotation
 
 LABELS = ("happy", "sad", "-ve")  # "-ve" is written "'-ve", as a cell would be
 runner = CliRunner()
@@ -373,3 +379,56 @@ def test_images_in_several_csvs_are_found_in_little_memory(tmp_path):
     (images, _), peak = peak_memory(read_both)
     assert images == 30_000
     assert peak < 2_000_000, peak  # measured 1.47 MB; a set of the paths alone: 3.8 MB
+
+
+@pytest.mark.parametrize("rotate", ["monthly", "weekly", "daily", "1"])
+def test_a_file_a_daemon_classified_again_after_a_rotation_is_a_note(
+    rotate, local_zone, tmp_path, monkeypatch
+):
+    # `watch --rotate monthly` put labels.csv aside as labels.2026-11.csv; a file replaced in
+    # December has a row in each: a row to count, as in one CSV, not two models' CSVs.
+    local_zone("UTC")
+    photo = tmp_path / "inbox" / "a.jpg"
+    photo.parent.mkdir()
+    clock = [1_796_032_800.0]  # 2026-11-30 10:00 UTC
+    monkeypatch.setattr("edgefer.ledger.time.time", lambda: clock[0])
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS, rotation=Rotation.parse(rotate), time_column=True)
+    for label, version in (("happy", 1), ("sad", 2), ("sad", 3)):
+        photo.write_bytes(b"x" * version)  # a new version, classified again
+        os.utime(photo, (clock[0], clock[0]))
+        st = os.stat(photo)
+        probabilities = (0.9, 0.1, 0.0) if label == "happy" else (0.1, 0.9, 0.0)
+        result = Result(str(photo), label, 0.9, probabilities)
+        ledger.append([(result, (st.st_size, st.st_mtime_ns))])
+        clock[0] += 40 * 86400  # the next batch in another period
+    ledger.close()
+    rotated = Rotation.archives(out)
+    assert len(rotated) == 2
+    result = summary(*rotated, out, columns=400)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "3 classified, 0 failed" in result.output and "warning" not in result.output
+    assert "; 1 image classified again in the same CSV or one rotated out of it" in result.output
+    # Another model's CSV of the same folder is still a warning, naming the CSVs it shares.
+    robust = write_csv(tmp_path / "robust.csv", [named(str(photo), ok("happy", 0.8))])
+    result = summary(*rotated, out, robust, columns=400)
+    assert "warning: 1 image is in more than one CSV" in result.output
+    assert str(robust) in result.output and str(out) in result.output
+    # So is a copy of the daemon's CSV in another folder: not a CSV the daemon put aside.
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / rotated[0].name
+    copy.write_bytes(rotated[0].read_bytes())
+    result = summary(*rotated, out, copy, columns=400)
+    assert "warning: 1 image is in more than one CSV" in result.output
+
+
+def test_an_image_in_csvs_of_one_set_is_classified_again_once():
+    # Twice in one CSV of a set and in another one too: one image classified again.
+    repeats = Repeats()
+    for paths, of_set in ((["/a", "/a", "/b"], "s"), (["/a", "/c"], "s"), (["/c"], None)):
+        for path in paths:
+            repeats.add(path)
+        repeats.end_csv(of_set)
+    assert repeats.within == 1
+    assert repeats.across() == (1, [1, 2])  # /c: in the set's second CSV and in the third
+    assert repeats.sets_of_several()

@@ -15,7 +15,7 @@ import pytest
 from edgefer.csvout import csv_header
 from edgefer.ledger import Ledger, LedgerError
 from edgefer.pipeline import Result
-from edgefer.rotation import Rotation
+from edgefer.rotation import PERIODS, Rotation
 
 LABELS = ("happy", "sad")
 HEADER = ",".join(csv_header(LABELS)) + "\n"
@@ -196,6 +196,22 @@ def test_a_lost_state_is_rebuilt_from_the_csv_and_those_rotated_before_it(tmp_pa
         (tmp_path / name).touch()
     archives = {p.name for p in Rotation.archives(out)}
     assert set(names[:4]) <= archives and not archives & set(names[4:])
+
+
+@pytest.mark.parametrize("live", ["labels.csv", "my.labels.csv", "labels", "labels.2026.csv"])
+def test_a_rotated_csv_names_the_csv_it_was_rotated_out_of(utc, tmp_path, live):
+    # `edgefer summary` takes a daemon's CSV and those put aside beside it for one.
+    out = tmp_path / live
+    started = at("2026-11-30 08:05:09")
+    for policy in (*(Rotation(period=p) for p in PERIODS), Rotation(max_bytes=1)):
+        first = policy.archive_path(out, started)
+        first.touch()
+        taken = policy.archive_path(out, started)  # the name taken: .1
+        assert taken.name == first.name.removesuffix(out.suffix) + ".1" + out.suffix
+        assert Rotation.rotated_from(first) == out and Rotation.rotated_from(taken) == out
+    assert Rotation.rotated_from(out) == out
+    for other in ("labels.2026-11.csv.bak", "labels.11.csv", "labels-2026-11.csv"):
+        assert Rotation.rotated_from(tmp_path / other) == tmp_path / other
 
 
 def test_monthly_rotation_waits_for_a_batch_in_the_new_month(utc, tmp_path, files, monkeypatch):
