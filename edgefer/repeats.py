@@ -13,10 +13,10 @@ from array import array
 
 import numpy as np
 
+from edgefer.csvout import absolute_paths
+
 #: Hashes taken in before they are sorted into the CSV's own.
 _CHUNK = 8192
-#: What in a path os.path.normpath() may change: ``/./``, ``/../``, ``//``.
-_DOT, _TWO = os.sep + ".", os.sep * 2
 
 
 class Repeats:
@@ -25,13 +25,14 @@ class Repeats:
     with one hash would be taken for one image: about one chance in 37 million for a million
     paths.
 
-    A relative path is taken from the current folder, as ``classify --append`` takes it.
+    An image is its path as ``classify --append`` keys it (:func:`edgefer.csvout.path_key`):
+    a relative path is taken from the current folder.
 
     CSVs of one set (a daemon's CSV and those ``--rotate`` put aside) are one CSV here: an
     image in two of them was classified again, as it may be within one."""
 
     def __init__(self) -> None:
-        self._here = os.path.join(os.getcwd(), "")  # once, not per row as abspath() does
+        self._absolute = absolute_paths(os.getcwd())  # asked once, not per row
         self._pending = array("q")
         # Sorted into the CSV's own when they are as many: each hash is sorted a few times in
         # all, not once per chunk.
@@ -45,13 +46,8 @@ class Repeats:
 
     def add(self, path: str) -> None:
         """One image's row (with faces: its first face's, or its one row) of the CSV being read."""
-        # os.path.abspath(), but its normpath (pure Python before 3.12) only for a path that
-        # needs one: on a daemon's CSV of absolute paths, abspath() took three times the rest.
-        if not path.startswith(os.sep):
-            path = self._here + path
-        if _DOT in path or _TWO in path:
-            path = os.path.normpath(path)
-        self._pending.append(hash(path))
+        # As path_key() makes the cell's: Cells.path is the cell before neutralize().
+        self._pending.append(hash(self._absolute(path)))
         if len(self._pending) >= self._limit:
             self._merge()
 

@@ -11,6 +11,7 @@ from edgefer.csvout import (
     CsvError,
     CsvSink,
     Layout,
+    absolute_paths,
     as_utf8,
     csv_header,
     csv_row,
@@ -391,3 +392,16 @@ def test_a_row_is_split_by_the_header_it_was_written_under(faces, time_column):
     assert failed.error == "-1 bytes" and failed.label == "" and failed.probabilities == ("", "")
     row = csv_row(OK, len(LABELS), faces, stamp)
     assert layout.split(row[:-1]) is None and layout.split([*row, ""]) is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["x.jpg", "/a/x.jpg", "", ".", "..", "/", "//", "///a//b/", "a/", "a/.", "a/./b", "a/../b"]
+    + ["/..", "../x", ".x", "/a/.x", "x..", "//a/b", "a/b/..", "\udce4.jpg", "=x", " /x"],
+)
+@pytest.mark.parametrize("folder", ["given", "asked"])
+def test_absolute_paths_are_abspath(tmp_path, monkeypatch, path, folder):
+    # summary's images and --append's paths are keyed with it: it must stay abspath, only faster.
+    monkeypatch.chdir(tmp_path)
+    absolute = absolute_paths(os.getcwd() if folder == "given" else None)
+    assert absolute(path) == os.path.abspath(path)

@@ -9,7 +9,7 @@ from conftest import peak_memory
 from typer.testing import CliRunner
 
 from edgefer.cli import EXIT_OK, EXIT_USAGE, app
-from edgefer.csvout import csv_header, csv_line
+from edgefer.csvout import csv_header, csv_line, csv_row, path_key
 from edgefer.ledger import Ledger
 from edgefer.pipeline import Result
 from edgefer.repeats import Repeats
@@ -432,3 +432,21 @@ def test_an_image_in_csvs_of_one_set_is_classified_again_once():
     assert repeats.within == 1
     assert repeats.across() == (1, [1, 2])  # /c: in the set's second CSV and in the third
     assert repeats.sets_of_several()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["photos/", "/srv/in/x.jpg/", "", ".", "./x.jpg", "a//b/../x.jpg", "//x.jpg", "///x.jpg"]
+    + ["=x.jpg", "'=x.jpg", "'x.jpg", "-x/./y.jpg", "/.x.jpg", "x.jpg/.", "\udce4.jpg"],
+)
+def test_summary_tells_images_apart_as_append_does(tmp_path, monkeypatch, name):
+    # The path of a cell, as `classify --append` reads it (csvout.path_key), is the image
+    # `summary` takes it for: a name and its absolute path are one image.
+    monkeypatch.chdir(tmp_path)
+    cell = csv_row(Result(name, "happy", 0.9, (0.9, 0.1, 0.0)), len(LABELS))[0]
+    spelled = write_csv(tmp_path / "spelled.csv", [named(cell, ok("happy", 0.9))])
+    key = write_csv(tmp_path / "key.csv", [named(path_key(cell), ok("happy", 0.9))])
+    report = Report()
+    report.read(spelled)
+    report.read(key)
+    assert report.in_several() == (1, [str(spelled), str(key)])
