@@ -599,7 +599,9 @@ def summary_command(
 
 def _warn_in_several(report: Report) -> None:
     """Say so when images are in more than one CSV: the CSV does not name its model, and the
-    shipped models have the same labels, so one folder classified by each was counted twice."""
+    shipped models have the same labels, so one folder classified by each was counted twice.
+    Of relative paths, say paths: two CSVs' photos/x.jpg are two images if they were written
+    in two folders, which no CSV records."""
     images, csvs = report.in_several()
     if not images:
         return
@@ -607,10 +609,17 @@ def _warn_in_several(report: Report) -> None:
     if len(csvs) > SEVERAL_CSVS_SHOWN:
         shown += f" and {len(csvs) - SEVERAL_CSVS_SHOWN} more"
     are = "s are" if images != 1 else " is"
-    warn(
-        f"{images} image{are} in more than one CSV ({shown}), and counted in each: "
+    advice = (
         "if these CSVs are one folder classified by two models (a CSV does not name its "
         "model), summarise each model's CSVs apart"
+    )
+    if not report.in_several_by_relative_path():
+        warn(f"{images} image{are} in more than one CSV ({shown}), and counted in each: {advice}")
+        return
+    warn(
+        f"{images} path{are} in more than one CSV ({shown}), and counted in each; a relative "
+        "path is read from the current folder, as a CSV does not say where it was written: the "
+        f"same relative path written in two folders is two images. I{advice[1:]}"
     )
 
 

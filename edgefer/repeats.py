@@ -43,11 +43,17 @@ class Repeats:
         self._done_twice: list[np.ndarray] = []  # and as ``_twice``
         self._set_of: list[object] = []  # and its set (None: a set of its own)
         self._by_set: list[tuple[np.ndarray, int]] | None = None  # :meth:`_sets`, once
+        self._across: tuple[int, list[int]] | None = None  # :meth:`across`, once
+        self._relative = False  # whether this CSV has a relative path
+        self._done_relative: list[bool] = []  # and each CSV read before
 
     def add(self, path: str) -> None:
         """One image's row (with faces: its first face's, or its one row) of the CSV being read."""
         # As path_key() makes the cell's: Cells.path is the cell before neutralize().
-        self._pending.append(hash(self._absolute(path)))
+        key = self._absolute(path)
+        self._pending.append(hash(key))
+        if key is not path and path[:1] != os.sep:  # a path it left as it was: not relative
+            self._relative = True
         if len(self._pending) >= self._limit:
             self._merge()
 
@@ -58,7 +64,9 @@ class Repeats:
         self._done.append(self._csv)
         self._done_twice.append(self._twice)
         self._set_of.append(of_set)
-        self._by_set = None
+        self._done_relative.append(self._relative)
+        self._relative = False
+        self._by_set = self._across = None
         self._csv = self._twice = np.empty(0, np.int64)
         self._limit = _CHUNK
 
@@ -75,6 +83,16 @@ class Repeats:
     def across(self) -> tuple[int, list[int]]:
         """How many images have rows in more than one CSV (not of one set), and which CSVs
         those are (their indexes, in the order read)."""
+        if self._across is None:
+            self._across = self._find_across()
+        return self._across
+
+    def relative_across(self) -> bool:
+        """Whether a CSV of :meth:`across` has a relative path: read from the current folder,
+        not the one it was written in (a CSV does not say), it may name another image."""
+        return any(self._done_relative[i] for i in self.across()[1])
+
+    def _find_across(self) -> tuple[int, list[int]]:
         sets = self._sets()
         if len(sets) < 2:
             return 0, []

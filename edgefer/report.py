@@ -234,6 +234,11 @@ class Report:
         images, csvs = self.repeats.across()
         return images, [self.names[i] for i in csvs]
 
+    def in_several_by_relative_path(self) -> bool:
+        """Whether those CSVs have relative paths: an image of :meth:`in_several` may then be
+        a relative path that names two images, one in each folder a CSV was written in."""
+        return self.repeats.relative_across()
+
     def min_width(self, console: Console) -> int:
         """Columns the summary needs so that no count in its period table is cut ("12…"): the
         table's own width; 0 without ``by``."""

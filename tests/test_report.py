@@ -276,7 +276,7 @@ def test_a_csv_piped_in_as_dash(tmp_path):
     )
     assert done.returncode == EXIT_OK, done.stderr
     assert b"4 classified, 0 failed" in done.stdout
-    assert b"2 images are in more than one CSV (standard input, a.csv)" in done.stderr
+    assert b"2 paths are in more than one CSV (standard input, a.csv)" in done.stderr
 
 
 def test_a_large_csv_is_read_in_little_memory(tmp_path):
@@ -311,9 +311,10 @@ def test_one_folder_classified_by_both_models_is_a_warning(tmp_path, monkeypatch
     assert result.exit_code == EXIT_OK, result.output
     assert "7 classified, 0 failed" in result.output  # every row, as documented
     assert (
-        "warning: 3 images are in more than one CSV (default.csv, robust.csv), and counted in"
-        " each: if these CSVs are one folder classified by two models"
+        "warning: 3 paths are in more than one CSV (default.csv, robust.csv), and counted in"
+        " each; a relative path is read from the current folder"
     ) in result.output.replace(str(tmp_path) + "/", "")
+    assert "If these CSVs are one folder classified by two models" in result.output
     assert "classified again" not in result.output
     # A CSV and its rotated one hold different files: no warning.
     result = summary(default, other)
@@ -450,3 +451,29 @@ def test_summary_tells_images_apart_as_append_does(tmp_path, monkeypatch, name):
     report.read(spelled)
     report.read(key)
     assert report.in_several() == (1, [str(spelled), str(key)])
+
+
+def test_a_relative_path_in_csvs_written_in_two_folders_is_not_said_to_be_one_image(
+    tmp_path, monkeypatch
+):
+    # `classify photos -o a.csv` in ~/a and in ~/b: both CSVs hold photos/x.jpg, two images, and
+    # nothing in a CSV says where it was written. The warning said they were one image.
+    monkeypatch.chdir(tmp_path)
+    rows = [named("photos/x.jpg", ok("happy", 0.9))]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_csv(tmp_path / folder / f"{folder}.csv", rows)
+    result = summary("a/a.csv", "b/b.csv", columns=400)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "image is in more than one CSV" not in result.output
+    assert (
+        "warning: 1 path is in more than one CSV (a/a.csv, b/b.csv), and counted in each; a "
+        "relative path is read from the current folder, as a CSV does not say where it was "
+        "written: the same relative path written in two folders is two images. If these CSVs"
+    ) in result.output
+    # Absolute paths name images: the warning says so, without the caveat.
+    write_csv(tmp_path / "a" / "a.csv", [named(str(tmp_path / "x.jpg"), ok("happy", 0.9))])
+    write_csv(tmp_path / "b" / "b.csv", [named(str(tmp_path / "x.jpg"), ok("sad", 0.9))])
+    result = summary("a/a.csv", "b/b.csv", columns=400)
+    assert "warning: 1 image is in more than one CSV (a/a.csv, b/b.csv)" in result.output
+    assert "relative" not in result.output
