@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import itertools
 import json
@@ -171,8 +172,10 @@ class Ledger:
         #: When the current CSV was started (seconds since the epoch).
         self.started = time.time()
         self._done: dict[str, Identity] = {}
-        #: Files forgotten since the state file last heard of it (:meth:`flush`).
+        #: The state lines of files forgotten since the state file last heard of it, kept
+        #: until a write of them succeeds (:meth:`flush`).
         self._gone: list[str] = []
+        self._state_torn = False  # a failed append left half a line that could not be cut off
         self._state_lines = 0
         self._next_compact = 0  # after a failed compaction: not before this many lines
         self._written_end: int | None = None  # where the CSV ends, as this daemon left it
@@ -210,6 +213,7 @@ class Ledger:
         return fd
 
     def _open_state(self) -> int:
+        self._state_torn = False  # a new file, or one whose torn line the open cut
         try:
             return os.open(self.state_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as exc:
@@ -488,7 +492,8 @@ class Ledger:
             self.rotate(now)
             end = self._csv_size()
         data: list[bytes] = []
-        lines = self._left_lines()
+        lines = self._gone[:]  # first: they left before this batch's files came
+        left = len(lines)
         for result, identity in rows:
             # csv_row shows a non-UTF-8 file name's bytes as \xNN, so this always encodes.
             when = file_time(identity[1]) if self.time_column else None
@@ -499,7 +504,7 @@ class Ledger:
         _write_all(self._csv_fd, b"".join(data))
         os.fsync(self._csv_fd)
         self._written_end = end
-        self._append_state(lines)
+        self._append_state(lines, left)
         for result, identity in rows:
             self._done[result.path] = identity
 
@@ -638,7 +643,7 @@ class Ledger:
         """Drop a file that left the folder (deleted, moved away, or moved to --done-dir); the
         state file hears of it with the next batch, or at :meth:`flush`."""
         if self._done.pop(path, None) is not None:
-            self._gone.append(path)
+            self._gone.append(self._left_line(path))
 
     def prune(self) -> int:
         """Forget entries whose file no longer exists; returns how many."""
@@ -647,31 +652,52 @@ class Ledger:
             self.forget(path)
         return len(gone)
 
-    def _left_lines(self) -> list[str]:
-        """State lines for the files forgotten since the last: each ends its entry, which would
-        otherwise take a file put back under its name (from done/, from a backup) while the
-        daemon is stopped for the version classified before, and skip it. At the CSV's end as
-        this daemon left it, so never past the state's ``E``."""
-        lines = [json.dumps([self._written_end, *LEFT, path]) + "\n" for path in self._gone]
-        self._gone.clear()
-        return lines
+    def _left_line(self, path: str) -> str:
+        """The state line for a file forgotten: it ends its entry, which would otherwise take a
+        file put back under its name (from done/, from a backup) while the daemon is stopped
+        for the version classified before, and skip it. At the CSV's end as this daemon left
+        it when the file left, so never past the state's ``E``, even when a failed write puts
+        the line off until after the next batch's rows."""
+        return json.dumps([self._written_end, *LEFT, path]) + "\n"
 
     def flush(self) -> None:
         """Write down, durably, which files left the folder since the last batch (after the
         moves to --done-dir; a crash before leaves their entries, as before the moves).
 
         Raises:
-            OSError: the disk is full or failing (a torn line is the last: cut on open).
+            OSError: the disk is full or failing; the lines go with the next write.
         """
-        lines = self._left_lines()
-        if lines and self._state_fd >= 0:
-            self._append_state(lines)
+        if self._gone and self._state_fd >= 0:
+            self._append_state(self._gone[:], left=len(self._gone))
 
-    def _append_state(self, lines: list[str]) -> None:
-        """Append ``lines`` to the state file, durably, and count them."""
-        _write_all(self._state_fd, "".join(lines).encode("ascii"))
-        os.fsync(self._state_fd)
+    def _append_state(self, lines: list[str], left: int = 0) -> None:
+        """Append ``lines`` to the state file, durably, and count them; the first ``left`` are
+        the lines of files that left, which :attr:`_gone` holds until then: after a failed
+        write they go with the next (a batch's, :meth:`flush`, :meth:`close`'s), not nowhere.
+
+        Raises:
+            OSError: the disk is full or failing. The state is cut back to where it ended: half
+                a line with whole ones after it reads as damage, and the restart would refuse
+                the state; a line torn that cannot be cut off (EIO) takes no line after it.
+        """
+        if self._state_torn:
+            raise OSError(
+                errno.EIO,
+                "half a line that a failed write left could not be cut off (the restart cuts it)",
+                str(self.state_path),
+            )
+        start = os.fstat(self._state_fd).st_size
+        try:
+            _write_all(self._state_fd, "".join(lines).encode("ascii"))
+            os.fsync(self._state_fd)
+        except OSError:
+            try:
+                os.ftruncate(self._state_fd, start)
+            except OSError:
+                self._state_torn = True
+            raise
         self._state_lines += len(lines)
+        del self._gone[:left]
 
     def compact(self, slack: int | None = None) -> bool:
         """Rewrite the state file when it holds many more lines than live entries: on start,

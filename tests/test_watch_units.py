@@ -1099,6 +1099,83 @@ def test_a_compaction_that_runs_out_of_space_leaves_no_temp_file(tmp_path, image
     ledger.close()
 
 
+@pytest.mark.parametrize("torn", [False, True], ids=["nothing-written", "half-a-line"])
+@pytest.mark.parametrize("failing", ["flush", "append"])
+def test_files_that_left_are_written_down_by_the_write_after_a_failed_one(
+    tmp_path, images, monkeypatch, failing, torn
+):
+    # The lines saying which files left were made and forgotten before they were written: a
+    # full disk (or EIO) that failed that write lost them for the rest of the run, and a file
+    # moved to done/ and put back while the daemon was stopped read as done, without a row.
+    import edgefer.ledger as ledger_module
+
+    out = tmp_path / "labels.csv"
+    state = out.with_name("labels.csv.state")
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(p), identity(p)) for p in images[:2]])
+    ledger.forget(images[0])  # moved to done/ (here: left in place, as if put back)
+    write_all = ledger_module._write_all
+
+    def full(fd, data):
+        if fd == ledger._state_fd:
+            monkeypatch.undo()  # the next write finds room again
+            if torn:  # ENOSPC after a short write: a line cut in two
+                os.write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_all(fd, data)
+
+    monkeypatch.setattr(ledger_module, "_write_all", full)
+    with pytest.raises(OSError):
+        if failing == "flush":
+            ledger.flush()
+        else:
+            ledger.append([(ok(images[2]), identity(images[2]))])
+    ledger.flush()
+    lines = [json.loads(line) for line in state.read_text().splitlines()[1:]]
+    assert [line[3] for line in lines] == [images[0], images[1], images[0]]
+    assert lines[2][0] == lines[1][0]  # at the state's end, not past rows it does not record
+    ledger.close()
+    reopened = Ledger(out, LABELS)  # no line torn in the middle of the state
+    assert not reopened.is_done(images[0], identity(images[0]))  # put back: a new row
+    assert reopened.is_done(images[1], identity(images[1]))
+    assert not reopened.is_done(images[2], identity(images[2]))  # its batch is redone
+    reopened.close()
+
+
+def test_half_a_state_line_that_cannot_be_cut_off_takes_no_line_after_it(
+    tmp_path, images, monkeypatch
+):
+    # Whole lines after a torn one read as damage: the restart would refuse the state.
+    import edgefer.ledger as ledger_module
+
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(p), identity(p)) for p in images[:2]])
+    ledger.forget(images[0])
+    write_all = ledger_module._write_all
+
+    def full(fd, data):
+        if fd != ledger._state_fd:
+            return write_all(fd, data)
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.EIO, "Input/output error")
+
+    def eio(fd, length):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(ledger_module, "_write_all", full)
+    monkeypatch.setattr(os, "ftruncate", eio)
+    with pytest.raises(OSError):
+        ledger.flush()
+    monkeypatch.undo()
+    with pytest.raises(OSError, match="could not be cut off"):
+        ledger.flush()
+    ledger.close()
+    reopened = Ledger(out, LABELS)  # the torn last line is cut, as after a crash
+    assert reopened.is_done(images[0], identity(images[0]))  # its line was never whole
+    reopened.close()
+
+
 def test_the_back_off_after_a_failed_compaction_ends_with_the_next_success(tmp_path):
     out = tmp_path / "labels.csv"
     ledger = Ledger(out, LABELS)
