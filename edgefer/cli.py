@@ -55,7 +55,7 @@ from edgefer.spec import (
     read_labels_file,
     read_spec,
 )
-from edgefer.summary import Summary
+from edgefer.summary import Summary, counted
 from edgefer.watchcmd import watch
 
 if TYPE_CHECKING:
@@ -382,7 +382,7 @@ def classify(
         else:
             kept = "rows so far were appended" if append else f"rows so far went to {output}"
         code = 128 + exc.signum if isinstance(exc, _Terminated) else 130
-        raise fail(f"interrupted after {n_files} files; {kept}", code) from None
+        raise fail(f"interrupted after {counted(n_files, 'file')}; {kept}", code) from None
     finally:
         for signum, handler in previous_handlers.items():
             if handler is not None:  # None: set outside Python, not ours to put back
@@ -725,7 +725,7 @@ def convert(
     if parity is None:
         return
     _warn_skipped("validation", parity.skipped)
-    table = Table(title=f"parity on {parity.n_images} images", title_justify="left")
+    table = Table(title=f"parity on {counted(parity.n_images, 'image')}", title_justify="left")
     for column in ("", "Keras", "TFLite"):
         table.add_column(column, justify="right")
     table.add_row("accuracy", f"{parity.keras_accuracy:.4f}", f"{parity.tflite_accuracy:.4f}")

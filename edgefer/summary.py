@@ -109,9 +109,9 @@ class Summary:
         )
         if self.faces:
             total = (
-                f"{self.n_images} images, {self.n_ok} faces, {self.n_no_face} images without a "
-                f"face, {self.n_failed} failed, {self.n_low} faces below "
-                f"{_threshold(self.low_confidence)} confidence"
+                f"{counted(self.n_images, 'image')}, {counted(self.n_ok, 'face')}, "
+                f"{counted(self.n_no_face, 'image')} without a face, {self.n_failed} failed, "
+                f"{counted(self.n_low, 'face')} below {_threshold(self.low_confidence)} confidence"
             )
         if self.skipped:
             total += f", {self.skipped} already in the CSV"
@@ -125,6 +125,11 @@ class Summary:
         if self.model:
             parts.append(Text(printable(f"model {self.model}")))
         return Group(*parts)
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, in the plural unless ``n`` is 1: "1 image", "0 images", "2 files"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _threshold(value: float) -> str:

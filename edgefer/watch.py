@@ -48,6 +48,7 @@ from edgefer.notify import Notifier, watchdog_interval
 from edgefer.photos import NO_FACE, FaceOptions, classify_photos
 from edgefer.pipeline import Result, classify_paths
 from edgefer.preprocess import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from edgefer.summary import counted
 
 log = logging.getLogger("edgefer.watch")
 
@@ -669,12 +670,14 @@ class Watcher:
         gone = self.ledger.prune()
         self.ledger.compact()
         self.ledger.flush()  # files moved here, and those gone while it was stopped
+        here = len(self.ledger)
         log.info(
-            "caught up: %d files without a row queued; %d files with a row are still here, "
-            "%d have left",
-            self.n_caught_up,
-            len(self.ledger),
+            "caught up: %s without a row queued; %s with a row %s still here, %d %s left",
+            counted(self.n_caught_up, "file"),
+            counted(here, "file"),
+            "is" if here == 1 else "are",
             gone,
+            "has" if gone == 1 else "have",
         )
 
     # -- batches --------------------------------------------------------------------------

@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from edgefer import notify
 from edgefer.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, show
 from edgefer.csvout import csv_line, printable
+from edgefer.photos import NO_FACE
 from edgefer.pipeline import Result
 from edgefer.report import Report
 from edgefer.summary import REASONS_SHOWN, Summary
@@ -305,3 +307,40 @@ def test_the_csv_on_stdout_is_utf8_whatever_the_terminal_encodes(tmp_path, int8_
         assert b"\\u5199.jpg" in done.stdout  # the summary's example, escaped
         done = _edgefer("summary", out, env=env)
         assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_totals_count_one_image_and_two_images(n):
+    # "1 images without a face": each count of the --faces totals took its noun in the plural.
+    one = n == 1
+    images, faces = ("image", "face") if one else ("images", "faces")
+    none = Summary(("a", "b"), faces=True)  # n photos without a face
+    found = Summary(("a", "b"), faces=True)  # n photos with one face, below 0.50
+    for i in range(n):
+        none.add(Result(f"{i}.jpg", error=NO_FACE))
+        found.add(Result(f"{i}.jpg", "a", 0.25, (0.25, 0.75), face=1))
+    lines = []
+    for summary in (none, found):
+        text = io.StringIO()
+        Console(file=text, width=200).print(summary.render())
+        lines.append(text.getvalue().splitlines()[-1])
+    assert lines == [
+        f"{n} {images}, 0 faces, {n} {images} without a face, 0 failed, 0 faces below 0.50 "
+        "confidence",
+        f"{n} {images}, {n} {faces}, 0 images without a face, 0 failed, {n} {faces} below 0.50 "
+        "confidence",
+    ]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_an_interrupted_run_counts_one_file_and_two_files(tmp_path, monkeypatch, n):
+    from edgefer import cli
+
+    def interrupted(classifier, paths, *args, **kwargs):
+        yield from (Result(str(p), error="not an image or unsupported format") for p in paths[:n])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "classify_paths", interrupted)
+    result = invoke("classify", SAMPLES, "-o", tmp_path / "x.csv")
+    assert result.exit_code == 130
+    assert f"interrupted after {n} file{'' if n == 1 else 's'}; no CSV written" in result.output

@@ -104,7 +104,7 @@ def test_every_face_gets_a_row_at_its_box(tmp_path, frontal):
         assert abs(sum(probs) - 1) < 0.02 and max(probs) == float(row["confidence"])
     (wall,) = [row for row in rows if row["path"] == str(empty)]
     assert wall["error"] == NO_FACE and wall["face"] == "" and wall["label"] == ""
-    assert "2 images, 2 faces, 1 images without a face" in " ".join(r.stdout.split())
+    assert "2 images, 2 faces, 1 image without a face" in " ".join(r.stdout.split())
 
 
 def test_huge_photo_boxes_are_in_full_size_pixels(tmp_path, frontal):

@@ -183,12 +183,12 @@ def test_faces_csvs_count_images_and_faces(tmp_path):
     path = write_csv(tmp_path / "faces.csv", [face(1, "happy"), face(2, "sad"), no_face], True)
     result = summary(path)
     assert result.exit_code == EXIT_OK, result.output
-    assert "2 images, 2 faces, 1 images without a face, 0 failed" in result.output
+    assert "2 images, 2 faces, 1 image without a face, 0 failed" in result.output
     # An image that could not be read is one of the images (it was left out of the count).
     broken = ["b.jpg", "", "", "", "", "", "", "", "", "", "", "", "empty file"]
     path = write_csv(tmp_path / "more.csv", [face(1, "happy"), broken, no_face], True)
     result = summary(path)
-    assert "3 images, 1 faces, 1 images without a face, 1 failed" in result.output
+    assert "3 images, 1 face, 1 image without a face, 1 failed" in result.output
 
 
 def test_images_without_a_face_are_not_failures_of_their_period(tmp_path):
@@ -201,7 +201,7 @@ def test_images_without_a_face_are_not_failures_of_their_period(tmp_path):
     path = write_csv(tmp_path / "faces.csv", [face, no_face, broken], True, True)
     result = summary(path, "--by", "day")
     assert result.exit_code == EXIT_OK, result.output
-    assert "3 images, 1 faces, 1 images without a face, 1 failed" in result.output
+    assert "3 images, 1 face, 1 image without a face, 1 failed" in result.output
     assert ["2026-11-30", "1", "0", "0", "1"] in table_lines(result.output)
 
 

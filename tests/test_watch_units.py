@@ -661,6 +661,32 @@ def test_nearing_the_inotify_watch_limit_is_said_once(tmp_path, monkeypatch, cap
     watcher.ledger.close()
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_caught_up_line_counts_one_file_and_two_files(tmp_path, caplog, n):
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = [folder / f"{i}.png" for i in range(2 * n)]
+    for path in paths:
+        path.write_bytes(b"x")
+    ledger = Ledger(tmp_path / "o.csv", LABELS)
+    ledger.append([(ok(str(p)), identity(p)) for p in paths])
+    for path in paths[n:]:
+        path.unlink()  # gone while the daemon was stopped
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"))
+    watcher = watch.Watcher(options, classifier=None, ledger=ledger)
+    watcher.n_caught_up = n
+    with caplog.at_level(logging.INFO, logger="edgefer.watch"):
+        watcher._after_catch_up()
+    ledger.close()
+    files, are, have = ("file", "is", "has") if n == 1 else ("files", "are", "have")
+    assert caplog.records[-1].getMessage() == (
+        f"caught up: {n} {files} without a row queued; {n} {files} with a row {are} still "
+        f"here, {n} {have} left"
+    )
+
+
 def test_watchdogs_stop_race_is_not_an_error_line(caplog):
     # A stop during a burst logged "ERROR InotifyEmitter.queue_events() called when the thread
     # is inactive" (3 stops of 3 in an audit): harmless, but a fault to read in the journal.
