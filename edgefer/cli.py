@@ -46,6 +46,7 @@ from edgefer.preprocess import (
     Stream,
     lift_pillow_limit,
     optional_formats,
+    quiet_format_warnings,
 )
 from edgefer.runtime import RuntimeMissingError
 from edgefer.spec import (
@@ -69,8 +70,10 @@ EXIT_PIPE = 128 + 13  # SIGPIPE
 #: How many CSVs a warning of images in several CSVs names (two daemons' rotated CSVs: dozens).
 SEVERAL_CSVS_SHOWN = 4
 
-# The commands own their process: --max-pixels alone decides what is too large.
+# The commands own their process: --max-pixels alone decides what is too large, and a
+# file's row says what its format needs.
 lift_pillow_limit()
+quiet_format_warnings()
 
 app = typer.Typer(
     help="Facial-expression classification on the edge with quantized TFLite models.",

@@ -48,12 +48,6 @@ _NEEDS = {
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
-# Pillow warns on stderr when a file is of a format it knows but was built without (AVIF):
-# the file's row already says so, and what to install, so the warning would only repeat it.
-warnings.filterwarnings(
-    "ignore", message="image file could not be identified because", category=UserWarning
-)
-
 #: Default limit on width*height; larger images are refused as decompression bombs.
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -65,6 +59,16 @@ def lift_pillow_limit() -> None:
     defence against decompression bombs in its own ``Image.open`` calls; an image over it is
     refused as "too large" here too."""
     Image.MAX_IMAGE_PIXELS = None
+
+
+def quiet_format_warnings() -> None:
+    """Silence Pillow's warning for a file of a format it knows but was built without (AVIF):
+    the file's row already says so, and what to install (called by the commands). The library
+    leaves the process's warning filters alone: the filter would hide that warning from the
+    host app's own ``Image.open`` calls too."""
+    warnings.filterwarnings(
+        "ignore", message="image file could not be identified because", category=UserWarning
+    )
 
 
 #: The most read from a FIFO or device named as an input (``/dev/zero`` would never end).

@@ -318,6 +318,22 @@ def test_the_library_leaves_pillows_limit_to_the_app_and_the_commands_lift_it():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_library_leaves_the_apps_warning_filters_alone():
+    # Importing edgefer.preprocess put a process-wide "ignore" filter first: an app that embeds
+    # edgefer lost Pillow's warning for an AVIF file its own Image.open could not read.
+    code = (
+        "import warnings\n"
+        "def ignored():\n"
+        "    text = 'image file could not be identified because AVIF support not installed'\n"
+        "    return any(f[0] == 'ignore' and f[1] and f[1].match(text) for f in warnings.filters)\n"
+        "import edgefer, edgefer.preprocess, edgefer.photos, edgefer.pipeline, edgefer.faces\n"
+        "assert not ignored()\n"
+        "import edgefer.cli\n"
+        "assert ignored()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_an_image_over_pillows_own_limit_is_a_too_large_error(tmp_path, monkeypatch):
     from edgefer.preprocess import ImageError
 
