@@ -458,8 +458,9 @@ class Ledger:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise CsvError(f"cannot write {target}: {exc.strerror}") from exc
-        self._state_lines = len(self._done)
-        self._gone.clear()  # absent from it: nothing more to say of them
+        if target == self.state_path:
+            self._state_lines = len(self._done)
+            self._gone.clear()  # absent from it: nothing more to say of them
 
     # -- use ------------------------------------------------------------------------------
 
@@ -586,6 +587,10 @@ class Ledger:
         except BaseException:
             os.close(fd)
             raise
+        # The journal is the state now. Not before: a rotation that failed left the old state,
+        # which has still to hear of the files that left.
+        self._state_lines = len(self._done)
+        self._gone.clear()
         self.close()
         self._csv_fd = fd
         self._state_fd = self._open_state()

@@ -1296,3 +1296,31 @@ def test_a_batch_size_over_the_cap_is_taken_as_the_cap_with_a_warning(
     assert interpreter.get_input_details()[0]["shape"][0] == MAX_BATCH_SIZE
     result = CliRunner().invoke(app, ["watch", str(inbox), "--out", str(out), "-b", "0"])
     assert result.exit_code == 2 and "Invalid value" in result.output, result.output
+
+
+def test_files_that_left_are_written_down_after_a_rotation_that_failed(
+    tmp_path, images, monkeypatch
+):
+    # The rotation's journal took the lines of files that left as written: a rename that
+    # failed (full disk, EIO) left the old state in place without them, the journal was
+    # dropped at the restart, and a file moved to done/ and put back read as done, without a row.
+    import edgefer.ledger as ledger_module
+
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(p), identity(p)) for p in images[:2]])
+    ledger.forget(images[0])  # moved to done/ (here: left in place, as if put back)
+
+    def failing(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(ledger_module.os, "rename", failing)
+    with pytest.raises(OSError):
+        ledger.rotate()
+    monkeypatch.undo()
+    ledger.flush()
+    ledger.close()
+    reopened = Ledger(out, LABELS)  # drops the journal: the rotation never happened
+    assert not reopened.is_done(images[0], identity(images[0]))  # put back: a new row
+    assert reopened.is_done(images[1], identity(images[1]))
+    reopened.close()
