@@ -564,6 +564,17 @@ class CsvSink:
             raise CsvError(f"output directory does not exist: {target.parent}")
         self._durable = True
         if append:  # into the file as they come (a new one too): an interrupted run keeps them
+            from edgefer.ledger import STATE_SUFFIX  # here: ledger imports this module
+
+            state = real.with_name(real.name + STATE_SUFFIX)
+            if st is not None and state.exists():
+                # The state vouches for the daemon's rows only: at its next start it cuts the
+                # rest off as an unfinished batch, and files not in its folder never come back.
+                raise CsvError(
+                    f"{target} is an edgefer watch CSV ({state.name} beside it): the daemon "
+                    "would drop rows appended to it; write another CSV (edgefer summary reads "
+                    "both)"
+                )
             if st is not None:
                 relative: list[str] = []  # a few of them, to see whether they resolve here
 

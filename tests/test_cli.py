@@ -915,3 +915,18 @@ def test_ctrl_c_while_the_model_loads_says_so(tmp_path, monkeypatch):
     result = run("classify", SAMPLES, "-o", tmp_path / "x.csv")
     assert result.exit_code == 130
     assert "interrupted while loading the model; no CSV written" in result.output
+
+
+def test_append_refuses_a_watch_daemons_csv_whose_next_start_would_cut_the_rows(tmp_path):
+    # The daemon's state vouches only for its own rows: at its next start it cut the rows that
+    # `classify --append` had added ("an unfinished batch"), and files outside its folder never
+    # came back.
+    from edgefer.ledger import Ledger
+
+    out = tmp_path / "labels.csv"
+    Ledger(out, ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")).close()
+    before = out.read_bytes()
+    result = run("classify", SAMPLES, "-o", out, "--append", "-q")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "labels.csv.state" in result.output and "Traceback" not in result.output
+    assert out.read_bytes() == before
