@@ -139,6 +139,13 @@ def watch(
 
     if poll_interval is not None and not poll:
         raise fail("--poll-interval is for --poll (inotify has no interval)")
+    if str(out) == "-" or (out.exists() and not out.is_file()):
+        # The rows are cut back and checked against the state at each start: a file's job.
+        # "-" was taken as a file of that name in the current folder, a FIFO as EINVAL.
+        raise fail(
+            f"--out {out}: watch appends to a regular file (its .state goes beside it), not to "
+            "standard output, a pipe or a device; give a CSV file and follow it with tail -F"
+        )
     try:
         rotation = Rotation.parse(rotate) if rotate is not None else None
         face_opts = face_options(faces, detector, min_face, max_faces)

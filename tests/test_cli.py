@@ -580,6 +580,25 @@ def test_watch_poll_interval_needs_poll(tmp_path):
     assert result.exit_code == EXIT_USAGE and "--poll-interval is for --poll" in result.output
 
 
+@pytest.mark.parametrize("out", ["-", "fifo"])
+def test_watch_refuses_stdout_or_a_stream_as_its_csv(tmp_path, out):
+    # `classify -o -` writes to stdout; `watch -o -` made a CSV named "-" (and "-.state") in the
+    # current folder, and a FIFO stopped it with "cannot start: fifo: Invalid argument".
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    if out == "fifo":
+        os.mkfifo(tmp_path / out)
+    cmd = [sys.executable, "-m", "edgefer", "watch", str(inbox), "-o", out, "--settle", "0"]
+    try:
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"watch -o {out} started watching")
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert "a regular file" in done.stderr and "tail -F" in done.stderr
+    made = ["inbox", "fifo"] if out == "fifo" else ["inbox"]  # no "-" nor "-.state"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(made)
+
+
 def test_classify_time_gives_each_files_mtime_and_append_keeps_the_mode(tmp_path, int8_model):
     from edgefer.csvout import file_time
 
