@@ -179,7 +179,7 @@ class Ledger:
         self._state_lines = 0
         self._next_compact = 0  # after a failed compaction: not before this many lines
         self._written_end: int | None = None  # where the CSV ends, as this daemon left it
-        new = not os.path.lexists(self.csv_path)
+        new = self._new = not os.path.lexists(self.csv_path)
         self._csv_fd = self._open_csv()
         self._state_fd = -1
         try:
@@ -236,6 +236,12 @@ class Ledger:
             return
         end, last, undated = self._read_state()
         size = self._csv_size()
+        if size < end and self._new:  # labels.csv alone moved away, to start a new one
+            raise LedgerError(
+                f"{self.csv_path} is missing but {self.state_path} records {end} bytes of its "
+                f"rows: put the CSV back, or move {self.state_path.name} away too to start a new "
+                "CSV (files still in the folder are then classified again)"
+            )
         if size < end:
             raise LedgerError(
                 f"{self.csv_path} holds {size} bytes but {self.state_path} records {end}: the "

@@ -626,7 +626,8 @@ def test_a_csv_deleted_while_running_stops_it_before_rows_are_lost(
     assert "labels.csv was deleted or replaced while edgefer watch ran" in daemon.log
     with Daemon(tmp_path, int8_model, inbox, out).start() as daemon:
         assert daemon.proc.wait(60) == 2  # the operator decides: restore it, or start anew
-    assert "move both files away" in daemon.log
+    assert "labels.csv is missing" in daemon.log
+    assert "put the CSV back, or move labels.csv.state away too" in daemon.log
 
 
 def test_help_does_not_load_watchdog_or_a_runtime():

@@ -157,6 +157,19 @@ def test_csv_shorter_than_state_is_refused(tmp_path, images):
         Ledger(out, LABELS)
 
 
+def test_a_csv_moved_away_without_its_state_is_named_missing(tmp_path, images):
+    # Moving labels.csv alone away (to start a new one) was "holds 0 bytes ... truncated or
+    # replaced", about a file that was not there.
+    out = tmp_path / "labels.csv"
+    ledger = Ledger(out, LABELS)
+    ledger.append([(ok(images[0]), identity(images[0]))])
+    ledger.close()
+    out.rename(tmp_path / "november.csv")
+    with pytest.raises(LedgerError, match=r"labels.csv is missing .* move labels.csv.state away"):
+        Ledger(out, LABELS)
+    assert not out.exists()
+
+
 def test_a_csv_truncated_while_running_stops_the_rows(tmp_path, images):
     # logrotate's copytruncate: rows went on into the emptied CSV, without a header and at
     # offsets the state did not record, with nothing logged until the next start refused it.
