@@ -503,7 +503,10 @@ def _sha256(data: bytes) -> str:
 def info(
     model: Annotated[
         Path | None,
-        typer.Argument(help="A .tflite model or a shipped model's name (default: the default)."),
+        typer.Argument(
+            help="A .tflite model or a shipped model's name (default: $EDGEFER_MODEL, else the "
+            "shipped default)."
+        ),
     ] = None,
     model_option: ModelOption = None,
     labels: LabelsOption = None,

@@ -272,6 +272,13 @@ def test_help_keeps_brackets_globs_and_placeholders_literally():
     assert ".*, ~*, *.tmp, *.part, *.crdownload" in flat["watch"]
 
 
+def test_info_help_says_its_model_argument_defaults_to_edgefer_model():
+    # It said "(default: the default)", while `EDGEFER_MODEL=robust edgefer info` shows robust.
+    flat = " ".join(_help("info", columns=300).split())
+    argument = flat.split("Arguments")[1].split("Options")[0]
+    assert "default: $EDGEFER_MODEL, else the shipped default" in argument, argument
+
+
 def test_device_help_cuts_nothing_at_80_columns():
     # Rich cuts a cell's unbreakable token with an ellipsis: the --faces help lost its column
     # names ("(face,x,y,w,h,de…") and the haar hint its extra ("'edgefer[faces]'…").
