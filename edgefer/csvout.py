@@ -472,6 +472,27 @@ def check_header(
         return _check_header(next(csv.reader(f), None), path, labels, faces, time_column)
 
 
+def _refuse_watch_csv(target: Path, real: Path, append: bool) -> None:
+    """Raise CsvError if ``real`` (an existing file) is an ``edgefer watch`` CSV: its state
+    file is beside it."""
+    from edgefer.ledger import STATE_SUFFIX  # here: ledger imports this module
+
+    state = real.with_name(real.name + STATE_SUFFIX)
+    if not state.exists():
+        return
+    if append:
+        # The state vouches for the daemon's rows only: at its next start it cuts the rest off
+        # as an unfinished batch, and files not in its folder never come back.
+        harm = "the daemon would drop rows appended to it"
+        instead = "write another CSV (edgefer summary reads both)"
+    else:
+        # The daemon stops (exit 1) at the replaced CSV, then refuses it at each restart
+        # (exit 2): the service stays down, and its rows are gone.
+        harm = "replacing it would lose the daemon's rows and keep it from starting"
+        instead = "write another CSV, or stop the daemon and move both files away first"
+    raise CsvError(f"{target} is an edgefer watch CSV ({state.name} beside it): {harm}; {instead}")
+
+
 class CsvSink:
     """Where result rows go: a file (atomic or append), stdout (``"-"``), or a stream.
 
@@ -563,18 +584,9 @@ class CsvSink:
         if not real.parent.is_dir():
             raise CsvError(f"output directory does not exist: {target.parent}")
         self._durable = True
+        if st is not None:
+            _refuse_watch_csv(target, real, append)
         if append:  # into the file as they come (a new one too): an interrupted run keeps them
-            from edgefer.ledger import STATE_SUFFIX  # here: ledger imports this module
-
-            state = real.with_name(real.name + STATE_SUFFIX)
-            if st is not None and state.exists():
-                # The state vouches for the daemon's rows only: at its next start it cuts the
-                # rest off as an unfinished batch, and files not in its folder never come back.
-                raise CsvError(
-                    f"{target} is an edgefer watch CSV ({state.name} beside it): the daemon "
-                    "would drop rows appended to it; write another CSV (edgefer summary reads "
-                    "both)"
-                )
             if st is not None:
                 relative: list[str] = []  # a few of them, to see whether they resolve here
 

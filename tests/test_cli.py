@@ -956,3 +956,24 @@ def test_append_refuses_a_watch_daemons_csv_whose_next_start_would_cut_the_rows(
     assert result.exit_code == EXIT_USAGE, result.output
     assert "labels.csv.state" in result.output and "Traceback" not in result.output
     assert out.read_bytes() == before
+
+
+def test_output_refuses_to_replace_a_watch_daemons_csv(tmp_path):
+    # `classify DIR -o labels.csv` over the daemon's CSV replaced it: the daemon stopped (exit 1),
+    # then refused the CSV at each restart (exit 2), so the service stayed down, its rows gone.
+    from edgefer.ledger import Ledger
+
+    out = tmp_path / "labels.csv"
+    Ledger(out, ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")).close()
+    before = out.read_bytes()
+    result = run("classify", SAMPLES, "-o", out, "-q")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "labels.csv.state" in result.output and "Traceback" not in result.output
+    assert "stop the daemon and move both files away" in " ".join(result.output.split())
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "labels.csv.state"]
+    # An ordinary CSV is still replaced, as before.
+    other = tmp_path / "other.csv"
+    other.write_text("old,row\n")
+    assert run("classify", SAMPLES, "-o", other, "-q").exit_code == EXIT_OK
+    assert read_rows(other)[0]["path"].startswith(str(SAMPLES))
