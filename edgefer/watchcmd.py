@@ -112,7 +112,8 @@ def watch(
     without a row is caught up; after a crash (even SIGKILL) each file still ends with exactly
     one row. Runs until SIGTERM/SIGINT/SIGHUP (exit 0 after finishing the current batch); exit 1
     when part of the daemon fails (let systemd restart it); exit 2 for a missing folder (unless
-    --wait-for-folder), an unwritable CSV, or a CSV written for other labels. Speaks systemd's
+    --wait-for-folder), a model that cannot be loaded, an unwritable CSV, or a CSV written for
+    other labels. Speaks systemd's
     notify protocol (Type=notify, WatchdogSec).
     """
     # Imported here: cli imports this module, and `edgefer --help` must not load watchdog.

@@ -977,3 +977,16 @@ def test_output_refuses_to_replace_a_watch_daemons_csv(tmp_path):
     other.write_text("old,row\n")
     assert run("classify", SAMPLES, "-o", other, "-q").exit_code == EXIT_OK
     assert read_rows(other)[0]["path"].startswith(str(SAMPLES))
+
+
+def test_watch_help_names_the_model_among_its_exit_2_causes(tmp_path):
+    # A missing or broken model is an exit 2 (systemd does not restart it), but the help's
+    # exit-2 list named only the folder and the CSV.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    missing = tmp_path / "missing.tflite"
+    result = run("watch", inbox, "-o", tmp_path / "labels.csv", "-m", missing)
+    assert result.exit_code == EXIT_USAGE and "model not found" in result.output, result.output
+    flat = " ".join(_help("watch", columns=300).split())
+    exit_2 = flat.split("exit 2 for ")[1].split(".")[0]
+    assert "a model that cannot be loaded" in exit_2, exit_2
