@@ -21,7 +21,7 @@ from edgefer.faceopts import (
     face_options,
 )
 from edgefer.modelopts import MaxPixelsOption, ModelOption, ThreadsOption, TimeOption
-from edgefer.preprocess import DEFAULT_MAX_PIXELS
+from edgefer.preprocess import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from edgefer.rotation import HELP as ROTATE_HELP
 from edgefer.rotation import Rotation
 
@@ -140,6 +140,13 @@ def watch(
 
     if poll_interval is not None and not poll:
         raise fail("--poll-interval is for --poll (inotify has no interval)")
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        # In the inbox the daemon took its own CSV for an image, retried every 60 s; as for
+        # classify's -o, an image's name is refused wherever it is.
+        raise fail(
+            f"--out {out} is an image's name: in the watched folder the daemon would take its "
+            "own CSV for an image; name the CSV (--out labels.csv)"
+        )
     if str(out) == "-" or (out.exists() and not out.is_file()):
         # The rows are cut back and checked against the state at each start: a file's job.
         # "-" was taken as a file of that name in the current folder, a FIFO as EINVAL.

@@ -990,3 +990,16 @@ def test_watch_help_names_the_model_among_its_exit_2_causes(tmp_path):
     flat = " ".join(_help("watch", columns=300).split())
     exit_2 = flat.split("exit 2 for ")[1].split(".")[0]
     assert "a model that cannot be loaded" in exit_2, exit_2
+
+
+def test_watch_refuses_an_image_named_csv(tmp_path):
+    # `watch inbox -o inbox/labels.jpg` started: the daemon took its own CSV for an image that
+    # did not decode, and tried it again every 60 s. Refused before the model loads.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    out = inbox / "labels.JPG"
+    result = run("watch", inbox, "-o", out, "-m", tmp_path / "missing.tflite")
+    assert result.exit_code == EXIT_USAGE, result.output
+    flat = " ".join(result.output.split())
+    assert "labels.JPG is an image's name" in flat and "model not found" not in flat, flat
+    assert list(inbox.iterdir()) == []
