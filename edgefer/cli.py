@@ -171,18 +171,24 @@ LabelsOption = Annotated[
     ),
 ]
 NormOption = Annotated[
-    str,
-    typer.Option(help=f"Input range for a model without a spec: {', '.join(NORMALIZATIONS)}."),
+    # None when not given: a model with a spec ignores it, and a given one is warned of.
+    str | None,
+    typer.Option(
+        help=f"Input range for a model without a spec: {', '.join(NORMALIZATIONS)} (default: 0..1)."
+    ),
 ]
 
 
 def _load(
     model: Path | None,
     labels: Path | None,
-    normalization: str,
+    normalization: str | None,
     threads: int | None,
     batch_size: int = 1,
 ) -> Classifier:
+    """``normalization``: None when not given (``0..1``)."""
+    given = normalization is not None
+    normalization = normalization if given else "0..1"
     if normalization not in NORMALIZATIONS:
         raise fail(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
     try:
@@ -206,6 +212,9 @@ def _load(
     has_spec = read_spec(classifier.model_bytes) is not None
     if label_names is not None and has_spec:
         warn(f"--labels ignored: the model carries its own labels ({', '.join(classifier.labels)})")
+    if given and has_spec:
+        own = _input_range(classifier)
+        warn(f"--normalization ignored: the model carries its own input range ({own})")
     if not has_spec and classifier.input_dtype.kind in "iu":
         levels = np.iinfo(classifier.input_dtype)
         scale, zero_point = classifier.input_quantization
@@ -219,6 +228,15 @@ def _load(
         if hint is not None:
             warn(hint)
     return classifier
+
+
+def _input_range(classifier: Classifier) -> str:
+    """The values a model's spec gives pixels 0..255: ``0..1``, or one range per channel."""
+    spec = classifier.spec
+    n = max(len(spec.mean), len(spec.std))  # one shared value, or one per channel
+    mean, std = spec.mean * (n // len(spec.mean)), spec.std * (n // len(spec.std))
+    ranges = [f"{(0 - m) / d:.3g}..{(255 - m) / d:.3g}" for m, d in zip(mean, std, strict=True)]
+    return ranges[0] if len(set(ranges)) == 1 else ", ".join(ranges)  # grey, or RGB alike: one
 
 
 @app.command()
@@ -255,7 +273,7 @@ def classify(
     ] = 0.5,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     labels: LabelsOption = None,
-    normalization: NormOption = "0..1",
+    normalization: NormOption = None,
     time_column: TimeOption = False,
     faces: FacesOption = False,
     detector: DetectorOption = None,
@@ -510,7 +528,7 @@ def info(
     ] = None,
     model_option: ModelOption = None,
     labels: LabelsOption = None,
-    normalization: NormOption = "0..1",
+    normalization: NormOption = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Show a model's labels, input, quantization, size, sha256 and the runtime in use."""

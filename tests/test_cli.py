@@ -1003,3 +1003,13 @@ def test_watch_refuses_an_image_named_csv(tmp_path):
     flat = " ".join(result.output.split())
     assert "labels.JPG is an image's name" in flat and "model not found" not in flat, flat
     assert list(inbox.iterdir()) == []
+
+
+def test_normalization_given_for_a_model_with_a_spec_is_warned_of_as_labels_is(int8_model):
+    # The model's spec wins over --normalization, as over --labels; only --labels said so.
+    result = run("info", int8_model, "--normalization", "-1..1")
+    flat = " ".join(result.output.split())
+    assert result.exit_code == EXIT_OK, result.output
+    assert "--normalization ignored: the model carries its own input range (0..255)" in flat, flat
+    assert "(pixel - [0.0]) / [1.0]" in flat  # what info shows is still the spec's
+    assert "warning" not in run("info", int8_model).output  # not given: nothing to say
