@@ -899,6 +899,51 @@ def test_the_example_environment_file_gives_options_watch_accepts(tmp_path):
     assert "does not exist" in result.output, result.output
 
 
+def unit_argv(unit: str, files: dict[str, str], instance: str = "door") -> list[str]:
+    """`edgefer watch`'s arguments as systemd gives them: the unit's Environment=, then its
+    EnvironmentFile= read in order (``files``: each one's text by its path; a later assignment
+    replaces an earlier one whole), and each ``$VAR`` word of ExecStart= split on spaces
+    (unset or empty: no word)."""
+    text = (Path(__file__).parent.parent / "systemd" / unit).read_text().replace("%i", instance)
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("Environment="):  # before the files, which override it
+            key, _, value = line.split("=", 1)[1].partition("=")
+            env[key] = value
+        elif line.startswith("EnvironmentFile="):
+            path = line.split("=", 1)[1].removeprefix("-")  # "-": a missing file is no error
+            for entry in files.get(path, "").splitlines():
+                if entry and not entry.startswith("#"):
+                    key, _, value = entry.partition("=")
+                    env[key] = value
+    exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    argv: list[str] = []
+    for word in exec_start.split()[1:]:
+        argv += env.get(word[1:], "").split() if word.startswith("$") else [word]
+    return argv
+
+
+def test_an_instances_own_options_add_to_the_shared_ones():
+    # EDGEFER_WATCH_ARGS=--poll in watch-door.env replaced watch.env's value whole (systemd's
+    # EnvironmentFile=), silently dropping --rotate monthly; EDGEFER_WATCH_EXTRA_ARGS adds to it.
+    shared = (Path(__file__).parent.parent / "systemd" / "edgefer-watch.env.example").read_text()
+    assert "#EDGEFER_WATCH_EXTRA_ARGS=--poll" in shared.splitlines()
+    files = {
+        "/etc/edgefer/watch.env": shared,
+        "/etc/edgefer/watch-door.env": "EDGEFER_WATCH_EXTRA_ARGS=--poll --rotate daily\n",
+    }
+    argv = unit_argv("edgefer-watch@.service", files)
+    assert argv[:2] == ["watch", "/srv/faces/door/inbox"]
+    assert "--poll" in argv and "--settle" in argv and "--max-latency" in argv, argv
+    # Both --rotate: the instance's comes last, and the last one given wins.
+    assert [argv[i + 1] for i, word in enumerate(argv) if word == "--rotate"] == [
+        "monthly",
+        "daily",
+    ]
+    del files["/etc/edgefer/watch-door.env"]  # no instance file: the shared options alone
+    assert unit_argv("edgefer-watch@.service", files)[-2:] == ["--rotate", "monthly"]
+
+
 def test_the_threads_and_batch_size_options_reach_the_interpreter(tmp_path, interpreters):
     # Neither changes a row: dropped on the way to the classifier, --threads left a daemon's
     # interpreter on every core (the Pi's other services starved) and -b sized it for 16.
