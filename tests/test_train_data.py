@@ -541,3 +541,23 @@ def test_limit_still_refuses_a_class_with_no_readable_training_image(tmp_path, m
     assert checked and all(p.startswith(str(split / "train" / "c")) for p in checked)
     assert len(checked) <= 11 and checked[-1].endswith("ok.png")
     assert len(data.splits["train"]) <= 5
+
+
+def test_colour_images_read_as_grey_are_named_in_a_note(tmp_path):
+    # The reference report's own data (colour face crops near 222x222) given to fit or baselines
+    # as documented, with the default --channels 1, lost its colour with no word in the log.
+    rng = np.random.default_rng(0)
+    for label in ("Angry", "Happy"):
+        (tmp_path / "c" / label).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (30, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels, "RGB").save(tmp_path / "c" / label / f"{i}.png")
+    grey = load_dataset(tmp_path / "c", (12, 12), 1, cache_dir=tmp_path / "cache")
+    (note,) = [n for n in grey.notes if "colour" in n]
+    assert "are in colour" in note and "about 20x30" in note and "--channels 3" in note
+    kept = load_dataset(tmp_path / "c", (12, 12), 3, cache_dir=tmp_path / "cache")
+    assert not any("colour" in n for n in kept.notes)
+    limited = load_dataset(tmp_path / "c", (12, 12), 1, limit=4)
+    assert any("are in colour" in n for n in limited.notes)
+    write_folder(tmp_path / "g", {"a": 6, "b": 6}, seed=1)  # grey images: nothing to say
+    assert not any("colour" in n for n in load_dataset(tmp_path / "g", (12, 12), 1).notes)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from edgefer.discovery import images_under
 from edgefer.preprocess import ImageError, load_image
@@ -37,6 +38,13 @@ CACHE_VERSION = 2
 #: removes the rest. The key (folder, labels, size, channels) makes one entry per combination.
 CACHE_PER_FOLDER = 2
 TMP_SUFFIX = ".tmp.npz"
+#: Train images looked at, evenly spaced over the (class-sorted) list, for a grey run's note
+#: that the images are in colour; and the mean channel spread (max - min, 0..255) over which
+#: one counts as colour (a grey picture saved as RGB or JPEG differs by a rounding or two).
+COLOUR_LOOKS = 16
+COLOUR_SPREAD = 4.0
+#: The EXIF tag whose values 5-8 mean the stored image is turned a quarter.
+EXIF_ORIENTATION = 0x0112
 #: A cache temp file untouched this long is a write that was killed (SIGKILL, OOM, power).
 DEAD_TMP_SECONDS = 24 * 3600
 #: How many unreadable files a log line names (the rest are counted).
@@ -508,7 +516,38 @@ def load_dataset(
         keep = np.setdiff1d(np.arange(len(splits["train"])), leak)
         splits["train"] = keep_rows(splits["train"], keep)
     counts["dropped_from_train"] = int(len(leak)) if dedupe else 0
+    if channels == 1:
+        notes += colour_note(splits["train"].paths)
     return Dataset(labels, splits, protocol, counts, tuple(notes), assignment)
+
+
+def colour_note(paths: tuple[str, ...] | list[str], looks: int = COLOUR_LOOKS) -> list[str]:
+    """A note when most of ``paths`` (``looks`` of them, evenly spaced) are in colour, with
+    their typical stored size: read as grey (``--channels 1``, the default) they lose the
+    colour, which the log did not say. ``[]`` otherwise, or when none can be looked at."""
+    spaced = np.unique(np.linspace(0, len(paths) - 1, looks).round()) if paths else []
+    colour, sides = 0, []
+    for path in (paths[int(i)] for i in spaced):
+        # A look, not a model input: Pillow at reduced scale, not load_image (which a --limit
+        # run calls only on the images it drew, once), so a face photo costs a few ms.
+        try:
+            with Image.open(path) as im:
+                turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+                side = im.size[::-1] if turned else im.size
+                im.draft("RGB", (32, 32))
+                rgb = np.asarray(im.convert("RGB").resize((32, 32)), dtype=np.int16)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+            continue
+        sides.append(side)
+        colour += float((rgb.max(-1) - rgb.min(-1)).mean()) > COLOUR_SPREAD
+    looked = len(sides)
+    if colour * 2 <= looked:
+        return []
+    w, h = np.median(np.asarray(sides), axis=0).astype(int)
+    return [
+        f"the images are in colour ({colour} of {looked} train images looked at; about {w}x{h} "
+        "px) and are read as grey (--channels 1, the default): --channels 3 keeps the colour"
+    ]
 
 
 def _refuse_split_folders_as_classes(data_dir: Path, labels: tuple[str, ...]) -> None:
