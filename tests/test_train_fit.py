@@ -698,3 +698,28 @@ def test_grow_copies_the_smaller_model_and_starts_the_new_stage_at_zero(data_dir
         fit(wider, tmp_path / "wider", log=lambda _: None)
     with pytest.raises(ValueError, match="grow needs init"):
         replace(cfg, init="")
+
+
+def test_a_warm_restart_on_one_folder_keeps_the_split_its_model_was_trained_on(tmp_path, data_dir):
+    # A run on one folder (split 70/15/15 by its seed) warm-started with its own --seed, as the
+    # docs do, split afresh: most of its val and test images were the model's training images.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for label in LABELS:
+        (data_dir / "train" / label).rename(flat / label)
+    small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 1)}
+    first = tmp_path / "first"
+    fit(config(flat, arch="edge", arch_kwargs=small, seed=1), first, log=lambda _: None)
+    cfg = config(flat, arch="edge", arch_kwargs=small, seed=2, init=str(first / "model.keras"))
+    lines: list[str] = []
+    fit(cfg, tmp_path / "warm", log=lines.append)
+    split = json.loads((first / "split.json").read_text())
+    assert json.loads((tmp_path / "warm" / "split.json").read_text()) == split
+    assert any(f"split as {first}" in line for line in lines), lines
+    spec = ModelSpec.from_json((tmp_path / "warm" / "spec.json").read_text())
+    assert spec.metadata["split"] == "stratified 70/15/15 seed 1" and spec.metadata["seed"] == 2
+    assert FitConfig.load(tmp_path / "warm").split_seed == 1  # report, split, average: the same
+    # Another folder's model (or one without its run's split.json) leaves the split to --seed.
+    (first / "split.json").unlink()
+    fit(cfg, tmp_path / "fresh", log=lambda _: None)
+    assert json.loads((tmp_path / "fresh" / "split.json").read_text()) != split

@@ -32,7 +32,10 @@ class FitConfig:
         class_weight_power: 0 uniform, 0.5 square-root inverse frequency, 1 fully balanced.
         augment: augmentation strengths (see :class:`train.augment.Augment`).
         patience: early stopping after this many epochs without a better val accuracy (0: off).
-        seed: seed for weights, split, shuffling and augmentation.
+        seed: seed for weights, split (unless ``split_seed``), shuffling and augmentation.
+        split_seed: the seed of one folder's 70/15/15 split when it is not ``seed``'s: a warm
+            restart (``init``) on the folder its model's run was trained on takes that run's
+            split, so that the model's training images stay out of val and test.
         dedupe: drop train images whose pixels also appear in val/test.
         limit: use at most this many images per split (timing and smoke runs; 0 = all), drawn
             from the file lists so that only those are decoded; duplicates are dropped from
@@ -84,6 +87,7 @@ class FitConfig:
     augment: Augment = PRESETS["full"]
     patience: int = 20
     seed: int = 0
+    split_seed: int | None = None
     dedupe: bool = True
     limit: int = 0
     teacher: str = ""

@@ -424,8 +424,12 @@ def load_dataset(
     assignment: dict[str, list[str]] | None = None,
     log: Callable[[str], None] | None = None,
     limit: int = 0,
+    split_seed: int | None = None,
 ) -> Dataset:
     """Load ``data_dir`` as train/val[/test] folders, or split one labelled folder 70/15/15.
+
+    ``split_seed``: the seed of that split, if not ``seed`` (which then draws ``limit``'s
+    images only).
 
     ``assignment`` (a run's ``Dataset.assignment``): make that split again, whatever images
     were added to or removed from the folder since (a new split would move images between
@@ -484,10 +488,11 @@ def load_dataset(
                 n: load_folder(data_dir / n, labels, size, channels, cache_dir, log) for n in names
             }
     else:
-        protocol = f"stratified 70/15/15 seed {seed}"
+        split_seed = seed if split_seed is None else split_seed
+        protocol = f"stratified 70/15/15 seed {split_seed}"
         if limit:
             paths, y = list_images(data_dir, labels)
-            parts, assignment, changes = _assign(paths, y, labels, data_dir, seed, assignment)
+            parts, assignment, changes = _assign(paths, y, labels, data_dir, split_seed, assignment)
             listed = {
                 n: ([paths[k] for k in i], y[i]) for n, i in zip(SPLIT_NAMES, parts, strict=True)
             }
@@ -496,7 +501,9 @@ def load_dataset(
             if whole.skipped:
                 notes.append(whole.describe_skipped())
             paths = list(whole.paths)
-            parts, assignment, changes = _assign(paths, whole.y, labels, data_dir, seed, assignment)
+            parts, assignment, changes = _assign(
+                paths, whole.y, labels, data_dir, split_seed, assignment
+            )
             splits = _split_in_place(whole, parts)
             del whole
         notes += changes
@@ -742,6 +749,7 @@ def prepare_data(
         assignment,
         log,
         cfg.limit,
+        cfg.split_seed,
     )
 
 

@@ -211,6 +211,20 @@ def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: boo
     return sum(1 for la in model.layers if la.weights) - len(copied)
 
 
+def warm_start_split(cfg: FitConfig) -> Path | None:
+    """The run folder of ``cfg.init``'s model when that run split the very folder this one
+    trains on (its ``split.json`` and ``config.json`` beside the model): a warm restart takes
+    its split, whatever its own seed, since a new one would put images the model was trained
+    on into val and test. None otherwise (split folders, another folder, a bare model)."""
+    if not cfg.init:
+        return None
+    run = Path(cfg.init).parent
+    if not (run / SPLIT_FILE).is_file() or not (run / "config.json").is_file():
+        return None
+    theirs = Path(FitConfig.load(run).data_dir).resolve()
+    return run if theirs == Path(cfg.data_dir).resolve() else None
+
+
 def open_run(
     cfg: FitConfig, out: Path, resume: bool, labels: tuple[str, ...], steps: int
 ) -> tuple[keras.Model, dict[str, Any]]:
@@ -532,8 +546,18 @@ def fit(
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.time()
     # A new run splits afresh (a split.json left by an attempt that never finished an epoch
-    # may be of another seed or data); a resumed one makes its split again.
-    data = prepare_data(cfg, out if resume else None, log)
+    # may be of another seed or data), unless its model's run split the same folder; a resumed
+    # one makes its split again.
+    split_from = out if resume else warm_start_split(cfg)
+    if split_from is not None and not resume:
+        theirs = FitConfig.load(split_from)
+        split_seed = theirs.seed if theirs.split_seed is None else theirs.split_seed
+        cfg = replace(cfg, split_seed=split_seed)
+        log(
+            f"split as {split_from} (its {SPLIT_FILE}): the images the model was trained on "
+            "stay out of val and test"
+        )
+    data = prepare_data(cfg, split_from, log)
     if data.assignment is not None and not resume:
         (out / SPLIT_FILE).write_text(json.dumps(data.assignment))
     train, val = data.splits["train"], data.splits["val"]
