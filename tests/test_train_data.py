@@ -561,3 +561,16 @@ def test_colour_images_read_as_grey_are_named_in_a_note(tmp_path):
     assert any("are in colour" in n for n in limited.notes)
     write_folder(tmp_path / "g", {"a": 6, "b": 6}, seed=1)  # grey images: nothing to say
     assert not any("colour" in n for n in load_dataset(tmp_path / "g", (12, 12), 1).notes)
+
+
+def test_a_class_named_in_another_case_is_refused_naming_the_folder(tmp_path):
+    # --classes angry,happy for folders Angry/ and Happy/ (the report's names) said only "no
+    # such class folder: angry, happy", as if the folders were not there.
+    root = write_folder(tmp_path / "d", {"Angry": 3, "Happy": 3, "Sad": 3}, seed=0)
+    with pytest.raises(ValueError, match="no such class folder") as error:
+        load_dataset(root, (12, 12), 1, classes=("angry", "Happy", "nope"))
+    message = str(error.value)
+    assert ": angry, nope" in message and "Angry is there" in message and "case" in message
+    with pytest.raises(ValueError) as error:
+        load_dataset(root, (12, 12), 1, classes=("nope", "Sad"))
+    assert "is there" not in str(error.value)

@@ -461,7 +461,10 @@ def load_dataset(
         _refuse_split_folders_as_classes(data_dir, labels)
     missing = [c for c in labels if not (label_root / c).is_dir()]
     if missing:
-        raise ValueError(f"no such class folder in {label_root}: {', '.join(missing)}")
+        raise ValueError(
+            f"no such class folder in {label_root}: {', '.join(missing)}"
+            + _other_case(label_root, missing)
+        )
     if len(labels) < 2 and classes:
         raise ValueError(
             f"--classes names one class ({', '.join(labels)}): a model needs two or more"
@@ -555,6 +558,17 @@ def colour_note(paths: tuple[str, ...] | list[str], looks: int = COLOUR_LOOKS) -
         f"the images are in colour ({colour} of {looked} train images looked at; about {w}x{h} "
         "px) and are read as grey (--channels 1, the default): --channels 3 keeps the colour"
     ]
+
+
+def _other_case(folder: Path, missing: list[str]) -> str:
+    """'' or ``" (Angry is there: ...)"``: the folders named as ``missing`` classes but for
+    their case (``--classes angry`` for the reference report's ``Angry/``)."""
+    there = {name.casefold(): name for name in list_labels(folder)}
+    found = [there[m.casefold()] for m in missing if m.casefold() in there]
+    if not found:
+        return ""
+    verb = "is" if len(found) == 1 else "are"
+    return f" ({', '.join(found)} {verb} there: names must match exactly, case included)"
 
 
 def _refuse_split_folders_as_classes(data_dir: Path, labels: tuple[str, ...]) -> None:
