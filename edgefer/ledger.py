@@ -656,6 +656,15 @@ class Ledger:
         if self._done.pop(path, None) is not None:
             self._gone.append(self._left_line(path))
 
+    def forget_below(self, folder: str) -> int:
+        """:meth:`forget` every file under ``folder`` (a folder that left: no event comes for
+        the files in it); returns how many."""
+        prefix = folder.rstrip(os.sep) + os.sep
+        gone = [path for path in self._done if path.startswith(prefix)]
+        for path in gone:
+            self.forget(path)
+        return len(gone)
+
     def prune(self) -> int:
         """Forget entries whose file no longer exists; returns how many."""
         gone = [path for path in self._done if not os.path.lexists(path)]

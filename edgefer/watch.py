@@ -535,6 +535,11 @@ class Watcher:
         kind, src = event.event_type, self._as_given(os.fsdecode(event.src_path))
         dest = self._as_given(os.fsdecode(event.dest_path)) if kind == "moved" else ""
         if event.is_directory:
+            if kind == "moved":
+                # One event for the folder, none for its files (moved out of the folder: an
+                # archived folder of the day): their entries went on for as long as it ran.
+                # (A folder deleted was emptied first, each file with its own event.)
+                self._forget_below(src)
             # A folder created or moved in: its files may predate the new watch, so scan it.
             # (One moved out of the folder has no destination here: nothing to scan; scanning
             # where it was logged "cannot list".)
@@ -557,6 +562,15 @@ class Watcher:
             self._saw(src, self.options.settle, kind)
         # else an attrib event on a file already waiting: it keeps waiting (cp -p sets the
         # mode before it closes the file)
+
+    def _forget_below(self, folder: str) -> None:
+        """Forget the files under ``folder``, which left the folder with it."""
+        if not folder.startswith(self.root + os.sep):
+            return
+        self.ledger.forget_below(folder)
+        prefix = folder + os.sep
+        for path in [p for p in (*self.scanned, *self.partial) if p.startswith(prefix)]:
+            self._forget_partial(path)
 
     def _eligible_dir(self, path: str) -> bool:
         rel = os.path.relpath(path, self.root)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import random
 import shutil
@@ -671,3 +672,40 @@ def test_an_empty_file_closed_then_filled_gets_one_row(tmp_path, int8_model, inb
         assert daemon.stop() == 0
     assert [(row[0], row[-1]) for row in check_csv(out)] == [(str(inbox / "x.png"), "")]
     assert (done / "x.png").read_bytes() == pngs[0] and not (done / "x.1.png").exists()
+
+
+def live_entries(state: Path) -> set[str]:
+    """The paths the state file holds as classified and still in the folder (its lines
+    replayed: a size of -1 says the file left)."""
+    live: dict[str, list] = {}
+    for line in state.read_text().splitlines()[1:]:
+        _end, size, *_rest, path = json.loads(line)
+        if size < 0:
+            live.pop(path, None)
+        else:
+            live[path] = size
+    return set(live)
+
+
+def test_a_subfolder_moved_out_leaves_no_entries_behind(tmp_path, int8_model, inbox, pngs):
+    # Moving a subfolder out (a camera's folder of the day, archived) gives one event, for the
+    # folder, none for its files: their entries stayed in memory and in the state for as long
+    # as the daemon ran, and compaction kept them, a folder's worth of lines at each move.
+    out, archive = tmp_path / "labels.csv", tmp_path / "archive"
+    archive.mkdir()
+    with Daemon(tmp_path, int8_model, inbox, out, "--recursive").start() as daemon:
+        daemon.wait_ready()
+        for day in ("d1", "d2", "d3"):
+            (inbox / day).mkdir()
+            for i in range(4):
+                (inbox / day / f"{i}.png").write_bytes(pngs[i])
+            wait_for(lambda d=day: len(paths_in(out)) == 4 * int(d[1]), 20, f"{day}'s rows", daemon)
+            if day != "d3":
+                (inbox / day).rename(archive / day)
+        (inbox / "last.png").write_bytes(pngs[5])  # a batch after the moves writes the state
+        wait_for(lambda: len(paths_in(out)) == 13, 20, "last.png's row", daemon)
+        state = out.with_name(out.name + ".state")
+        here = {str(p) for p in inbox.rglob("*.png")}
+        assert live_entries(state) == here
+        assert daemon.stop() == 0
+    assert live_entries(state) == here

@@ -654,6 +654,34 @@ def test_files_taken_as_complete_by_time_are_the_ones_retried(tmp_path, images):
     watcher.ledger.close()
 
 
+def test_a_folder_moved_out_takes_its_files_entries_with_it(tmp_path):
+    # watchdog gives one event for a folder moved out of the inbox and none for its files:
+    # their entries (and a pending file's marks) stayed for as long as the daemon ran.
+    from watchdog.events import DirMovedEvent
+
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    (folder / "day").mkdir(parents=True)
+    (folder / "daybreak").mkdir()
+    paths = [str(folder / "day" / f"{i}.png") for i in range(3)]
+    kept = str(folder / "daybreak" / "0.png")
+    for path in [*paths, kept]:
+        Path(path).write_bytes(b"x")
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher.ledger.append([(ok(p), identity(p)) for p in [*paths[:2], kept]])
+    watcher.scanned.add(paths[2])
+    watcher.partial[paths[2]] = identity(paths[2])
+    (folder / "day").rename(tmp_path / "day")
+    watcher._on_event(DirMovedEvent(str(folder / "day"), ""))
+    assert len(watcher.ledger) == 1 and watcher.ledger.is_done(kept, identity(kept))
+    assert not watcher.scanned and not watcher.partial
+    watcher.ledger.close()  # says which files left
+    entries = [json.loads(line) for line in (tmp_path / "o.csv.state").read_text().splitlines()[1:]]
+    assert sorted(path for _, size, _, path in entries if size == -1) == paths[:2]
+
+
 def test_nearing_the_inotify_watch_limit_is_said_once(tmp_path, monkeypatch, caplog):
     # watchdog leaves a folder past the limit unwatched without a word: its files were missed.
     from edgefer import watch
