@@ -477,7 +477,8 @@ class Watcher:
         self._scan_iter = None
         self._caught_up = False
         self.n_classified = self.n_failed = self.n_caught_up = 0
-        #: Folders watched (with --recursive, inotify: a watch each, of a per-user limit).
+        #: Folders watched (with --recursive, inotify: a watch each, of a per-user limit);
+        #: fewer again as they are deleted (:meth:`_recount`).
         self.n_folders = 1
         self._told_watches = False
         self._watch_limit: int | None = None
@@ -547,7 +548,8 @@ class Watcher:
             scan = self.options.recursive and kind in ("created", "moved") and new
             if scan and self._eligible_dir(new):
                 self.scan_dirs.append(new)
-                self._count_folder()
+            if self.options.recursive:
+                self._recount(kind, src, dest)
             return
         if kind in ("deleted", "moved"):
             self.settler.discard(src)
@@ -572,13 +574,28 @@ class Watcher:
         for path in [p for p in (*self.scanned, *self.partial) if p.startswith(prefix)]:
             self._forget_partial(path)
 
+    def _recount(self, kind: str, src: str, dest: str) -> None:
+        """Keep :attr:`n_folders` to the watches of a folder's event: one more for a folder
+        created or moved in, one fewer for one deleted (its watch is freed), none for one
+        renamed inside (its watch goes with it) or moved out (watchdog keeps its watch until it
+        is deleted, which gives no event; its subfolders' deletions do). Counted as the scan
+        counts: not hidden folders, nor --done-dir."""
+        if kind == "moved":  # out: no dest; in: src is not under the folder
+            change = int(self._eligible_dir(dest)) - int(self._eligible_dir(src)) if dest else 0
+        elif kind in ("created", "deleted"):
+            change = int(self._eligible_dir(src)) * (1 if kind == "created" else -1)
+        else:
+            return
+        if change > 0:
+            self._count_folder()
+        elif change < 0:
+            self.n_folders = max(1, self.n_folders - 1)
+
     def _eligible_dir(self, path: str) -> bool:
+        if not path.startswith(self.root + os.sep):  # also "": a move's missing side
+            return False
         rel = os.path.relpath(path, self.root)
-        return (
-            path.startswith(self.root + os.sep)
-            and not self._in_done_dir(path)
-            and not any(p.startswith(".") for p in rel.split(os.sep))
-        )
+        return not self._in_done_dir(path) and not any(p.startswith(".") for p in rel.split(os.sep))
 
     def _saw(self, path: str, delay: float, kind: str = "") -> None:
         """A file event: ``path`` is ready after ``delay`` s unchanged (0: complete now), or
@@ -907,7 +924,7 @@ class Watcher:
         # Not FileOpened/FileClosedNoWrite: our own reads would wake us. Not DirModified: noise.
         # (getattr: older watchdog releases lack some kinds; the filter is only an economy.)
         names = ("FileCreated", "FileModified", "FileAttrib", "FileClosed", "FileMoved")
-        names += ("FileDeleted", "DirCreated", "DirMoved")
+        names += ("FileDeleted", "DirCreated", "DirMoved", "DirDeleted")
         kinds = [getattr(ev, n + "Event") for n in names if hasattr(ev, n + "Event")]
         handler = _Handler(self.events, self.overflow)
         observer.schedule(

@@ -702,6 +702,99 @@ def test_nearing_the_inotify_watch_limit_is_said_once(tmp_path, monkeypatch, cap
     watcher.ledger.close()
 
 
+def test_the_folder_count_follows_the_watches_as_folders_come_and_go(tmp_path, monkeypatch, caplog):
+    # Folders were only ever counted up: a camera's day folders, made then deleted (or renamed)
+    # daily, brought a long-running daemon to "folders watched, of the ... inotify watches"
+    # with a handful of folders there. Each step's count is the watches watchdog 7 held then
+    # (counted in /proc/PID/fdinfo on the same steps made for real).
+    from watchdog.events import DirCreatedEvent, DirDeletedEvent, DirMovedEvent
+
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    monkeypatch.setattr(watch, "inotify_watch_limit", lambda: 8)
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher.close_events = True
+
+    def count(event) -> int:
+        watcher._on_event(event)
+        return watcher.n_folders
+
+    with caplog.at_level(logging.WARNING, logger="edgefer.watch"):
+        for day in range(20):  # made with an hour's subfolder, then deleted (rm -r)
+            d = f"{folder}/d{day}"
+            assert count(DirCreatedEvent(d)) == 2 and count(DirCreatedEvent(d + "/h1")) == 3
+            assert count(DirDeletedEvent(d + "/h1")) == 2 and count(DirDeletedEvent(d)) == 1
+        d = f"{folder}/day"
+        assert count(DirCreatedEvent(d)) == 2 and count(DirCreatedEvent(d + "/h1")) == 3
+        # Renamed inside: its watches go with it (watchdog: one event per folder).
+        assert count(DirMovedEvent(d, d + "2")) == 3
+        assert count(DirMovedEvent(d + "/h1", d + "2/h1")) == 3
+        # Moved out: watchdog keeps the watches until they are deleted; a subfolder's deletion
+        # is reported (under its old path), the folder's own is not.
+        assert count(DirMovedEvent(d + "2", "")) == 3
+        assert count(DirDeletedEvent(d + "2/h1")) == 2
+        # Moved in with a subfolder: watched, it and each below it.
+        assert count(DirMovedEvent("", d + "3")) == 3
+        assert count(DirCreatedEvent(d + "3/h1")) == 4
+        # Hidden folders and the moves of files count for nothing.
+        assert count(DirCreatedEvent(f"{folder}/.cache")) == 4
+        assert count(DirDeletedEvent(f"{folder}/.cache")) == 4
+        assert count(DirMovedEvent(d + "3/h1", d + "3/.h1")) == 3  # as the scan counts
+        for _ in range(5):
+            assert count(DirDeletedEvent(f"{folder}/gone")) >= 1  # never below the folder's own
+    assert watcher.n_folders == 1
+    assert not caplog.records  # 20 days of 3 watches at most, of 8
+    watcher.ledger.close()
+
+
+def test_a_deleted_subfolder_reaches_the_folder_count_from_real_inotify(tmp_path):
+    # The observer did not ask for DirDeletedEvent at all: a deleted folder went unseen.
+    from edgefer import watch
+
+    def watches() -> int:
+        """This process's inotify watches, as /proc says (all its inotify descriptors)."""
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                    with open(f"/proc/self/fdinfo/{fd}") as f:
+                        n += sum(line.startswith("inotify wd:") for line in f)
+            except OSError:
+                continue
+        return n
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    handlers = list(logging.getLogger("watchdog").handlers)
+    before = watches()
+    observer = watcher._start_observer()
+    watcher._caught_up = True  # no scan here: the count comes from events alone
+
+    def settled(expected: int) -> None:
+        deadline = time.monotonic() + 10
+        while watches() - before != expected or watcher.n_folders != expected:
+            assert time.monotonic() < deadline, (watches() - before, watcher.n_folders, expected)
+            watcher._take_events(0.05)
+
+    try:
+        settled(1)
+        for day in range(3):
+            (folder / f"d{day}" / "h1").mkdir(parents=True)
+            settled(3)
+            shutil.rmtree(folder / f"d{day}")
+            settled(1)
+    finally:
+        observer.stop()
+        observer.join(5)
+        logging.getLogger("watchdog").handlers[:] = handlers
+        watcher.ledger.close()
+
+
 @pytest.mark.parametrize("n", [1, 2])
 def test_the_caught_up_line_counts_one_file_and_two_files(tmp_path, caplog, n):
     from edgefer import watch
