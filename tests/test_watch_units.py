@@ -1065,6 +1065,20 @@ def test_an_instances_own_options_add_to_the_shared_ones():
     assert unit_argv("edgefer-watch@.service", files)[-2:] == ["--rotate", "monthly"]
 
 
+@pytest.mark.parametrize("unit", ["edgefer-watch.service", "edgefer-watch@.service"])
+def test_both_units_pass_the_extra_options_of_watch_env(unit):
+    # The single unit passed only EDGEFER_WATCH_ARGS: an EDGEFER_WATCH_EXTRA_ARGS line in
+    # watch.env (the example has one, for the template) was ignored without a word.
+    shared = (Path(__file__).parent.parent / "systemd" / "edgefer-watch.env.example").read_text()
+    files = {"/etc/edgefer/watch.env": shared + "EDGEFER_WATCH_EXTRA_ARGS=--recursive --time\n"}
+    argv = unit_argv(unit, files)
+    assert argv[-4:] == ["--rotate", "monthly", "--recursive", "--time"], argv
+    # Unset, it is empty (not systemd's "unset environment variable" notice at each start).
+    text = (Path(__file__).parent.parent / "systemd" / unit).read_text()
+    assert "Environment=EDGEFER_WATCH_EXTRA_ARGS=" in text.splitlines()
+    assert unit_argv(unit, {"/etc/edgefer/watch.env": shared})[-2:] == ["--rotate", "monthly"]
+
+
 def test_the_threads_and_batch_size_options_reach_the_interpreter(tmp_path, interpreters):
     # Neither changes a row: dropped on the way to the classifier, --threads left a daemon's
     # interpreter on every core (the Pi's other services starved) and -b sized it for 16.
