@@ -63,3 +63,20 @@ def test_the_memory_check_is_not_below_what_the_fits_take(n, shape):
     exact = StandardScaler().fit(baselines.features(x))
     np.testing.assert_allclose(model[0].mean_, exact.mean_, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model[0].scale_, exact.scale_, rtol=1e-5)
+
+
+def test_baselines_split_by_their_split_seed_not_their_seed(tmp_path, monkeypatch):
+    # --seed chose the split too: baselines of seed 1 were not on the split of fit's seed-2 run.
+    root, rng = tmp_path / "flat", np.random.default_rng(1)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(20):
+            pixels = rng.integers(0, 256, (12, 12), dtype=np.uint8)
+            Image.fromarray(pixels, "L").save(root / label / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(baselines, "memory_available", lambda: 0)  # stop after the data line
+    args = ["baselines", str(root), "--size", "12"]
+    for extra, seed in ((["--seed", "1"], 0), (["--seed", "2"], 0), (["--split-seed", "3"], 3)):
+        ran = CliRunner().invoke(app, [*args, *extra])
+        assert ran.exit_code == 2 and "use a smaller --size" in ran.output, ran.output
+        assert f"stratified 70/15/15 seed {seed}, labels a,b" in ran.output

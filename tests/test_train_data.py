@@ -1,6 +1,8 @@
 """Splitting is stratified, deterministic and leak-free; decoding goes through edgefer; cache."""
 
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from conftest import peak_memory
 from PIL import Image
 
+from train.config import FitConfig
 from train.data import (
     Split,
     cache_key,
@@ -19,6 +22,7 @@ from train.data import (
     load_dataset,
     load_folder,
     permute_rows,
+    prepare_data,
     stratified_split,
 )
 
@@ -416,12 +420,12 @@ def test_splitting_a_folder_and_dropping_duplicates_hold_the_images_once(tmp_pat
     first = root / "x" / "000.png"
     for copy in range(3):  # duplicates of one image: some land in val/test, so train is cut
         (root / "y" / f"dup{copy}.png").write_bytes(first.read_bytes())
-    data, peak = peak_memory(lambda: load_dataset(root, (64, 64), 3, seed=1))
+    data, peak = peak_memory(lambda: load_dataset(root, (64, 64), 3, split_seed=1))
     images = 303 * 64 * 64 * 3
     assert data.duplicates["dropped_from_train"] > 0
     assert sum(len(s) for s in data.splits.values()) == 303 - data.duplicates["dropped_from_train"]
     assert peak < 1.4 * images, (peak, images)
-    again = load_dataset(root, (64, 64), 3, seed=1, dedupe=False)
+    again = load_dataset(root, (64, 64), 3, split_seed=1, dedupe=False)
     for name, split in data.splits.items():
         index = [again.splits[name].paths.index(p) for p in split.paths]
         np.testing.assert_array_equal(split.x, again.splits[name].x[index])
@@ -574,3 +578,32 @@ def test_a_class_named_in_another_case_is_refused_naming_the_folder(tmp_path):
     with pytest.raises(ValueError) as error:
         load_dataset(root, (12, 12), 1, classes=("nope", "Sad"))
     assert "is there" not in str(error.value)
+
+
+def test_the_split_has_its_own_seed_and_old_configs_keep_theirs(tmp_path, monkeypatch):
+    # --seed set the weights and the split: runs of seeds 1 and 2 on one folder were scored
+    # on other val/test images (not comparable), and a teacher of another seed had seen the
+    # student's val/test images.
+    monkeypatch.chdir(tmp_path)  # prepare_data's cache: runs/cache
+    root = write_folder(tmp_path / "flat", {"a": 20, "b": 20}, seed=0)
+    one, two = (FitConfig(str(root), input_size=(12, 12), seed=s) for s in (1, 2))
+    assert one.split_seed == two.split_seed == 0
+    assert prepare_data(one).assignment == prepare_data(two).assignment
+    assert prepare_data(two).protocol == "stratified 70/15/15 seed 0"
+    other = replace(one, split_seed=5)
+    assert prepare_data(other).assignment != prepare_data(one).assignment
+    assert FitConfig.from_json(other.to_json()).split_seed == 5
+    # A run's config.json from before split_seed (or with it null) was split by its seed,
+    # and --resume, report, average and split make that split again.
+    parts = stratified_split(np.repeat([0, 1], 20), seed=2, names=("a", "b"))
+    by_seed_2 = {
+        n: [f"{'ab'[k // 20]}/{k % 20:03d}.png" for k in p]
+        for n, p in zip(("train", "val", "test"), parts, strict=True)
+    }
+    assert by_seed_2 != prepare_data(two).assignment
+    old = json.loads(two.to_json())
+    del old["split_seed"]
+    for written in (old, {**old, "split_seed": None}):
+        cfg = FitConfig.from_json(json.dumps(written))
+        assert cfg.split_seed == 2
+        assert prepare_data(cfg).assignment == by_seed_2

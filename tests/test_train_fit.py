@@ -701,15 +701,16 @@ def test_grow_copies_the_smaller_model_and_starts_the_new_stage_at_zero(data_dir
 
 
 def test_a_warm_restart_on_one_folder_keeps_the_split_its_model_was_trained_on(tmp_path, data_dir):
-    # A run on one folder (split 70/15/15 by its seed) warm-started with its own --seed, as the
-    # docs do, split afresh: most of its val and test images were the model's training images.
+    # A run on one folder (split 70/15/15 by its split seed) warm-started with its own seeds,
+    # as the docs do, split afresh: most of its val and test images were the model's training
+    # images.
     flat = tmp_path / "flat"
     flat.mkdir()
     for label in LABELS:
         (data_dir / "train" / label).rename(flat / label)
     small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 1)}
     first = tmp_path / "first"
-    fit(config(flat, arch="edge", arch_kwargs=small, seed=1), first, log=lambda _: None)
+    fit(config(flat, arch="edge", arch_kwargs=small, split_seed=1), first, log=lambda _: None)
     cfg = config(flat, arch="edge", arch_kwargs=small, seed=2, init=str(first / "model.keras"))
     lines: list[str] = []
     fit(cfg, tmp_path / "warm", log=lines.append)
@@ -719,7 +720,23 @@ def test_a_warm_restart_on_one_folder_keeps_the_split_its_model_was_trained_on(t
     spec = ModelSpec.from_json((tmp_path / "warm" / "spec.json").read_text())
     assert spec.metadata["split"] == "stratified 70/15/15 seed 1" and spec.metadata["seed"] == 2
     assert FitConfig.load(tmp_path / "warm").split_seed == 1  # report, split, average: the same
-    # Another folder's model (or one without its run's split.json) leaves the split to --seed.
+    # Another folder's model (or one without its run's split.json) leaves it to --split-seed.
     (first / "split.json").unlink()
     fit(cfg, tmp_path / "fresh", log=lambda _: None)
     assert json.loads((tmp_path / "fresh" / "split.json").read_text()) != split
+
+
+def test_fit_records_its_split_seed_apart_from_its_seed(data_dir, tmp_path, monkeypatch):
+    # --seed also chose one folder's split: runs of two seeds were scored on other images.
+    from typer.testing import CliRunner
+
+    import train.fit
+    from train.cli import app
+
+    given = []
+    monkeypatch.setattr(train.fit, "fit", lambda cfg, out, **_: given.append(cfg) or {"epoch": 0})
+    base = ["fit", str(data_dir), "--out", str(tmp_path / "r"), "--no-report"]
+    for extra in (["--seed", "1"], ["--seed", "2"], ["--seed", "2", "--split-seed", "7"]):
+        ran = CliRunner().invoke(app, [*base, *extra])
+        assert ran.exit_code == 0, ran.output
+    assert [(c.seed, c.split_seed) for c in given] == [(1, 0), (2, 0), (2, 7)]

@@ -152,7 +152,10 @@ def fit(
         str, typer.Option(help='JSON overrides, e.g. {"mixup": 0.2, "erase": 0}')
     ] = "{}",
     patience: Annotated[int, typer.Option(help="early-stopping patience in epochs (0 off)")] = 20,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="seed of the weights, shuffling and augmentation")] = 0,
+    split_seed: Annotated[
+        int, typer.Option(help="seed of one folder's 70/15/15 split (not --seed's)")
+    ] = 0,
     dedupe: Annotated[bool, typer.Option(help="drop train images duplicated in val/test")] = True,
     limit: Annotated[
         int, typer.Option(help="use at most N images per split, only those decoded (timing runs)")
@@ -245,6 +248,7 @@ def fit(
                 augment=augment_cfg,
                 patience=patience,
                 seed=seed,
+                split_seed=split_seed,
                 dedupe=dedupe,
                 limit=limit,
                 teacher=",".join(str(t) for t in teacher or ()),
@@ -465,7 +469,10 @@ def baselines(
     size: str = "48",
     channels: int = 1,
     classes: str = "",
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="seed of the models")] = 0,
+    split_seed: Annotated[
+        int, typer.Option(help="seed of one folder's 70/15/15 split, as fit's --split-seed")
+    ] = 0,
     max_iter: Annotated[int, typer.Option(help="solver iterations (LR) / epochs (MLP)")] = 200,
     results: Annotated[Path, typer.Option(help="results table to add rows to")] = Path(
         "docs/results.md"
@@ -479,7 +486,13 @@ def baselines(
         raise _fail(f"--channels must be 1 or 3 (as for fit), not {channels}")
     try:
         data = load_dataset(
-            data_dir, _size(size), channels, _classes(classes) or None, seed, Path("runs/cache")
+            data_dir,
+            _size(size),
+            channels,
+            _classes(classes) or None,
+            seed,
+            Path("runs/cache"),
+            split_seed=split_seed,
         )
     except ValueError as exc:  # too few class folders, a --classes name with no folder
         raise _fail(exc) from None

@@ -32,10 +32,12 @@ class FitConfig:
         class_weight_power: 0 uniform, 0.5 square-root inverse frequency, 1 fully balanced.
         augment: augmentation strengths (see :class:`train.augment.Augment`).
         patience: early stopping after this many epochs without a better val accuracy (0: off).
-        seed: seed for weights, split (unless ``split_seed``), shuffling and augmentation.
-        split_seed: the seed of one folder's 70/15/15 split when it is not ``seed``'s: a warm
-            restart (``init``) on the folder its model's run was trained on takes that run's
-            split, so that the model's training images stay out of val and test.
+        seed: seed for weights, shuffling and augmentation (and ``limit``'s draw).
+        split_seed: seed of one folder's 70/15/15 split, apart from ``seed`` so that runs of
+            any seeds are scored on the same val/test images and one can teach another. A
+            warm restart (``init``) on the folder its model's run was trained on takes that
+            run's split instead. A config.json without it (or with null: before 2026-12-03 the
+            split was ``seed``'s) loads with ``seed``, so its run keeps its split.
         dedupe: drop train images whose pixels also appear in val/test.
         limit: use at most this many images per split (timing and smoke runs; 0 = all), drawn
             from the file lists so that only those are decoded; duplicates are dropped from
@@ -87,7 +89,7 @@ class FitConfig:
     augment: Augment = PRESETS["full"]
     patience: int = 20
     seed: int = 0
-    split_seed: int | None = None
+    split_seed: int = 0
     dedupe: bool = True
     limit: int = 0
     teacher: str = ""
@@ -156,6 +158,8 @@ class FitConfig:
         data["augment"] = Augment(**data.get("augment", {}))
         data["input_size"] = tuple(data.get("input_size", (48, 48)))
         data["classes"] = tuple(data.get("classes", ()))
+        if data.get("split_seed") is None:  # a run from when --seed also chose the split
+            data["split_seed"] = data.get("seed", 0)
         return cls(**data)
 
     def save(self, folder: Path) -> None:

@@ -424,12 +424,12 @@ def load_dataset(
     assignment: dict[str, list[str]] | None = None,
     log: Callable[[str], None] | None = None,
     limit: int = 0,
-    split_seed: int | None = None,
+    split_seed: int = 0,
 ) -> Dataset:
     """Load ``data_dir`` as train/val[/test] folders, or split one labelled folder 70/15/15.
 
-    ``split_seed``: the seed of that split, if not ``seed`` (which then draws ``limit``'s
-    images only).
+    ``split_seed``: the seed of that split (``seed`` draws ``limit``'s images only), so that
+    runs of any seed on one folder are scored on the same images.
 
     ``assignment`` (a run's ``Dataset.assignment``): make that split again, whatever images
     were added to or removed from the folder since (a new split would move images between
@@ -491,7 +491,6 @@ def load_dataset(
                 n: load_folder(data_dir / n, labels, size, channels, cache_dir, log) for n in names
             }
     else:
-        split_seed = seed if split_seed is None else split_seed
         protocol = f"stratified 70/15/15 seed {split_seed}"
         if limit:
             paths, y = list_images(data_dir, labels)

@@ -214,8 +214,8 @@ def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: boo
 def warm_start_split(cfg: FitConfig) -> Path | None:
     """The run folder of ``cfg.init``'s model when that run split the very folder this one
     trains on (its ``split.json`` and ``config.json`` beside the model): a warm restart takes
-    its split, whatever its own seed, since a new one would put images the model was trained
-    on into val and test. None otherwise (split folders, another folder, a bare model)."""
+    its split, whatever its own ``split_seed``, since a new one would put images the model was
+    trained on into val and test. None otherwise (split folders, another folder, a bare model)."""
     if not cfg.init:
         return None
     run = Path(cfg.init).parent
@@ -546,13 +546,11 @@ def fit(
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.time()
     # A new run splits afresh (a split.json left by an attempt that never finished an epoch
-    # may be of another seed or data), unless its model's run split the same folder; a resumed
+    # may be of another split seed or data), unless its model's run split the same folder; a resumed
     # one makes its split again.
     split_from = out if resume else warm_start_split(cfg)
     if split_from is not None and not resume:
-        theirs = FitConfig.load(split_from)
-        split_seed = theirs.seed if theirs.split_seed is None else theirs.split_seed
-        cfg = replace(cfg, split_seed=split_seed)
+        cfg = replace(cfg, split_seed=FitConfig.load(split_from).split_seed)
         log(
             f"split as {split_from} (its {SPLIT_FILE}): the images the model was trained on "
             "stay out of val and test"
