@@ -607,3 +607,33 @@ def test_the_split_has_its_own_seed_and_old_configs_keep_theirs(tmp_path, monkey
         cfg = FitConfig.from_json(json.dumps(written))
         assert cfg.split_seed == 2
         assert prepare_data(cfg).assignment == by_seed_2
+
+
+def test_images_beside_the_class_folders_are_named_in_a_warning(tmp_path):
+    # Images directly in the dataset's root (or in train/ or val/ beside their class folders)
+    # belong to no class and were left out without a word.
+    root = write_folder(tmp_path / "flat", {"a": 10, "b": 10}, seed=60)
+    for name in ("loose1.png", "loose2.jpg"):
+        (root / name).write_bytes((root / "a" / "000.png").read_bytes())
+    (root / ".hidden.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not an image")
+    lines: list[str] = []
+    data = load_dataset(root, (12, 12), 1)
+    data.log_notes(lines.append)
+    loose = [line for line in lines if "in no class folder" in line]
+    assert len(loose) == 1 and loose[0].startswith("warning: 2 images directly in "), lines
+    assert str(root) in loose[0] and "loose1.png" in loose[0], loose
+    assert sum(len(s) for s in data.splits.values()) == 20
+    limited = load_dataset(root, (12, 12), 1, limit=3)
+    assert any("in no class folder" in note for note in limited.notes)
+    split = tmp_path / "split"
+    write_folder(split / "train", {"a": 4, "b": 4}, seed=61)
+    write_folder(split / "val", {"a": 2, "b": 2}, seed=62)
+    (split / "val" / "x.png").write_bytes((split / "val" / "a" / "000.png").read_bytes())
+    notes = load_dataset(split, (12, 12), 1).notes
+    assert [n for n in notes if "in no class folder" in n] == [
+        f"1 image directly in {split / 'val'}, in no class folder, is left out ({split / 'val'}"
+        "/x.png): move it into its class's folder"
+    ]
+    clean = load_dataset(write_folder(tmp_path / "clean", {"a": 4, "b": 4}, seed=63), (12, 12), 1)
+    assert not [n for n in clean.notes if "in no class folder" in n]

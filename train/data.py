@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from edgefer.discovery import images_under
-from edgefer.preprocess import ImageError, load_image
+from edgefer.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 from train.config import FitConfig
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -474,6 +474,8 @@ def load_dataset(
     notes: list[str] = []
     if not split_folders and not classes:
         notes += _split_folders_by_other_names(label_root, labels)
+    for folder in [data_dir, *(data_dir / n for n in SPLIT_NAMES if split_folders)]:
+        notes += _loose_images(folder)
     if split_folders:
         names = [n for n in SPLIT_NAMES if (data_dir / n).is_dir()]
         for name in names[1:]:
@@ -568,6 +570,30 @@ def _other_case(folder: Path, missing: list[str]) -> str:
         return ""
     verb = "is" if len(found) == 1 else "are"
     return f" ({', '.join(found)} {verb} there: names must match exactly, case included)"
+
+
+def _loose_images(folder: Path) -> list[str]:
+    """A note when ``folder`` (the dataset's root, or a split folder) holds images of its own,
+    beside the class folders: they belong to no class and are left out, which the log did not
+    say. ``[]`` otherwise (or when ``folder`` is not there)."""
+    if not folder.is_dir():
+        return []
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+    if not found:
+        return []
+    if len(found) == 1:
+        return [
+            f"1 image directly in {folder}, in no class folder, is left out ({found[0]}): "
+            "move it into its class's folder"
+        ]
+    return [
+        f"{len(found)} images directly in {folder}, in no class folder, are left out (e.g. "
+        f"{found[0]}): move them into their class's folder"
+    ]
 
 
 def _refuse_split_folders_as_classes(data_dir: Path, labels: tuple[str, ...]) -> None:
