@@ -740,3 +740,30 @@ def test_fit_records_its_split_seed_apart_from_its_seed(data_dir, tmp_path, monk
         ran = CliRunner().invoke(app, [*base, *extra])
         assert ran.exit_code == 0, ran.output
     assert [(c.seed, c.split_seed) for c in given] == [(1, 0), (2, 0), (2, 7)]
+
+
+def test_a_teacher_trained_on_the_runs_val_and_test_images_is_named(tmp_path, data_dir):
+    # A teacher from a run that split the folder by another seed (every run from before
+    # split_seed, whose seed was its split's) had trained on most of the student's val and
+    # test images: its val accuracy was inflated, and nothing said so.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for label in LABELS:
+        (data_dir / "train" / label).rename(flat / label)
+    small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 1)}
+    teacher = tmp_path / "teacher"
+    fit(config(flat, arch="edge", arch_kwargs=small, split_seed=1), teacher, log=lambda _: None)
+    cfg = config(flat, arch="edge", arch_kwargs=small, teacher=str(teacher / "model.keras"))
+    lines: list[str] = []
+    fit(cfg, tmp_path / "student", log=lines.append)
+    warned = [line for line in lines if line.startswith(f"warning: teacher {teacher}")]
+    assert len(warned) == 1, lines
+    assert "its run split the folder by seed 1, this one by 0" in warned[0], warned
+    assert "--split-seed 1 keeps them apart" in warned[0], warned
+    # A teacher on this run's split, or whose run cannot be told, is not named.
+    from train.fit import prepare_data, teachers_seen
+
+    same = replace(cfg, split_seed=1)
+    assert not teachers_seen(same, prepare_data(same))
+    (teacher / "split.json").unlink()
+    assert not teachers_seen(cfg, prepare_data(cfg))

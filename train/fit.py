@@ -216,13 +216,42 @@ def warm_start_split(cfg: FitConfig) -> Path | None:
     trains on (its ``split.json`` and ``config.json`` beside the model): a warm restart takes
     its split, whatever its own ``split_seed``, since a new one would put images the model was
     trained on into val and test. None otherwise (split folders, another folder, a bare model)."""
-    if not cfg.init:
-        return None
-    run = Path(cfg.init).parent
+    return _run_that_split(cfg.init, cfg.data_dir) if cfg.init else None
+
+
+def _run_that_split(model: str, data_dir: str) -> Path | None:
+    """The run folder beside ``model`` if that run split ``data_dir`` (its ``split.json`` and
+    a ``config.json`` naming that folder), else None."""
+    run = Path(model).parent
     if not (run / SPLIT_FILE).is_file() or not (run / "config.json").is_file():
         return None
     theirs = Path(FitConfig.load(run).data_dir).resolve()
-    return run if theirs == Path(cfg.data_dir).resolve() else None
+    return run if theirs == Path(data_dir).resolve() else None
+
+
+def teachers_seen(cfg: FitConfig, data: Dataset) -> list[str]:
+    """A note for each teacher whose run split this run's folder otherwise and trained on some
+    of its val and test images (a run from before ``split_seed``, or of another one): its val
+    accuracy is inflated and its soft targets carry those images' labels, which nothing said.
+    Teachers whose run cannot be told (a bare or moved model, a ``.npy``) are not checked."""
+    if data.assignment is None or not cfg.teacher:
+        return []
+    held = set(data.assignment["val"]) | set(data.assignment["test"])
+    notes = []
+    for teacher in cfg.teacher.split(","):
+        run = _run_that_split(teacher, cfg.data_dir)
+        if run is None:
+            continue
+        seen = held & set(json.loads((run / SPLIT_FILE).read_text())["train"])
+        if seen:
+            theirs = FitConfig.load(run).split_seed
+            notes.append(
+                f"teacher {teacher} was trained on {len(seen)} of this run's {len(held)} val "
+                f"and test images (its run split the folder by seed {theirs}, this one by "
+                f"{cfg.split_seed}): its val accuracy is inflated and it teaches their labels; "
+                f"--split-seed {theirs} keeps them apart"
+            )
+    return notes
 
 
 def open_run(
@@ -561,6 +590,8 @@ def fit(
     train, val = data.splits["train"], data.splits["val"]
     weights = class_weights(train.y, len(data.labels), cfg.class_weight_power)
     data.log_summary(log, cfg.data_dir, seconds=time.time() - t0)
+    for note in teachers_seen(cfg, data):
+        log(f"warning: {note}")
     steps = -(-len(train) // cfg.batch_size)
     model, state = open_run(cfg, out, resume, data.labels, steps)
     if resume:
