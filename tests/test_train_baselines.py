@@ -9,15 +9,21 @@ from train import baselines
 from train.cli import app
 
 
+def noise_folder(root, per_class: int, seed: int):
+    """One folder of classes a and b, ``per_class`` 12x12 grey noise PNGs each."""
+    rng = np.random.default_rng(seed)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (12, 12), dtype=np.uint8)
+            Image.fromarray(pixels, "L").save(root / label / f"{i}.png")
+    return root
+
+
 def test_baselines_say_their_image_size_and_refuse_one_memory_cannot_hold(tmp_path, monkeypatch):
     # The default 48x48x1 was used without a word, and --size 222 --channels 3 on the report's
     # 15,000 images went past 9.5 GB before it failed.
-    root, rng = tmp_path / "flat", np.random.default_rng(0)
-    for label in ("a", "b"):
-        (root / label).mkdir(parents=True)
-        for i in range(30):
-            pixels = rng.integers(0, 256, (12, 12), dtype=np.uint8)
-            Image.fromarray(pixels, "L").save(root / label / f"{i}.png")
+    root = noise_folder(tmp_path / "flat", per_class=30, seed=0)
     monkeypatch.chdir(tmp_path)
     out, results = tmp_path / "out", tmp_path / "results.md"
     args = ["baselines", str(root), "--size", "16", "--out", str(out), "--results", str(results)]
@@ -67,12 +73,7 @@ def test_the_memory_check_is_not_below_what_the_fits_take(n, shape):
 
 def test_baselines_split_by_their_split_seed_not_their_seed(tmp_path, monkeypatch):
     # --seed chose the split too: baselines of seed 1 were not on the split of fit's seed-2 run.
-    root, rng = tmp_path / "flat", np.random.default_rng(1)
-    for label in ("a", "b"):
-        (root / label).mkdir(parents=True)
-        for i in range(20):
-            pixels = rng.integers(0, 256, (12, 12), dtype=np.uint8)
-            Image.fromarray(pixels, "L").save(root / label / f"{i}.png")
+    root = noise_folder(tmp_path / "flat", per_class=20, seed=1)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(baselines, "memory_available", lambda: 0)  # stop after the data line
     args = ["baselines", str(root), "--size", "12"]

@@ -700,14 +700,20 @@ def test_grow_copies_the_smaller_model_and_starts_the_new_stage_at_zero(data_dir
         replace(cfg, init="")
 
 
-def test_a_warm_restart_on_one_folder_keeps_the_split_its_model_was_trained_on(tmp_path, data_dir):
-    # A run on one folder (split 70/15/15 by its split seed) warm-started with its own seeds,
-    # as the docs do, split afresh: most of its val and test images were the model's training
-    # images.
+def one_folder(data_dir, tmp_path):
+    """``data_dir``'s train class folders as one folder of classes, with no split given."""
     flat = tmp_path / "flat"
     flat.mkdir()
     for label in LABELS:
         (data_dir / "train" / label).rename(flat / label)
+    return flat
+
+
+def test_a_warm_restart_on_one_folder_keeps_the_split_its_model_was_trained_on(tmp_path, data_dir):
+    # A run on one folder (split 70/15/15 by its split seed) warm-started with its own seeds,
+    # as the docs do, split afresh: most of its val and test images were the model's training
+    # images.
+    flat = one_folder(data_dir, tmp_path)
     small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 1)}
     first = tmp_path / "first"
     fit(config(flat, arch="edge", arch_kwargs=small, split_seed=1), first, log=lambda _: None)
@@ -746,10 +752,7 @@ def test_a_teacher_trained_on_the_runs_val_and_test_images_is_named(tmp_path, da
     # A teacher from a run that split the folder by another seed (every run from before
     # split_seed, whose seed was its split's) had trained on most of the student's val and
     # test images: its val accuracy was inflated, and nothing said so.
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for label in LABELS:
-        (data_dir / "train" / label).rename(flat / label)
+    flat = one_folder(data_dir, tmp_path)
     small = {"stem": (4,), "widths": (8, 16), "blocks": (1, 1)}
     teacher = tmp_path / "teacher"
     fit(config(flat, arch="edge", arch_kwargs=small, split_seed=1), teacher, log=lambda _: None)
