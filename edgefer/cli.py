@@ -53,6 +53,7 @@ from edgefer.spec import (
     NORMALIZATIONS,
     SpecError,
     normalization_hint,
+    pixel_range,
     read_labels_file,
     read_spec,
 )
@@ -235,7 +236,7 @@ def _input_range(classifier: Classifier) -> str:
     spec = classifier.spec
     n = max(len(spec.mean), len(spec.std))  # one shared value, or one per channel
     mean, std = spec.mean * (n // len(spec.mean)), spec.std * (n // len(spec.std))
-    ranges = [f"{(0 - m) / d:.3g}..{(255 - m) / d:.3g}" for m, d in zip(mean, std, strict=True)]
+    ranges = ["{:.3g}..{:.3g}".format(*pixel_range(m, d)) for m, d in zip(mean, std, strict=True)]
     return ranges[0] if len(set(ranges)) == 1 else ", ".join(ranges)  # grey, or RGB alike: one
 
 

@@ -25,6 +25,11 @@ NORMALIZATIONS = {
 }
 
 
+def pixel_range(mean: float, std: float) -> tuple[float, float]:
+    """What pixels 0 and 255 become under ``(pixel - mean) / std``."""
+    return (0 - mean) / std, (255 - mean) / std
+
+
 def normalization_hint(
     normalization: str, scale: float, zero_point: int, levels: tuple[int, int], dtype: str
 ) -> str | None:
@@ -40,18 +45,17 @@ def normalization_hint(
     low, high = scale * (levels[0] - zero_point), scale * (levels[1] - zero_point)
 
     def fit(name: str) -> float:  # how much the two ranges overlap: 1 the same, 0 apart
-        mean, std = NORMALIZATIONS[name]
-        a, b = (0 - mean) / std, (255 - mean) / std
+        a, b = pixel_range(*NORMALIZATIONS[name])
         overlap = max(0.0, min(b, high) - max(a, low))
         return overlap / (max(b, high) - min(a, low))
 
     best = max(NORMALIZATIONS, key=fit)
     if fit(normalization) >= 0.25 or fit(best) < 0.5:
         return None
-    mean, std = NORMALIZATIONS[normalization]
+    a, b = pixel_range(*NORMALIZATIONS[normalization])
     return (
-        f"--normalization {normalization} gives the model {(0 - mean) / std:.3g}.."
-        f"{(255 - mean) / std:.3g}, but its {dtype} input takes {low:.3g}..{high:.3g} "
+        f"--normalization {normalization} gives the model {a:.3g}..{b:.3g}, but its {dtype} "
+        f"input takes {low:.3g}..{high:.3g} "
         f"(quantization scale {scale:.3g}, zero point {zero_point}): try --normalization {best}"
     )
 
