@@ -211,22 +211,24 @@ def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: boo
     return sum(1 for la in model.layers if la.weights) - len(copied)
 
 
-def warm_start_split(cfg: FitConfig) -> Path | None:
-    """The run folder of ``cfg.init``'s model when that run split the very folder this one
-    trains on (its ``split.json`` and ``config.json`` beside the model): a warm restart takes
-    its split, whatever its own ``split_seed``, since a new one would put images the model was
-    trained on into val and test. None otherwise (split folders, another folder, a bare model)."""
+def warm_start_split(cfg: FitConfig) -> tuple[Path, FitConfig] | None:
+    """The run folder of ``cfg.init``'s model and its config when that run split the very
+    folder this one trains on (its ``split.json`` and ``config.json`` beside the model): a warm
+    restart takes its split, whatever its own ``split_seed``, since a new one would put images
+    the model was trained on into val and test. None otherwise (split folders, another folder,
+    a bare model)."""
     return _run_that_split(cfg.init, cfg.data_dir) if cfg.init else None
 
 
-def _run_that_split(model: str, data_dir: str) -> Path | None:
-    """The run folder beside ``model`` if that run split ``data_dir`` (its ``split.json`` and
-    a ``config.json`` naming that folder), else None."""
+def _run_that_split(model: str, data_dir: str) -> tuple[Path, FitConfig] | None:
+    """The run folder beside ``model`` and its config if that run split ``data_dir`` (its
+    ``split.json`` and a ``config.json`` naming that folder), else None."""
     run = Path(model).parent
     if not (run / SPLIT_FILE).is_file() or not (run / "config.json").is_file():
         return None
-    theirs = Path(FitConfig.load(run).data_dir).resolve()
-    return run if theirs == Path(data_dir).resolve() else None
+    theirs = FitConfig.load(run)
+    same = Path(theirs.data_dir).resolve() == Path(data_dir).resolve()
+    return (run, theirs) if same else None
 
 
 def teachers_seen(cfg: FitConfig, data: Dataset) -> list[str]:
@@ -239,12 +241,13 @@ def teachers_seen(cfg: FitConfig, data: Dataset) -> list[str]:
     held = set(data.assignment["val"]) | set(data.assignment["test"])
     notes = []
     for teacher in cfg.teacher.split(","):
-        run = _run_that_split(teacher, cfg.data_dir)
-        if run is None:
+        found = _run_that_split(teacher, cfg.data_dir)
+        if found is None:
             continue
+        run, run_cfg = found
         seen = held & set(json.loads((run / SPLIT_FILE).read_text())["train"])
         if seen:
-            theirs = FitConfig.load(run).split_seed
+            theirs = run_cfg.split_seed
             notes.append(
                 f"teacher {teacher} was trained on {len(seen)} of this run's {len(held)} val "
                 f"and test images (its run split the folder by seed {theirs}, this one by "
@@ -575,11 +578,13 @@ def fit(
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.time()
     # A new run splits afresh (a split.json left by an attempt that never finished an epoch
-    # may be of another split seed or data), unless its model's run split the same folder; a resumed
-    # one makes its split again.
-    split_from = out if resume else warm_start_split(cfg)
-    if split_from is not None and not resume:
-        cfg = replace(cfg, split_seed=FitConfig.load(split_from).split_seed)
+    # may be of another split seed or data), unless its model's run split the same folder; a
+    # resumed one makes its split again.
+    split_from = out if resume else None
+    warm = None if resume else warm_start_split(cfg)
+    if warm is not None:
+        split_from, theirs = warm
+        cfg = replace(cfg, split_seed=theirs.split_seed)
         log(
             f"split as {split_from} (its {SPLIT_FILE}): the images the model was trained on "
             "stay out of val and test"
