@@ -784,7 +784,11 @@ def test_a_deleted_subfolder_reaches_the_folder_count_from_real_inotify(tmp_path
     try:
         settled(1)
         for day in range(3):
-            (folder / f"d{day}" / "h1").mkdir(parents=True)
+            # One level at a time: for `mkdir -p`, watchdog may report the inner folder twice
+            # (the kernel's event, and its own walk of the new folder), counted twice.
+            (folder / f"d{day}").mkdir()
+            settled(2)
+            (folder / f"d{day}" / "h1").mkdir()
             settled(3)
             shutil.rmtree(folder / f"d{day}")
             settled(1)
