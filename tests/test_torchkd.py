@@ -282,3 +282,32 @@ def test_run_stop_by_ends_the_student_early_with_its_files_written(tmp_path):
     torchkd.main(["run", str(pack), "--out", str(again), *base, "--student-epochs", "3"])
     summary = json.loads((again / "summary.json").read_text())
     assert summary["stopped"] is None and len(summary["history"]) == 3
+
+
+def test_pack_splits_one_folder_by_its_split_seed_as_fit_does(tmp_path, monkeypatch, capsys):
+    # `pack` split a one-folder dataset by seed 0 whatever fit's --split-seed: the pack's train
+    # images (and the teachers-train.npy made from them) were not those of a fit run of split
+    # seed 3, with which they still lined up in number.
+    from PIL import Image
+
+    from train.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    flat = tmp_path / "flat"
+    for label in LABELS:
+        (flat / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(pixels, "L").save(flat / label / f"{i}.png")
+    monkeypatch.chdir(tmp_path)  # its cache goes to runs/cache
+    out = tmp_path / "pack.npz"
+    torchkd.main(["pack", str(flat), "--out", str(out), "--split-seed", "3"])
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["split_seed"] == 3 and meta["protocol"] == "stratified 70/15/15 seed 3"
+    packed = torchkd.load_pack(out)
+    assert packed["meta"]["split_seed"] == 3
+    fits = {s: load_dataset(flat, (48, 48), 1, split_seed=s).splits for s in (0, 3)}
+    for part in ("train", "val"):
+        np.testing.assert_array_equal(packed[f"x_{part}"], fits[3][part].x[..., 0])
+        np.testing.assert_array_equal(packed[f"y_{part}"], fits[3][part].y)
+    assert not np.array_equal(fits[0]["train"].x, fits[3]["train"].x)  # the seed matters here

@@ -131,3 +131,39 @@ def test_the_batch_statistics_figure_is_the_same_each_time(tiny_edge):
     assert len(figures) == 1
     rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert rates and all(rate > 0 for rate in rates)
+
+
+def test_from_tflite_splits_one_folder_by_its_split_seed_as_fit_does(
+    tiny_edge, tmp_path, monkeypatch
+):
+    # from-tflite split a one-folder dataset by seed 0 whatever fit's --split-seed: the batch-norm
+    # statistics and the agreement were measured partly on val and test images of the fit run
+    # of another split seed that the model then warm-starts.
+    import json
+
+    from typer.testing import CliRunner
+
+    from train import fromtflite
+    from train.cli import app
+    from train.data import load_dataset
+
+    int8 = tiny_edge[0]
+    images = int8.parent / "images"
+    seen = []
+
+    def rebuild(blob, x):
+        seen.append(x)
+        return real(blob, x)
+
+    real = fromtflite.rebuild
+    monkeypatch.setattr(fromtflite, "rebuild", rebuild)
+    monkeypatch.chdir(tmp_path)  # its decode cache, runs/cache
+    args = ["from-tflite", str(int8), str(images), "--out", "k", "--split-seed", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fits = {s: load_dataset(images, (SIZE, SIZE), 1, LABELS, split_seed=s) for s in (0, 3)}
+    train = {s: sorted(x.tobytes() for x in d.splits["train"].x) for s, d in fits.items()}
+    assert train[0] != train[3]  # the seed matters here
+    assert sorted(x.tobytes() for x in seen[0]) == train[3]  # all of them: fewer than 4,096
+    spec = json.loads((tmp_path / "k" / "spec.json").read_text())
+    assert spec["metadata"]["rebuilt_from_int8"]["split_seed"] == 3

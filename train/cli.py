@@ -646,13 +646,16 @@ def from_tflite(
         Path, typer.Argument(exists=True, file_okay=False, help="its training data (folders)")
     ],
     out: Annotated[Path, typer.Option(help="folder for model.keras + spec.json")],
+    split_seed: Annotated[
+        int, typer.Option(help="seed of one folder's 70/15/15 split, as fit's --split-seed")
+    ] = 0,
 ) -> None:
     """Rebuild a trainable Keras model from an int8 edge model (the shipped one, say) for
     fit --init: its runs/ checkpoints need not be kept. Checked against the int8 model."""
     from train.fromtflite import from_tflite as rebuild
 
     try:
-        r = rebuild(model, data_dir, out, log=_log)
+        r = rebuild(model, data_dir, out, log=_log, split_seed=split_seed)
     except ValueError as exc:
         raise _fail(exc) from None
     _log(

@@ -228,21 +228,29 @@ def from_tflite(
     out: Path,
     samples: int = 4096,
     log: Callable[[str], None] = print,
+    split_seed: int = 0,
 ) -> dict[str, Any]:
-    """Rebuild ``model_path`` with ``samples`` train images of ``data_dir``; write
-    ``out/model.keras`` and ``spec.json`` beside it; ``log`` the data's warnings. Returns the
-    report (see ``rebuild``)."""
+    """Rebuild ``model_path`` with ``samples`` train images of ``data_dir`` (one folder split
+    70/15/15 by ``split_seed``, as ``fit --split-seed``); write ``out/model.keras`` and
+    ``spec.json`` beside it; ``log`` the data's warnings. Returns the report (see ``rebuild``)."""
     from train.data import CACHE_DIR, load_dataset
 
     spec = read_spec(model_path.read_bytes())
     if spec is None:
         raise ValueError(f"{model_path}: no edgefer spec in the model: not made by edgefer convert")
-    data = load_dataset(data_dir, spec.input_size, spec.channels, spec.labels, cache_dir=CACHE_DIR)
+    data = load_dataset(
+        data_dir,
+        spec.input_size,
+        spec.channels,
+        spec.labels,
+        cache_dir=CACHE_DIR,
+        split_seed=split_seed,
+    )
     data.log_notes(log)  # unreadable files left out; a val/test split that misses a class
     x = data.splits["train"].x
     pick = np.random.default_rng(0).choice(len(x), min(samples, len(x)), replace=False)
     model, rebuilt, report = rebuild(model_path.read_bytes(), x[pick])
-    rebuilt.metadata["rebuilt_from_int8"]["model"] = model_path.name
+    rebuilt.metadata["rebuilt_from_int8"].update(model=model_path.name, split_seed=split_seed)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
     (out / "spec.json").write_text(rebuilt.to_json() + "\n")

@@ -59,18 +59,27 @@ def pack(
     size: int = 48,
     channels: int = 1,
     log: Callable[[str], None] = _stderr,
+    split_seed: int = 0,
 ) -> dict:
     """Decode ``data_dir`` as ``fit`` does (dedupe on) and save train/val as one .npz; ``log``
-    the data's warnings (to stderr by default: the command prints the returned meta as JSON)."""
+    the data's warnings (to stderr by default: the command prints the returned meta as JSON).
+    ``split_seed``: the seed of one folder's 70/15/15 split, as ``fit --split-seed``."""
     from train.data import class_weights, load_dataset
 
-    data = load_dataset(Path(data_dir), (size, size), channels, cache_dir=Path("runs/cache"))
+    data = load_dataset(
+        Path(data_dir),
+        (size, size),
+        channels,
+        cache_dir=Path("runs/cache"),
+        split_seed=split_seed,
+    )
     data.log_notes(log)  # unreadable files left out; a val split that misses a class
     tr, va = data.splits["train"], data.splits["val"]
     meta = {
         "data": str(data_dir),
         "labels": list(data.labels),
         "protocol": data.protocol,
+        "split_seed": split_seed,
         "duplicates": data.duplicates,
         "size": size,
         "channels": channels,
@@ -716,6 +725,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("pack", help="decode a dataset (as fit does) into one .npz")
     p.add_argument("data", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="seed of one folder's 70/15/15 split, as fit's --split-seed",
+    )
     for name in ("run", "teacher"):
         p = sub.add_parser(name)
         p.add_argument("pack", type=Path)
@@ -754,7 +769,7 @@ def main(argv: list[str] | None = None) -> None:
         # A command owns its process, as `python -m train`: the dataset's images are held to
         # edgefer's own limit alone, without Pillow's warning for one over its own.
         lift_pillow_limit()
-        print(json.dumps(pack(args.data, args.out), indent=1))
+        print(json.dumps(pack(args.data, args.out, split_seed=args.split_seed), indent=1))
     elif args.cmd == "teacher":
         run_teacher(args)
     else:
