@@ -493,6 +493,24 @@ def test_a_run_no_longer_than_its_warm_up_still_reaches_its_peak_and_decays(data
         config(data_dir, warmup_epochs=-1)
 
 
+def test_an_epochs_lr_is_the_rate_it_ended_on_not_0_at_the_start_of_warm_up(data_dir, tmp_path):
+    # The rate was read before the epoch ran: the first warm-up epoch logged (and recorded in
+    # its history row) lr 0.00e+00, as if it had not trained, though it rose to 0.8 of the peak.
+    from train.fit import lr_schedule
+
+    small = {"stem": (4,), "widths": (8,)}
+    cfg = config(data_dir, arch="edge", arch_kwargs=small, epochs=2, warmup_epochs=1, lr=1e-3)
+    lines = []
+    state = fit(cfg, tmp_path / "run", log=lines.append)
+    steps = -(-36 // 8)  # per epoch: 36 train images in batches of 8
+    schedule = lr_schedule(cfg, steps)
+    want = [float(schedule(steps - 1)), float(schedule(2 * steps - 1))]  # each epoch's last step
+    assert want[0] == pytest.approx(8e-4)  # 4 of the 5 warm-up steps
+    assert [r["lr"] for r in state["history"]] == pytest.approx(want)
+    logged = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(" lr ")[1].split()[0] for line in logged] == [f"{v:.2e}" for v in want]
+
+
 def test_fold_averages_members_into_one_convertible_model(data_dir, tmp_path):
     from typer.testing import CliRunner
 

@@ -82,10 +82,12 @@ def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
             state.assign(value)
 
 
-def _current_lr(model: keras.Model) -> float:
-    opt = model.optimizer
-    lr = opt.learning_rate
-    return float(lr(opt.iterations) if callable(lr) else lr)
+def epoch_lr(cfg: FitConfig, steps_per_epoch: int, iterations: int) -> float:
+    """The learning rate of the last step before ``iterations`` (read after an epoch: the rate
+    it ended on). Keras' ``optimizer.learning_rate`` is the next step's: read before the epoch,
+    the first warm-up epoch's was step 0's, 0, as if it had not trained."""
+    lr = lr_schedule(cfg, steps_per_epoch)
+    return float(lr(max(iterations - 1, 0)) if callable(lr) else lr)
 
 
 def checkpoint_epoch(path: Path) -> int | None:
@@ -497,16 +499,17 @@ def run_epoch(
         teach,
         cfg.teacher_weight,
     )
-    lr = _current_lr(model)
     reseed_layers(model, cfg.seed, epoch)
+    before = int(model.optimizer.iterations)
     h = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
+    after = int(model.optimizer.iterations)
     train_time = time.time() - t
     v = validate(
         model if cfg.precision == "float32" else float32_copy(model), val.x, val.y, data.labels
     )
     return {
         "epoch": epoch,
-        "lr": lr,
+        "lr": epoch_lr(cfg, after - before, after),
         "loss": float(h["loss"][-1]),
         "accuracy": float(h["accuracy"][-1]),
         "val_loss": v["loss"],
