@@ -76,6 +76,7 @@ from edgefer.csvout import (
 )
 from edgefer.pipeline import Result
 from edgefer.rotation import Rotation
+from edgefer.summary import counted
 
 log = logging.getLogger(__name__)
 
@@ -238,23 +239,24 @@ class Ledger:
         size = self._csv_size()
         if size < end and self._new:  # labels.csv alone moved away, to start a new one
             raise LedgerError(
-                f"{self.csv_path} is missing but {self.state_path} records {end} bytes of its "
-                f"rows: put the CSV back, or move {self.state_path.name} away too to start a new "
-                "CSV (files still in the folder are then classified again)"
+                f"{self.csv_path} is missing but {self.state_path} records "
+                f"{counted(end, 'byte')} of its rows: put the CSV back, or move "
+                f"{self.state_path.name} away too to start a new CSV (files still in the folder "
+                "are then classified again)"
             )
         if size < end:
             raise LedgerError(
-                f"{self.csv_path} holds {size} bytes but {self.state_path} records {end}: the "
-                "CSV was truncated or replaced; move both files away to start a new CSV (files "
-                "still in the folder are then classified again)"
+                f"{self.csv_path} holds {counted(size, 'byte')} but {self.state_path} records "
+                f"{end}: the CSV was truncated or replaced; move both files away to start a new "
+                "CSV (files still in the folder are then classified again)"
             )
         self._check_header()
         if size > end:
             self._check_batch_boundary(end, last)
             log.warning(
-                "%s: dropping %d bytes of an unfinished batch; its files are classified again",
+                "%s: dropping %s of an unfinished batch; its files are classified again",
                 self.csv_path,
-                size - end,
+                counted(size - end, "byte"),
             )
             os.ftruncate(self._csv_fd, end)
             os.fsync(self._csv_fd)
@@ -397,7 +399,8 @@ class Ledger:
                 f"from {self.csv_path.name}"
             )
         if good < total:
-            log.warning("%s: dropping a torn last entry (%d bytes)", self.state_path, total - good)
+            torn = counted(total - good, "byte")
+            log.warning("%s: dropping a torn last entry (%s)", self.state_path, torn)
             os.truncate(self.state_path, good)
         return end, last, undated
 
@@ -424,11 +427,13 @@ class Ledger:
                     self._done[path] = (st.st_size, st.st_mtime_ns)
             if paths:
                 log.info(
-                    "%s: no state file; adopted %d of the %d files it%s has rows for (those here)",
+                    "%s: no state file; adopted %d of the %s it%s rows for (those here)",
                     self.csv_path,
                     len(self._done),
-                    len(paths),
-                    f" and {len(archives)} CSV(s) rotated before it" if archives else "",
+                    counted(len(paths), "file"),
+                    f" and {counted(len(archives), 'CSV')} rotated before it have"
+                    if archives
+                    else " has",
                 )
         self._write_state()
 
@@ -640,7 +645,7 @@ class Ledger:
         elif size != len(self._header):
             raise LedgerError(
                 f"{self.journal_path}: a rotation was interrupted, and {self.csv_path} is not "
-                f"the new CSV it was making ({size} bytes); move it away"
+                f"the new CSV it was making ({counted(size, 'byte')}); move it away"
             )
         os.replace(self.journal_path, self.state_path)
         _fsync_dir(self.state_path.parent)

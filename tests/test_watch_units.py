@@ -4,6 +4,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -287,6 +288,28 @@ def test_classify_csv_is_adopted(tmp_path, images):
     head = json.loads(out.with_name("labels.csv.state").read_text().splitlines()[0])
     assert head == {"edgefer_state": 1, "csv_bytes": out.stat().st_size, "started": head["started"]}
     assert before <= head["started"] <= time.time()  # adopted: --rotate counts from now
+
+
+def test_the_ledgers_counts_of_one_read_in_the_singular(tmp_path, images, caplog):
+    # "adopted 1 of the 1 files it has rows for", "dropping 1 bytes of an unfinished batch",
+    # "a torn last entry (1 bytes)": rare lines, worded for many.
+    out = tmp_path / "labels.csv"
+    with CsvSink(str(out), LABELS) as sink:
+        sink.write(ok(images[0]))
+    with caplog.at_level(logging.INFO, logger="edgefer.ledger"):
+        Ledger(out, LABELS).close()
+        with open(out, "a") as f:
+            f.write("/")  # the first byte of a row that the crash cut off
+        Ledger(out, LABELS).close()
+        state = out.with_name("labels.csv.state")
+        with open(state, "a") as f:
+            f.write("{")  # the first byte of a state entry that the crash cut off
+        Ledger(out, LABELS).close()
+    said = [r.getMessage() for r in caplog.records]
+    assert any("adopted 1 of the 1 file it has rows for" in line for line in said), said
+    assert any("dropping 1 byte of an unfinished batch" in line for line in said), said
+    assert any("dropping a torn last entry (1 byte)" in line for line in said), said
+    assert not any(re.search(r"\b1 (files|bytes)\b", line) for line in said), said
 
 
 def test_other_labels_and_second_daemon_are_refused(tmp_path):
