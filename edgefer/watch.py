@@ -92,6 +92,28 @@ def inotify_watch_limit() -> int | None:
         return None
 
 
+def inotify_watches() -> int | None:
+    """The inotify watches this process holds, as the kernel counts them: one ``inotify wd:``
+    line per watch in ``/proc/self/fdinfo/<fd>`` of each inotify descriptor (proc(5)).
+
+    None where /proc does not say: not Linux, no /proc, or no watch listed at all (a daemon
+    watching holds at least its folder's, so none means fdinfo does not list them)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    n = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                n += sum(line.startswith("inotify wd:") for line in f)
+        except OSError:
+            continue  # closed meanwhile (listdir's own descriptor, for one)
+    return n or None
+
+
 class WatchError(Exception):
     """A problem with the folders given, found before watching starts."""
 
@@ -478,10 +500,13 @@ class Watcher:
         self._caught_up = False
         self.n_classified = self.n_failed = self.n_caught_up = 0
         #: Folders watched (with --recursive, inotify: a watch each, of a per-user limit);
-        #: fewer again as they are deleted (:meth:`_recount`).
+        #: fewer again as they are deleted (:meth:`_recount`). Counted from events, so it may
+        #: drift; set to the kernel's count when it nears the limit (:meth:`_check_watches`).
         self.n_folders = 1
         self._told_watches = False
         self._watch_limit: int | None = None
+        #: The count above which the real watches are read again (:meth:`_check_watches`).
+        self._check_above = 0
         #: Files found by a scan, or created whole (`ln`): no close was seen for them (yet).
         self.scanned: set[str] = set()
         #: Files that read as partial, at the version that did, waiting for RETRY_PARTIAL.
@@ -682,20 +707,39 @@ class Watcher:
         arriving in it are missed until the next start (a camera that files its shots by the
         hour, with --done-dir, which leaves the emptied folders, reaches it in time)."""
         self.n_folders += 1
+        self._check_watches()
+
+    def _check_watches(self) -> None:
+        """Warn (once) if :attr:`n_folders` is over 90% of the limit, and the kernel agrees.
+
+        The count drifts from the real watches: watchdog may report a folder of ``mkdir -p``
+        twice (the kernel's event, and its own walk of the new folder), and frees the watch of
+        a folder moved out and then deleted without an event. So a count over the line is
+        checked against (and replaced by) the watches /proc lists; only where it lists none is
+        the count taken as it is. Read only when the count crosses the line, and after a read
+        that found fewer, not again until the count is 1% of the limit above what was read
+        (a count that hovers at the line reads a big fdinfo once per folder, not per event)."""
         if self._told_watches or not self.close_events:
             return
         if self._watch_limit is None:  # read once, not per folder
             self._watch_limit = inotify_watch_limit() or 0
         limit = self._watch_limit
-        if limit and self.n_folders > 0.9 * limit:
-            self._told_watches = True
-            log.warning(
-                "%d folders watched, of the %d inotify watches a user may have "
-                "(fs.inotify.max_user_watches): files in folders past them are missed; "
-                "raise it (sysctl), remove old empty folders, or use --poll",
-                self.n_folders,
-                limit,
-            )
+        if not limit or self.n_folders <= max(0.9 * limit, self._check_above):
+            return
+        real = inotify_watches()
+        if real is not None:
+            self.n_folders = real
+            if real <= 0.9 * limit:
+                self._check_above = real + max(1, limit // 100)
+                return
+        self._told_watches = True
+        log.warning(
+            "%d folders watched, of the %d inotify watches a user may have "
+            "(fs.inotify.max_user_watches): files in folders past them are missed; "
+            "raise it (sysctl), remove old empty folders, or use --poll",
+            self.n_folders,
+            limit,
+        )
 
     def _after_catch_up(self) -> None:
         gone = self.ledger.prune()

@@ -711,6 +711,7 @@ def test_nearing_the_inotify_watch_limit_is_said_once(tmp_path, monkeypatch, cap
 
     (tmp_path / "in").mkdir()
     monkeypatch.setattr(watch, "inotify_watch_limit", lambda: 4)
+    monkeypatch.setattr(watch, "inotify_watches", lambda: None, raising=False)  # none in /proc
     options = WatchOptions(str(tmp_path / "in"), str(tmp_path / "o.csv"), recursive=True)
     watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
     watcher.close_events = True
@@ -771,6 +772,82 @@ def test_the_folder_count_follows_the_watches_as_folders_come_and_go(tmp_path, m
     assert watcher.n_folders == 1
     assert not caplog.records  # 20 days of 3 watches at most, of 8
     watcher.ledger.close()
+
+
+def test_a_folder_count_that_drifted_up_is_checked_against_the_kernels_before_a_warning(
+    tmp_path, monkeypatch, caplog
+):
+    # The count drifted up from the watches held: watchdog may report the inner folder of
+    # `mkdir -p` twice (the kernel's event and its own walk of the new folder), and it frees
+    # the watch of a folder moved out and then deleted with no event. A camera's day folders
+    # brought a long-running daemon to "folders watched, of the ... inotify watches" with a
+    # handful of folders there. `real` is what /proc/self/fdinfo would list at each step.
+    from watchdog.events import DirCreatedEvent, DirDeletedEvent, DirMovedEvent
+
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    real = [1]
+    reads = []
+    monkeypatch.setattr(watch, "inotify_watch_limit", lambda: 10)
+    monkeypatch.setattr(watch, "inotify_watches", lambda: reads.append(1) or real[0], raising=False)
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher.close_events = True
+
+    def step(event, watches: int) -> None:
+        real[0] = watches
+        watcher._on_event(event)
+
+    with caplog.at_level(logging.WARNING, logger="edgefer.watch"):
+        for day in range(20):
+            d = f"{folder}/d{day}"
+            if day % 2:  # mkdir -p d/h1, h1 reported twice; then rm -r d
+                step(DirCreatedEvent(d), 2)
+                step(DirCreatedEvent(d + "/h1"), 3)
+                step(DirCreatedEvent(d + "/h1"), 3)
+                step(DirDeletedEvent(d + "/h1"), 2)
+                step(DirDeletedEvent(d), 1)
+            else:  # made, moved out to an archive, deleted there (no event)
+                step(DirCreatedEvent(d), 2)
+                step(DirMovedEvent(d, ""), 2)
+                real[0] = 1
+        assert not caplog.records  # 3 watches at most, of 10
+        assert watcher.n_folders <= 9
+        assert 0 < len(reads) <= 3  # read when the count crossed the line, not per folder
+        for n in range(2, 11):  # then folders that are really there, up to the line and past
+            step(DirCreatedEvent(f"{folder}/keep{n}"), n)
+    (record,) = caplog.records
+    assert "10 folders watched, of the 10 inotify watches" in record.getMessage()
+    watcher.ledger.close()
+
+
+def test_the_watches_read_from_proc_are_the_observers(tmp_path, monkeypatch, caplog):
+    # The count set from /proc is the kernel's: a watch for the folder and each folder below.
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b" / "c").mkdir(parents=True)
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    handlers = list(logging.getLogger("watchdog").handlers)
+    before = watch.inotify_watches() or 0  # other tests' observers, if any are still up
+    observer = watcher._start_observer()
+    try:
+        assert watch.inotify_watches() == before + 4
+        watcher._watch_limit = 2 * (before + 4)
+        watcher.n_folders = watcher._watch_limit  # drifted over the line
+        with caplog.at_level(logging.WARNING, logger="edgefer.watch"):
+            watcher._count_folder()
+        assert watcher.n_folders == before + 4 and not caplog.records
+    finally:
+        observer.stop()
+        observer.join(5)
+        logging.getLogger("watchdog").handlers[:] = handlers
+        watcher.ledger.close()
+    assert (watch.inotify_watches() or 0) == before
 
 
 def test_a_deleted_subfolder_reaches_the_folder_count_from_real_inotify(tmp_path):
