@@ -507,6 +507,10 @@ class Watcher:
         self._watch_limit: int | None = None
         #: The count above which the real watches are read again (:meth:`_check_watches`).
         self._check_above = 0
+        #: Folders found by the rescan after dropped events, which replace :attr:`n_folders`
+        #: when it ends (None: no rescan), and :attr:`n_caught_up` when it began.
+        self._rescan_folders: int | None = None
+        self._rescan_from = 0
         #: Files found by a scan, or created whole (`ln`): no close was seen for them (yet).
         self.scanned: set[str] = set()
         #: Files that read as partial, at the version that did, waiting for RETRY_PARTIAL.
@@ -652,9 +656,7 @@ class Watcher:
         while budget > 0 and self._room() > 0:
             if self._scan_iter is None:
                 if not self.scan_dirs:
-                    if not self._caught_up:
-                        self._caught_up = True
-                        self._after_catch_up()
+                    self._scans_done()
                     return
                 directory = self.scan_dirs.popleft()
                 try:
@@ -678,7 +680,9 @@ class Watcher:
             if entry.is_dir(follow_symlinks=False):
                 if self.options.recursive:
                     self.scan_dirs.append(path)
-                    if not self._caught_up:  # a rescan counts no folder twice
+                    if self._rescan_folders is not None:  # counted afresh, not twice
+                        self._rescan_folders += 1
+                    elif not self._caught_up:
                         self._count_folder()
                 return
             if not is_candidate(entry.name):
@@ -707,6 +711,8 @@ class Watcher:
         arriving in it are missed until the next start (a camera that files its shots by the
         hour, with --done-dir, which leaves the emptied folders, reaches it in time)."""
         self.n_folders += 1
+        if self._rescan_folders is not None:  # made after the rescan listed its parent, perhaps
+            self._rescan_folders += 1
         self._check_watches()
 
     def _check_watches(self) -> None:
@@ -739,6 +745,34 @@ class Watcher:
             "raise it (sysctl), remove old empty folders, or use --poll",
             self.n_folders,
             limit,
+        )
+
+    def _scans_done(self) -> None:
+        """The scan queue ran dry: the catch-up, or a rescan after dropped events, is over.
+        Entries of files that went unseen are pruned (after a rescan they stayed for as long as
+        the daemon ran), and after a rescan the folder count is what it found: the folders'
+        events were dropped too. (A folder made during it may count twice, one deleted during
+        it once too often: never too few.)"""
+        rescanned = self._rescan_folders is not None
+        if rescanned:
+            self.n_folders, self._rescan_folders = self._rescan_folders, None
+            self._check_watches()
+        if not self._caught_up:
+            self._caught_up = True
+            self._after_catch_up()
+        elif rescanned:
+            self._after_rescan()
+
+    def _after_rescan(self) -> None:
+        gone = self.ledger.prune()
+        self.ledger.compact()
+        self.ledger.flush()  # files deleted or moved out while their events were lost
+        log.info(
+            "rescanned: %s without a row queued, %d %s left%s",
+            counted(self.n_caught_up - self._rescan_from, "file"),
+            gone,
+            "has" if gone == 1 else "have",
+            f"; {counted(self.n_folders, 'folder')} watched" if self.options.recursive else "",
         )
 
     def _after_catch_up(self) -> None:
@@ -899,15 +933,25 @@ class Watcher:
             wait = min(wait, self.ready[0][2] + self.options.max_latency - now)
         return max(wait, 0.0)
 
+    def _rescan(self) -> None:
+        """Scan the folder again, from the top: events were dropped. What was still queued to
+        list lies below it (and is found again), and listing it twice counted its folders twice."""
+        self.overflow.clear()
+        log.warning("events were dropped (too many at once); rescanning %s", self.root)
+        if self._scan_iter is not None:
+            self._scan_iter.close()
+            self._scan_iter = None
+        self.scan_dirs.clear()
+        self.scan_dirs.append(self.root)
+        self._rescan_folders = 1  # the folder; those below as the rescan finds them
+        self._rescan_from = self.n_caught_up
+
     def _step(self) -> None:
         now = time.monotonic()
         self.heartbeat = now
         self._take_events(self._wait_time(now))
         if self._can_rescan():
-            self.overflow.clear()
-            log.warning("events were dropped (too many at once); rescanning %s", self.root)
-            if self.root not in self.scan_dirs:
-                self.scan_dirs.append(self.root)
+            self._rescan()
         self._scan_some()
         now = time.monotonic()
         for path, identity in self.settler.pop_ready():

@@ -925,6 +925,61 @@ def test_the_caught_up_line_counts_one_file_and_two_files(tmp_path, caplog, n):
     )
 
 
+def test_a_rescan_after_dropped_events_forgets_what_left_and_recounts_the_folders(tmp_path, caplog):
+    # After an inotify overflow the worker rescanned the folder, but only the catch-up at the
+    # start pruned the ledger: a file deleted while its event was lost kept its entry (in
+    # memory, and "still here" in the state) for as long as the daemon ran. And the folder
+    # count kept the folders deleted meanwhile and missed those made.
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "old" / "h1").mkdir(parents=True)
+    kept, gone = str(folder / "a.png"), str(folder / "sub" / "b.png")
+    for path in (kept, gone):
+        Path(path).write_bytes(b"x")
+    ledger = Ledger(tmp_path / "o.csv", LABELS)
+    ledger.append([(ok(p), identity(p)) for p in (kept, gone)])
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=ledger)
+    watcher._scan_some()  # the catch-up: both files have their rows
+    assert watcher._caught_up and watcher.n_folders == 4 and len(ledger) == 2
+    os.unlink(gone)  # a burst, whose events the kernel dropped, with these among them
+    shutil.rmtree(folder / "old")
+    (folder / "new").mkdir()
+    watcher.overflow.set()
+    with caplog.at_level(logging.INFO, logger="edgefer.watch"):
+        watcher._step()
+    assert not watcher.scan_dirs and not watcher.overflow.is_set()
+    assert len(ledger) == 1 and ledger.is_done(kept, identity(kept))
+    assert watcher.n_folders == 3  # in, sub, new
+    state = (tmp_path / "o.csv.state").read_text().splitlines()[1:]
+    assert [path for _, size, _, path in map(json.loads, state) if size == -1] == [gone]
+    assert caplog.records[-1].getMessage() == (
+        "rescanned: 0 files without a row queued, 1 has left; 3 folders watched"
+    )
+    ledger.close()
+
+
+def test_dropped_events_during_the_catch_up_count_no_folder_twice(tmp_path, monkeypatch):
+    # The rescan walks the whole tree again, while the catch-up's walk goes on: each folder
+    # both walks found was counted twice.
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    for name in ("a/1", "a/2", "b", "c"):
+        (folder / name).mkdir(parents=True)
+    monkeypatch.setattr(watch, "SCAN_STEP", 2)
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True)
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher._scan_some()  # the catch-up has listed two entries of the folder
+    watcher.overflow.set()
+    while not watcher._caught_up:
+        watcher._step()
+    assert watcher.n_folders == 6
+    watcher.ledger.close()
+
+
 def test_watchdogs_stop_race_is_not_an_error_line(caplog):
     # A stop during a burst logged "ERROR InotifyEmitter.queue_events() called when the thread
     # is inactive" (3 stops of 3 in an audit): harmless, but a fault to read in the journal.
