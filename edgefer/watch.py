@@ -756,6 +756,9 @@ class Watcher:
         rescanned = self._rescan_folders is not None
         if rescanned:
             self.n_folders, self._rescan_folders = self._rescan_folders, None
+            # Paths kept until their file's delete event, which may have been dropped too.
+            for path in [p for p in (*self.scanned, *self.partial) if not os.path.lexists(p)]:
+                self._forget_partial(path)
             self._check_watches()
         if not self._caught_up:
             self._caught_up = True

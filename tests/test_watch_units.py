@@ -961,6 +961,32 @@ def test_a_rescan_after_dropped_events_forgets_what_left_and_recounts_the_folder
     ledger.close()
 
 
+def test_a_rescan_after_dropped_events_forgets_the_waits_of_files_that_left(tmp_path):
+    # A file found by a scan (no close seen) or waiting out a partial read is remembered by
+    # path until its delete event; with that event dropped, the path stayed for as long as the
+    # daemon ran. The rescan's end now forgets those whose file is gone.
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = [folder / f"{i}.png" for i in range(3)]
+    for path in paths:
+        path.write_bytes(b"x")
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"))
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    watcher._scan_some()
+    assert watcher._caught_up and watcher.scanned == {str(p) for p in paths}
+    watcher.partial[str(paths[1])] = identity(paths[1])
+    watcher.partial[str(paths[2])] = identity(paths[2])
+    for path in paths[1:]:
+        path.unlink()  # their events dropped
+    watcher.overflow.set()
+    while watcher.overflow.is_set() or watcher.scan_dirs or watcher._scan_iter:
+        watcher._step()
+    assert watcher.scanned == {str(paths[0])} and watcher.partial == {}
+    watcher.ledger.close()
+
+
 def test_dropped_events_during_the_catch_up_count_no_folder_twice(tmp_path, monkeypatch):
     # The rescan walks the whole tree again, while the catch-up's walk goes on: each folder
     # both walks found was counted twice.
