@@ -133,7 +133,8 @@ class WatchOptions:
     Attributes:
         folder: the folder producers drop images into.
         output: the CSV rows are appended to (its state file goes beside it).
-        recursive: also watch subfolders (hidden ones and ``done_dir`` excepted).
+        recursive: also classify files in subfolders (hidden ones and ``done_dir`` excepted;
+            watched all the same, each with an inotify watch).
         poll: poll instead of inotify (network mounts: inotify misses remote changes).
         poll_interval: seconds between two scans of the folder when polling (None: half of
             ``settle``, within 0.25-2 s). Each scan stats every file in it.
@@ -496,12 +497,17 @@ class Watcher:
         self.settler = Settler(options.settle)
         self.ready: deque[tuple[str, Identity, float]] = deque()
         self.scan_dirs: deque[str] = deque([self.root])
+        #: Folders below the folder whose files are not classified (hidden ones, --done-dir),
+        #: listed only for the folders in them: watchdog watches those too. After scan_dirs.
+        self.count_dirs: deque[str] = deque()
         self._scan_iter = None
+        self._scan_counting = False  # whether the folder being listed is one of count_dirs
         self._caught_up = False
         self.n_classified = self.n_failed = self.n_caught_up = 0
-        #: Folders watched (with --recursive, inotify: a watch each, of a per-user limit);
-        #: fewer again as they are deleted (:meth:`_recount`). Counted from events, so it may
-        #: drift; set to the kernel's count when it nears the limit (:meth:`_check_watches`).
+        #: Folders watched (with --recursive, inotify: a watch each, of a per-user limit):
+        #: all below the folder, hidden ones and --done-dir's too, which watchdog watches as
+        #: well; fewer again as they are deleted (:meth:`_recount`). Counted from events, so it
+        #: may drift; set to the kernel's count when it nears the limit (:meth:`_check_watches`).
         self.n_folders = 1
         self._told_watches = False
         self._watch_limit: int | None = None
@@ -607,12 +613,13 @@ class Watcher:
         """Keep :attr:`n_folders` to the watches of a folder's event: one more for a folder
         created or moved in, one fewer for one deleted (its watch is freed), none for one
         renamed inside (its watch goes with it) or moved out (watchdog keeps its watch until it
-        is deleted, which gives no event; its subfolders' deletions do). Counted as the scan
-        counts: not hidden folders, nor --done-dir."""
+        is deleted, which gives no event; its subfolders' deletions do). Every folder counts,
+        hidden ones and --done-dir's (the moves into it make folders) too: watchdog watches
+        them all, though their files are not classified."""
         if kind == "moved":  # out: no dest; in: src is not under the folder
-            change = int(self._eligible_dir(dest)) - int(self._eligible_dir(src)) if dest else 0
+            change = int(self._below(dest)) - int(self._below(src)) if dest else 0
         elif kind in ("created", "deleted"):
-            change = int(self._eligible_dir(src)) * (1 if kind == "created" else -1)
+            change = int(self._below(src)) * (1 if kind == "created" else -1)
         else:
             return
         if change > 0:
@@ -620,8 +627,12 @@ class Watcher:
         elif change < 0:
             self.n_folders = max(1, self.n_folders - 1)
 
+    def _below(self, path: str) -> bool:
+        return path.startswith(self.root + os.sep)  # not "": a move's missing side
+
     def _eligible_dir(self, path: str) -> bool:
-        if not path.startswith(self.root + os.sep):  # also "": a move's missing side
+        """A folder whose files are classified (with --recursive)."""
+        if not self._below(path):
             return False
         rel = os.path.relpath(path, self.root)
         return not self._in_done_dir(path) and not any(p.startswith(".") for p in rel.split(os.sep))
@@ -655,14 +666,22 @@ class Watcher:
         budget = SCAN_STEP
         while budget > 0 and self._room() > 0:
             if self._scan_iter is None:
-                if not self.scan_dirs:
+                # The folders to classify first; then those only counted.
+                self._scan_counting = not self.scan_dirs
+                if self.scan_dirs:
+                    directory = self.scan_dirs.popleft()
+                elif self.count_dirs:
+                    directory = self.count_dirs.popleft()
+                else:
                     self._scans_done()
                     return
-                directory = self.scan_dirs.popleft()
                 try:
                     self._scan_iter = os.scandir(directory)
                 except OSError as exc:
-                    log.warning("cannot list %s: %s", directory, exc.strerror)
+                    # Nor can watchdog watch what is below it: nothing more to count. Said
+                    # only for a folder whose files would be classified.
+                    say = log.debug if self._scan_counting else log.warning
+                    say("cannot list %s: %s", directory, exc.strerror)
                     continue
             entry = next(self._scan_iter, None)
             if entry is None:
@@ -674,16 +693,14 @@ class Watcher:
 
     def _scanned(self, entry: os.DirEntry) -> None:
         path = entry.path
-        if entry.name.startswith(".") or self._in_done_dir(path):
+        if self._scan_counting or entry.name.startswith(".") or self._in_done_dir(path):
+            self._count_only(entry)
             return
         try:
             if entry.is_dir(follow_symlinks=False):
                 if self.options.recursive:
                     self.scan_dirs.append(path)
-                    if self._rescan_folders is not None:  # counted afresh, not twice
-                        self._rescan_folders += 1
-                    elif not self._caught_up:
-                        self._count_folder()
+                    self._found_folder()
                 return
             if not is_candidate(entry.name):
                 return
@@ -704,6 +721,29 @@ class Watcher:
         self.settler.track(path, identity, 0.0 if quiet else self.options.settle)
         self.scanned.add(path)
         self.n_caught_up += 1
+
+    def _count_only(self, entry: os.DirEntry) -> None:
+        """A hidden folder, --done-dir or a folder below them: watched all the same (watchdog
+        walks every folder; links to folders it does not follow), so counted with those below
+        it, which are listed for their folders alone. A --done-dir of many files costs a
+        listing of its names, in steps, with no stat (the type comes with the name)."""
+        if not self.options.recursive or (self._caught_up and self._rescan_folders is None):
+            return  # none to count: the folders' events count them
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                return
+        except OSError:
+            return
+        self.count_dirs.append(entry.path)
+        self._found_folder()
+
+    def _found_folder(self) -> None:
+        """A folder found by a scan: counted by the catch-up and a rescan, not after (its
+        event counts it)."""
+        if self._rescan_folders is not None:  # counted afresh, not twice
+            self._rescan_folders += 1
+        elif not self._caught_up:
+            self._count_folder()
 
     def _count_folder(self) -> None:
         """Count a folder watched; say once when they near the inotify watches a user may
@@ -926,7 +966,7 @@ class Watcher:
     def _wait_time(self, now: float) -> float:
         if self._batch_due(now) or self._can_rescan():
             return 0.0
-        if (self._scan_iter is not None or self.scan_dirs) and self._room() > 0:
+        if (self._scan_iter is not None or self.scan_dirs or self.count_dirs) and self._room() > 0:
             return 0.0
         wait = TICK
         due = self.settler.next_due()
@@ -945,6 +985,7 @@ class Watcher:
             self._scan_iter.close()
             self._scan_iter = None
         self.scan_dirs.clear()
+        self.count_dirs.clear()
         self.scan_dirs.append(self.root)
         self._rescan_folders = 1  # the folder; those below as the rescan finds them
         self._rescan_from = self.n_caught_up

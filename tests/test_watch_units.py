@@ -763,10 +763,11 @@ def test_the_folder_count_follows_the_watches_as_folders_come_and_go(tmp_path, m
         # Moved in with a subfolder: watched, it and each below it.
         assert count(DirMovedEvent("", d + "3")) == 3
         assert count(DirCreatedEvent(d + "3/h1")) == 4
-        # Hidden folders and the moves of files count for nothing.
-        assert count(DirCreatedEvent(f"{folder}/.cache")) == 4
+        # Hidden folders are watched too (their files are not classified).
+        assert count(DirCreatedEvent(f"{folder}/.cache")) == 5
         assert count(DirDeletedEvent(f"{folder}/.cache")) == 4
-        assert count(DirMovedEvent(d + "3/h1", d + "3/.h1")) == 3  # as the scan counts
+        assert count(DirMovedEvent(d + "3/h1", d + "3/.h1")) == 4  # its watch goes with it
+        assert count(DirDeletedEvent(d + "3/.h1")) == 3
         for _ in range(5):
             assert count(DirDeletedEvent(f"{folder}/gone")) >= 1  # never below the folder's own
     assert watcher.n_folders == 1
@@ -897,6 +898,88 @@ def test_a_deleted_subfolder_reaches_the_folder_count_from_real_inotify(tmp_path
         observer.join(5)
         logging.getLogger("watchdog").handlers[:] = handlers
         watcher.ledger.close()
+
+
+def hidden_and_done_tree(folder: Path, days: int) -> Path:
+    """An inbox as `--recursive --done-dir inbox/done` leaves it: a day's folder of images,
+    the done dir mirroring the days already done (their files in it), a hidden folder with
+    folders (an uploader's `.partial/<job>`), and a link to a folder elsewhere."""
+    (folder / "day0").mkdir(parents=True)
+    (folder / "day0" / "a.png").write_bytes(b"x")
+    done = folder / "done"
+    for day in range(1, days + 1):
+        (done / f"day{day}" / "h1").mkdir(parents=True)
+        for i in range(3):
+            (done / f"day{day}" / "h1" / f"{i}.png").write_bytes(b"x")
+    (folder / ".partial" / "job1" / "h1").mkdir(parents=True)
+    (folder / ".partial" / "job1" / "h1" / "b.png").write_bytes(b"x")
+    (folder.parent / "elsewhere" / "sub").mkdir(parents=True)
+    (folder / "link").symlink_to(folder.parent / "elsewhere")
+    return done
+
+
+def test_the_folder_count_takes_in_the_hidden_folders_and_the_done_dir_watchdog_watches(tmp_path):
+    # Only the folders whose files are classified were counted, but watchdog watches every
+    # folder: with --done-dir inside the inbox, its mirror of the folders done had as many
+    # watches again, so the count never reached the 90% line, the kernel's count was never
+    # read, and the daemon reached max_user_watches without a word.
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    done = hidden_and_done_tree(folder, days=5)
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True, done_dir=str(done))
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    handlers = list(logging.getLogger("watchdog").handlers)
+    before = watch.inotify_watches() or 0  # other tests' observers, if any are still up
+    observer = watcher._start_observer()
+
+    def settled(expected: int) -> None:
+        deadline = time.monotonic() + 10
+        while (watch.inotify_watches() or 0) - before != expected or watcher.n_folders != expected:
+            held = (watch.inotify_watches() or 0) - before
+            assert time.monotonic() < deadline, (held, watcher.n_folders, expected)
+            watcher._take_events(0.05)
+
+    try:
+        # in, day0, done, 5 x (dayN, dayN/h1), .partial, job1, job1/h1; not the link's
+        assert (watch.inotify_watches() or 0) - before == 16
+        while not watcher._caught_up:
+            watcher._step()
+        assert watcher.n_folders == 16
+        # Which files are classified is as it was: day0's image alone.
+        assert watcher.n_caught_up == 1 and watcher.scanned == {str(folder / "day0" / "a.png")}
+        # Its move into the done dir makes done/day0: a folder, and a watch, more.
+        a = folder / "day0" / "a.png"
+        watcher._move_done(str(a), identity(a))
+        assert (done / "day0" / "a.png").exists()
+        settled(17)
+        shutil.rmtree(folder / ".partial" / "job1")  # a hidden folder's deletion gives two back
+        settled(15)
+    finally:
+        observer.stop()
+        observer.join(5)
+        logging.getLogger("watchdog").handlers[:] = handlers
+        watcher.ledger.close()
+
+
+def test_a_rescan_counts_the_hidden_folders_and_the_done_dir_again(tmp_path):
+    # The rescan after dropped events sets the count to the folders it finds: it found only
+    # those whose files are classified, and so set the count to half the watches held.
+    from edgefer import watch
+
+    folder = tmp_path / "in"
+    done = hidden_and_done_tree(folder, days=3)
+    options = WatchOptions(str(folder), str(tmp_path / "o.csv"), recursive=True, done_dir=str(done))
+    watcher = watch.Watcher(options, classifier=None, ledger=Ledger(tmp_path / "o.csv", LABELS))
+    while not watcher._caught_up:
+        watcher._step()
+    assert watcher.n_folders == 12
+    (done / "day0").mkdir()  # made while the events were dropped
+    watcher.overflow.set()
+    while watcher.overflow.is_set() or watcher._rescan_folders is not None:
+        watcher._step()
+    assert watcher.n_folders == 13 and not watcher.count_dirs
+    watcher.ledger.close()
 
 
 @pytest.mark.parametrize("n", [1, 2])
