@@ -284,6 +284,13 @@ class Classifier:
             raise ModelError(
                 f"model input is {in_shape[1:]} (H, W, C) but its spec says {expected}"
             )
+        if len(out_shape) != 2:
+            # A segmentation or detection model (an output per pixel or box): not refused,
+            # its first batch ended the run in a numpy broadcast traceback.
+            raise ModelError(
+                f"model output is {out_shape[1:]} per image, not one score per label "
+                f"({len(spec.labels)},): not an image classifier"
+            )
         if out_shape[-1] != len(spec.labels):
             raise ModelError(f"model has {out_shape[-1]} outputs but {len(spec.labels)} labels")
 

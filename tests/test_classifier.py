@@ -86,6 +86,30 @@ def test_spec_that_contradicts_the_model(tmp_path, tiny_models):
         Classifier.create_from_model_path(path)
 
 
+def test_a_model_that_is_not_a_classifier_is_refused_at_load(tmp_path):
+    # A segmentation-like model (one softmax per pixel, 3 channels for 3 labels) loaded, and
+    # `edgefer classify` ended at its first batch in a numpy broadcast traceback.
+    import tensorflow as tf
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from edgefer.cli import EXIT_USAGE, app
+
+    keras = tf.keras
+    inputs = keras.Input((16, 16, 1))
+    per_pixel = keras.layers.Conv2D(len(LABELS), 3, padding="same", activation="softmax")(inputs)
+    blob = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, per_pixel)).convert()
+    path = tmp_path / "per-pixel.tflite"
+    path.write_bytes(embed_spec(blob, ModelSpec(labels=LABELS, input_size=(16, 16), channels=1)))
+    with pytest.raises(ModelError, match=r"output is \(16, 16, 3\) per image, not one score"):
+        Classifier.create_from_model_path(path)
+    Image.new("L", (16, 16)).save(tmp_path / "x.png")
+    args = ["classify", str(tmp_path / "x.png"), "-m", str(path), "-o", str(tmp_path / "o.csv")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == EXIT_USAGE, result.exception
+    assert "not an image classifier" in result.output
+
+
 @pytest.mark.parametrize("content", [b"", b"not a model at all" * 10])
 def test_unreadable_models(tmp_path, content):
     path = tmp_path / "m.tflite"
