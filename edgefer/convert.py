@@ -182,7 +182,15 @@ def check_model_matches_spec(model, spec: ModelSpec) -> None:
             "runs models of one image input and one output (the class scores)"
         )
     in_shape = tuple(model.inputs[0].shape[1:])
-    out_units = model.outputs[0].shape[-1]
+    out_shape = tuple(model.outputs[0].shape[1:])
+    if len(out_shape) != 1:
+        # A per-pixel softmax of as many channels as labels passed the count below, and was
+        # written: the device could not use it.
+        raise ConvertError(
+            f"model output {out_shape} is not one score per label ({len(spec.labels)},): "
+            "edgefer converts image classifiers"
+        )
+    out_units = out_shape[0]
     expected = (*spec.input_size, spec.channels)
     if in_shape != expected:
         hint = ""

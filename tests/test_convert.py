@@ -335,6 +335,27 @@ def test_models_and_outputs_that_cannot_work_are_refused_before_converting(
     assert not out.exists()
 
 
+def test_a_model_that_is_not_a_classifier_is_refused_before_converting(tmp_path):
+    # A per-pixel softmax with as many channels as labels was converted (exit 0) into a model
+    # that classify could not use; a model of one number per image was "None outputs".
+    keras = import_tensorflow().keras
+    spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1)
+    inputs = keras.Input((16, 16, 1))
+    heads = {
+        "per-pixel": keras.layers.Conv2D(len(LABELS), 1, activation="softmax")(inputs),
+        "scalar": keras.layers.Reshape(())(keras.layers.Dense(1)(keras.layers.Flatten()(inputs))),
+    }
+    for name, head in heads.items():
+        (tmp_path / name).mkdir()
+        keras.Model(inputs, head).save(tmp_path / name / "model.keras")
+        (tmp_path / name / "spec.json").write_text(spec.to_json())
+        out = tmp_path / f"{name}.tflite"
+        r = _convert(tmp_path / name / "model.keras", "-o", out, "--quantize", "none")
+        assert r.exit_code == EXIT_USAGE, (name, r.output)
+        assert "is not one score per label (3,)" in " ".join(r.output.split())
+        assert not out.exists()
+
+
 def test_logits_models_convert_and_calibration_gaps_are_said(tmp_path, tiny_data):
     spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1, output="logits")
     logits = _model(tmp_path / "logits", "logits", spec)
