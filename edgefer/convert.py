@@ -203,6 +203,16 @@ def check_model_matches_spec(model, spec: ModelSpec) -> None:
         )
 
 
+def only_output(answer: object) -> object:
+    """The one output of a model's answer: Keras answers a model built with named outputs
+    (``keras.Model(x, {"probs": y})``) with a dict, and one built with ``[y]`` with a list."""
+    if isinstance(answer, dict):
+        (answer,) = answer.values()
+    elif isinstance(answer, list | tuple):
+        (answer,) = answer
+    return answer
+
+
 def check_output_kind(model, spec: ModelSpec) -> None:
     """Refuse a spec whose ``output`` does not say what the model gives: logits read as
     probabilities are clipped into nonsense, and a softmax read as logits is flattened. Told
@@ -210,7 +220,8 @@ def check_output_kind(model, spec: ModelSpec) -> None:
     """
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (4, *spec.input_size, spec.channels), dtype=np.uint8)
-    raw = np.asarray(model(normalize(pixels, spec.mean, spec.std), training=False), np.float64)
+    raw = model(normalize(pixels, spec.mean, spec.std), training=False)
+    raw = np.asarray(only_output(raw), np.float64)
     # 1e-2: a softmax computed in bfloat16 sums to 1 within ~4e-3.
     softmax_like = raw.min() >= -1e-6 and np.abs(raw.sum(axis=-1) - 1).max() < 1e-2
     if spec.output == "probabilities" and not softmax_like:
@@ -369,7 +380,7 @@ def parity_report(
     for i in range(0, len(pixels), PARITY_BATCH):
         x = normalize(pixels[i : i + PARITY_BATCH], spec.mean, spec.std)
         start = time.perf_counter()
-        outputs.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
+        outputs.append(np.asarray(only_output(model.predict_on_batch(x)), dtype=np.float32))
         keras_s += time.perf_counter() - start
     keras_raw = np.concatenate(outputs)
     keras_probs = to_probabilities(keras_raw, spec.output)  # as the device reads the TFLite

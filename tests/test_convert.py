@@ -356,6 +356,26 @@ def test_a_model_that_is_not_a_classifier_is_refused_before_converting(tmp_path)
         assert not out.exists()
 
 
+def test_a_model_with_named_or_listed_output_converts(tmp_path, tiny_data):
+    # keras.Model(x, {"probs": y}) answers with a dict, and convert ended in a TypeError
+    # traceback ("float() argument must be ... not 'dict'"); TFLite takes it as it is.
+    keras = import_tensorflow().keras
+    spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1)
+    inputs = keras.Input((16, 16, 1))
+    h = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    probs = keras.layers.Dense(len(LABELS), activation="softmax")(h)
+    for name, outputs in (("named", {"probs": probs}), ("listed", [probs])):
+        (tmp_path / name).mkdir()
+        keras.Model(inputs, outputs).save(tmp_path / name / "model.keras")
+        (tmp_path / name / "spec.json").write_text(spec.to_json())
+        out = tmp_path / f"{name}.tflite"
+        args = ["-o", out, "--quantize", "none", "--validate", tiny_data]
+        r = _convert(tmp_path / name / "model.keras", *args)
+        assert r.exit_code == EXIT_OK, (name, r.output, r.exception)
+        line = next(x for x in r.output.splitlines() if "max |Δp|" in x)
+        assert float(line.replace("│", " ").split()[-1]) < 1e-4, line
+
+
 def test_logits_models_convert_and_calibration_gaps_are_said(tmp_path, tiny_data):
     spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1, output="logits")
     logits = _model(tmp_path / "logits", "logits", spec)
