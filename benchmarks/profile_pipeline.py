@@ -33,7 +33,7 @@ from harness import interleave, paired_ratio
 from PIL import Image, ImageOps
 
 import edgefer.pipeline as pipeline
-from edgefer.classifier import Classifier, ClassifierOptions
+from edgefer.classifier import Classifier, ClassifierOptions, ModelError
 from edgefer.preprocess import _convert_mode, load_image
 from edgefer.shipped import model_path
 
@@ -194,19 +194,35 @@ def part_c(paths: list[str], spec, repeats: int) -> None:
     print(f"  lean_load returns identical pixels on the first 200 files: {same}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", type=Path, default=None)
     p.add_argument(
-        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/fer2013"
+        "--model", type=Path, default=None, help="a .tflite or a shipped model's name (default)"
     )
-    p.add_argument("--n", type=int, default=4000)
-    p.add_argument("--repeats", type=int, default=5)
-    args = p.parse_args()
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared/data/fer2013",
+        help="a folder of images, searched recursively (default: %(default)s)",
+    )
+    p.add_argument("--n", type=int, default=4000, help="PNGs copied from it to classify")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats of each strategy")
+    args = p.parse_args(argv)
+    # Usage errors in one line before any work: a folder without images (the default one,
+    # in a checkout not beside shared/) ended in numpy's "need at least one array to stack".
+    for name in ("n", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} {getattr(args, name)}: give 1 or more")
+    pool = inputs.dataset_images(args.data)
+    if not pool:
+        p.error(f"--data {args.data}: no images there")
     model = model_path(args.model).resolve()
-    clf = Classifier(ClassifierOptions(model=model))
+    try:
+        clf = Classifier(ClassifierOptions(model=model))
+    except ModelError as exc:
+        p.error(f"--model: {exc}")
     with tempfile.TemporaryDirectory(prefix="edgefer-profile-") as tmp:
-        folder = inputs.copy_folder(inputs.dataset_images(args.data), Path(tmp) / "pngs", args.n)
+        folder = inputs.copy_folder(pool, Path(tmp) / "pngs", args.n)
         paths = sorted(str(x) for x in folder.iterdir())
         images = inputs.decode_all(paths, clf.spec)
         cores = clf.num_threads

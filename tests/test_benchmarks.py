@@ -302,6 +302,28 @@ def test_a_single_repeat_has_no_spread():
     assert sections._spread_of([9.0, 10.0, 11.0]) == "±10%"
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "{empty}"], "--data {empty}: no images there"),
+        (["--n", "0"], "--n 0: give 1 or more"),
+        (["--repeats", "0"], "--repeats 0: give 1 or more"),
+        (["--model", "{empty}/m.tflite"], "--model: model not found"),
+    ],
+)
+def test_profile_pipeline_usage_errors_are_one_line(tmp_path, tiny_data, args, message):
+    # Its default --data, in a checkout not beside shared/, ended in a numpy traceback ("need at
+    # least one array to stack"), as did --n 0; a missing model in a ModelError traceback.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [a.format(empty=empty) for a in args]
+    data = [] if "--data" in args else ["--data", str(tiny_data)]
+    cmd = [sys.executable, str(BENCH / "profile_pipeline.py"), *data, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and message.format(empty=empty) in proc.stderr
+
+
 @pytest.mark.slow
 def test_quick_run_writes_every_section(tmp_path, tiny_data, tiny_keras, tiny_models):
     results, data = tmp_path / "RESULTS.md", tmp_path / "results.json"
