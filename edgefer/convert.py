@@ -301,6 +301,20 @@ def check_output(path: Path, force: bool) -> None:
         raise ConvertError(f"cannot write to {path.parent}: permission denied")
 
 
+def check_not_an_input(output: Path, model_path: Path, spec_path: Path | None) -> None:
+    """Refuse an output that is the model being converted or its spec: with --force the
+    .tflite replaced the only copy of the trained Keras model (and, without it, the message
+    said to pass --force)."""
+    inputs = (
+        (model_path, "the Keras model being converted"),
+        (spec_path or model_path.with_name("spec.json"), "the model's spec"),
+    )
+    for path, what in inputs:
+        with contextlib.suppress(OSError):  # either missing: not the same file
+            if os.path.samefile(output, path):
+                raise ConvertError(f"-o {output} is {what}; write the .tflite to another file")
+
+
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``path`` via a temp file + rename; refuse to replace without force."""
     check_output(path, force)
@@ -437,6 +451,7 @@ def convert(
     """
     if quantize not in QUANTIZATIONS:
         raise ConvertError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}")
+    check_not_an_input(output, model_path, spec_path)
     check_output(output, force)
     check_model_file(model_path)
     spec = resolve_spec(model_path, spec_path)

@@ -376,6 +376,20 @@ def test_a_model_with_named_or_listed_output_converts(tmp_path, tiny_data):
         assert float(line.replace("│", " ").split()[-1]) < 1e-4, line
 
 
+def test_the_model_or_its_spec_as_output_is_refused(tmp_path, tiny_keras):
+    # -o model.keras --force replaced the trained Keras model with the .tflite (and without
+    # --force the message said to pass it); -o spec.json --force replaced the spec.
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_keras.parent, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for name, what in (("model.keras", "the Keras model being converted"), ("spec.json", "spec")):
+        for force in ([], ["--force"]):
+            r = _convert(folder / "model.keras", "-o", folder / name, "--quantize", "none", *force)
+            assert r.exit_code == EXIT_USAGE, r.output
+            assert what in r.output and "--force" not in r.output, r.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
 def test_logits_models_convert_and_calibration_gaps_are_said(tmp_path, tiny_data):
     spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1, output="logits")
     logits = _model(tmp_path / "logits", "logits", spec)
