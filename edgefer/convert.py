@@ -143,6 +143,19 @@ def check_model_file(model_path: Path) -> None:
         )
     if not model_path.is_file():
         raise ConvertError(f"no such Keras model: {model_path}")
+    try:
+        with open(model_path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ConvertError(f"cannot read {model_path}: {exc.strerror or exc}") from exc
+    if head[4:8] == b"TFL3":
+        # Keras's own words for it were cut mid-sentence, and for a model without a spec.json
+        # beside it (a shipped one) convert asked for the spec instead.
+        raise ConvertError(
+            f"{model_path} is a TFLite model, already converted: convert takes the Keras model "
+            "(.keras or .h5) it was made from (for an edgefer int8 model, `python -m train "
+            "from-tflite` rebuilds one)"
+        )
 
 
 def load_keras(model_path: Path):

@@ -18,6 +18,7 @@ from edgefer.convert import (
     import_tensorflow,
     parity_from_predictions,
 )
+from edgefer.shipped import SHIPPED_MODELS, shipped_models_dir
 from edgefer.spec import ModelSpec, read_spec
 
 runner = CliRunner()
@@ -388,6 +389,22 @@ def test_the_model_or_its_spec_as_output_is_refused(tmp_path, tiny_keras):
             assert r.exit_code == EXIT_USAGE, r.output
             assert what in r.output and "--force" not in r.output, r.output
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_tflite_model_given_to_convert_is_named_as_such(tmp_path):
+    # The shipped model (no spec.json beside it) was "no model spec: expected models/spec.json",
+    # and a .tflite with one, Keras's "File format not supported: ..." cut at 200 characters.
+    shipped = shipped_models_dir() / SHIPPED_MODELS["default"]
+    alone, beside = tmp_path / "alone", tmp_path / "beside"
+    for folder in (alone, beside):
+        folder.mkdir()
+        shutil.copy(shipped, folder / "m.tflite")
+    (beside / "spec.json").write_text(read_spec(shipped.read_bytes()).to_json())
+    for folder in (alone, beside):
+        r = _convert(folder / "m.tflite", "-o", tmp_path / "o.tflite", "--quantize", "none")
+        assert r.exit_code == EXIT_USAGE, r.output
+        assert "is a TFLite model, already converted" in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "o.tflite").exists()
 
 
 def test_logits_models_convert_and_calibration_gaps_are_said(tmp_path, tiny_data):
