@@ -189,6 +189,13 @@ def resolve_spec(model_path: Path, spec_path: Path | None) -> ModelSpec:
 
 
 def check_model_matches_spec(model, spec: ModelSpec) -> None:
+    try:
+        model.inputs  # noqa: B018 - a Sequential saved before it was ever built raises here
+    except AttributeError:
+        raise ConvertError(
+            "the model has no input shape (a Sequential saved before it was built): start it "
+            f"with keras.Input({(*spec.input_size, spec.channels)}), or train it before saving"
+        ) from None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConvertError(
             f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; edgefer "

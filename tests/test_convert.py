@@ -407,6 +407,20 @@ def test_a_tflite_model_given_to_convert_is_named_as_such(tmp_path):
     assert not (tmp_path / "o.tflite").exists()
 
 
+def test_a_sequential_saved_before_it_was_built_is_an_error_line(tmp_path):
+    # Its model.inputs raised AttributeError ("has no defined inputs yet"): a traceback.
+    keras = import_tensorflow().keras
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    layers = [keras.layers.Flatten(), keras.layers.Dense(len(LABELS), activation="softmax")]
+    keras.Sequential(layers).save(folder / "model.keras")
+    spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1)
+    (folder / "spec.json").write_text(spec.to_json())
+    r = _convert(folder / "model.keras", "-o", tmp_path / "o.tflite", "--quantize", "none")
+    assert r.exit_code == EXIT_USAGE, r.exception
+    assert "no input shape" in r.output and "keras.Input((16, 16, 1))" in r.output
+
+
 def test_logits_models_convert_and_calibration_gaps_are_said(tmp_path, tiny_data):
     spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1, output="logits")
     logits = _model(tmp_path / "logits", "logits", spec)
