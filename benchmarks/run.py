@@ -130,7 +130,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sections", default="1,2,3,4,5,6,7,8,9,10", help="which sections, e.g. 1,4")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="Markdown to write")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
-    p.add_argument("--workdir", type=Path, help="where to generate inputs (default: a temp dir)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="a new or empty folder to generate the inputs in, kept (default: a temp dir, removed)",
+    )
     args = p.parse_args(argv)
     # Usage errors before anything is measured or written: a run takes ten minutes.
     try:
@@ -147,6 +151,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 check_writable(path)
             except ValueError as exc:
                 p.error(f"--{option}: {exc}")
+    # The inputs are generated into new folders there (pngs/, ...): a second run with the same
+    # --workdir, which keeps them, ended in a FileExistsError traceback after the imports.
+    workdir = args.workdir
+    if workdir is not None and workdir.exists():
+        if not workdir.is_dir():
+            p.error(f"--workdir {workdir}: not a folder")
+        if any(workdir.iterdir()):
+            p.error(f"--workdir {workdir}: not empty (an earlier run's inputs?); give a new folder")
     return args
 
 

@@ -140,6 +140,22 @@ def test_an_unwritable_output_is_a_usage_error_before_measuring(
     assert err.count("\n") == 1 and f"error: {option}" in err, err
 
 
+def test_a_workdir_that_is_not_empty_is_a_usage_error_before_measuring(
+    tmp_path, no_measuring, capsys
+):
+    # A run keeps what it generated in --workdir: the next run with the same folder ended in a
+    # FileExistsError traceback (pngs/ exists) once measuring began.
+    workdir = tmp_path / "work"
+    (workdir / "pngs").mkdir(parents=True)
+    (tmp_path / "file").write_text("")
+    for folder, why in ((workdir, "not empty"), (tmp_path / "file", "not a folder")):
+        with pytest.raises(SystemExit) as exc:
+            run.main(["--results", str(tmp_path / "R.md"), "--workdir", str(folder)])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"error: --workdir {folder}: {why}" in err, err
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only folder")
 def test_a_read_only_folder_is_refused_before_measuring(tmp_path, no_measuring, capsys):
     folder = tmp_path / "ro"
