@@ -284,9 +284,10 @@ class Classifier:
             raise ModelError(
                 f"model input is {in_shape[1:]} (H, W, C) but its spec says {expected}"
             )
-        if len(out_shape) != 2:
+        if len(out_shape) < 2 or any(d != 1 for d in out_shape[1:-1]):
             # A segmentation or detection model (an output per pixel or box): not refused,
-            # its first batch ended the run in a numpy broadcast traceback.
+            # its first batch ended the run in a numpy broadcast traceback. (Scores as 1x1
+            # pixels, (N, 1, 1, labels), are one per label all the same: a 1x1 conv head.)
             raise ModelError(
                 f"model output is {out_shape[1:]} per image, not one score per label "
                 f"({len(spec.labels)},): not an image classifier"
@@ -390,7 +391,7 @@ class Classifier:
             interpreter.set_tensor(self._input["index"], self._prepare(chunk))
             interpreter.invoke()
             raw = interpreter.get_tensor(self._output["index"])
-            out[start : start + n] = self._scores(raw[:n])
+            out[start : start + n] = self._scores(raw[:n].reshape(n, -1))
         return out
 
     def quantization(self) -> str:

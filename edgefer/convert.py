@@ -206,9 +206,12 @@ def check_model_matches_spec(model, spec: ModelSpec) -> None:
     if len(out_shape) != 1:
         # A per-pixel softmax of as many channels as labels passed the count below, and was
         # written: the device could not use it.
+        hint = ""
+        if out_shape and all(d == 1 for d in out_shape[:-1]):
+            hint = " (scores as 1x1 pixels: end the model with keras.layers.Flatten())"
         raise ConvertError(
             f"model output {out_shape} is not one score per label ({len(spec.labels)},): "
-            "edgefer converts image classifiers"
+            f"edgefer converts image classifiers{hint}"
         )
     out_units = out_shape[0]
     expected = (*spec.input_size, spec.channels)

@@ -110,6 +110,29 @@ def test_a_model_that_is_not_a_classifier_is_refused_at_load(tmp_path):
     assert "not an image classifier" in result.output
 
 
+def test_a_classifier_whose_scores_come_as_1x1_pixels_is_read(tmp_path):
+    # A classifier ending in a 1x1 convolution (MobileNet v1's own head) gives its scores as
+    # (N, 1, 1, labels): one score per label all the same, as pycoral's adapters take it.
+    import tensorflow as tf
+
+    keras = tf.keras
+    inputs = keras.Input((16, 16, 1))
+    pooled = keras.layers.GlobalAveragePooling2D(keepdims=True)(inputs)
+    scores = keras.layers.Conv2D(len(LABELS), 1, activation="softmax")(pooled)
+    flat = keras.layers.Flatten()(scores)
+    spec = ModelSpec(labels=LABELS, input_size=(16, 16), channels=1)
+    probs = []
+    for name, out in (("1x1", scores), ("flat", flat)):
+        blob = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, out)).convert()
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(embed_spec(blob, spec))
+        pixels = np.arange(2 * 16 * 16, dtype=np.uint8).reshape(2, 16, 16, 1)
+        with Classifier.create_from_model_path(path) as classifier:
+            probs.append(classifier.predict(pixels))
+    assert probs[0].shape == (2, len(LABELS))
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)
+
+
 @pytest.mark.parametrize("content", [b"", b"not a model at all" * 10])
 def test_unreadable_models(tmp_path, content):
     path = tmp_path / "m.tflite"

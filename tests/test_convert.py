@@ -345,6 +345,9 @@ def test_a_model_that_is_not_a_classifier_is_refused_before_converting(tmp_path)
     heads = {
         "per-pixel": keras.layers.Conv2D(len(LABELS), 1, activation="softmax")(inputs),
         "scalar": keras.layers.Reshape(())(keras.layers.Dense(1)(keras.layers.Flatten()(inputs))),
+        "1x1": keras.layers.Conv2D(len(LABELS), 1, activation="softmax")(
+            keras.layers.GlobalAveragePooling2D(keepdims=True)(inputs)
+        ),
     }
     for name, head in heads.items():
         (tmp_path / name).mkdir()
@@ -353,7 +356,9 @@ def test_a_model_that_is_not_a_classifier_is_refused_before_converting(tmp_path)
         out = tmp_path / f"{name}.tflite"
         r = _convert(tmp_path / name / "model.keras", "-o", out, "--quantize", "none")
         assert r.exit_code == EXIT_USAGE, (name, r.output)
-        assert "is not one score per label (3,)" in " ".join(r.output.split())
+        said = " ".join(r.output.split())
+        assert "is not one score per label (3,)" in said
+        assert ("keras.layers.Flatten()" in said) == (name == "1x1"), said
         assert not out.exists()
 
 
