@@ -197,11 +197,15 @@ def _check_size(im: Image.Image, max_pixels: int) -> None:
 
 def opened(source: str | os.PathLike | Image.Image, max_pixels: int) -> Image.Image:
     """``source`` opened lazily, or the app's own Pillow image, either refused beyond
-    ``max_pixels``: an app's image may be an ``Image.open`` not yet decoded, and the commands
-    turn Pillow's own limit off (:func:`lift_pillow_limit`). A camera frame is far below the
-    default limit (a 64 MP sensor's 9152x6944 too)."""
+    ``max_pixels`` (and an image of no pixels): an app's image may be an ``Image.open`` not
+    yet decoded, and the commands turn Pillow's own limit off (:func:`lift_pillow_limit`). A
+    camera frame is far below the default limit (a 64 MP sensor's 9152x6944 too)."""
     if isinstance(source, Image.Image):
         _check_size(source, max_pixels)
+        if not source.width or not source.height:
+            # An app's crop with an empty box (``Image.fromarray(frame[y:y, x:x + w])``) was
+            # resized to a black face and given a label. (Pillow opens no such file.)
+            raise ImageError(f"empty image: {source.width}x{source.height} px")
         return source
     return _open(source, max_pixels)
 

@@ -289,6 +289,21 @@ def test_an_image_given_is_held_to_max_pixels_as_a_file_is(classifier):
     assert load_image(frame, spec.input_size, spec.channels).shape == (48, 48, 1)  # default
 
 
+def test_an_image_of_no_pixels_is_an_error_not_a_face(classifier):
+    # An app's crop with an empty box was resized to a black 48x48 face and labelled ('sad').
+    from edgefer import FaceOptions, ImageError, classify_paths, classify_photos
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    empty = Image.fromarray(frame[100:100, 50:90])  # 40x0
+    spec = classifier.spec
+    with pytest.raises(ImageError, match=r"^empty image: 40x0 px$"):
+        load_image(empty, spec.input_size, spec.channels)
+    (row,) = classify_paths(classifier, [empty])
+    assert (row.label, row.error) == (None, "empty image: 40x0 px")
+    ((face_row,),) = classify_photos(classifier, [Image.new("L", (0, 0))], FaceOptions())
+    assert face_row.error == "empty image: 0x0 px"
+
+
 def test_faces_are_found_in_an_image_as_in_its_file(classifier, tmp_path):
     # Face detection took paths only: a camera frame had to be written to a temp file first.
     from edgefer import FaceOptions, classify_paths, classify_photos
