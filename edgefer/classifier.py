@@ -40,7 +40,8 @@ class ClassifierOptions:
         model: path to a ``.tflite`` file, a shipped model's name (``SHIPPED_MODELS``), or the
             model's bytes (``bytes``, ``bytearray``, ``memoryview``, any buffer); None means
             ``$EDGEFER_MODEL``, else the shipped default model.
-        labels: labels for a model without an embedded spec (overrides nothing otherwise).
+        labels: labels (str, in output order) for a model without an embedded spec (overrides
+            nothing otherwise); any sequence, kept as a tuple.
         normalization: input range for a model without an embedded spec (see ``NORMALIZATIONS``).
         num_threads: interpreter threads, >= 1; None means all cores available to this process.
         batch_size: images per ``invoke``, 1 to ``MAX_BATCH_SIZE`` (256); fixed for the
@@ -49,7 +50,8 @@ class ClassifierOptions:
             ``tf.lite``; seconds to import); None picks the first importable, in that order.
 
     Raises:
-        TypeError: a field of the wrong type (``batch_size="4"``, ``model=5``).
+        TypeError: a field of the wrong type (``batch_size="4"``, ``model=5``, ``labels`` one
+            str).
         ValueError: ``batch_size`` or ``num_threads`` out of range, an unknown normalisation.
     """
 
@@ -72,6 +74,8 @@ class ClassifierOptions:
             if num_threads < 1:
                 raise ValueError(f"num_threads must be >= 1 (None: all cores), got {num_threads}")
             object.__setattr__(self, "num_threads", num_threads)
+        if self.labels is not None:
+            object.__setattr__(self, "labels", _label_names(self.labels))
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"unknown normalization {self.normalization!r}; one of {', '.join(NORMALIZATIONS)}"
@@ -92,6 +96,26 @@ def _whole(name: str, value: object) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+
+
+def _label_names(value: object) -> tuple[str, ...]:
+    """``value`` as a tuple of labels; TypeError for one str (a labels.txt's text gave "not
+    unique", or as many labels as it has letters) or for items that are not str."""
+    if isinstance(value, str | bytes):
+        raise TypeError(
+            f"labels must be a sequence of label names, got one {type(value).__name__} "
+            "(a file's text: split it into lines)"
+        )
+    try:
+        labels = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"labels must be a sequence of label names, got {type(value).__name__}"
+        ) from None
+    for label in labels:
+        if not isinstance(label, str):
+            raise TypeError(f"labels must be str, got {type(label).__name__} {label!r}")
+    return labels
 
 
 def _is_buffer(value: object) -> bool:

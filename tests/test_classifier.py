@@ -185,12 +185,26 @@ def test_a_model_with_ops_newer_than_the_runtime_is_not_called_invalid(tmp_path,
         ({"num_threads": "2"}, TypeError, r"^num_threads must be an int, got str '2'$"),
         ({"normalization": "0-1"}, ValueError, r"^unknown normalization '0-1'; one of 0\.\.255, "),
         ({"model": 5}, TypeError, r"^model must be a path, a shipped model's name, the model's "),
+        # A labels.txt's text: its letters were the labels, or the model load said "not unique".
+        (
+            {"labels": "abcdefg"},
+            TypeError,
+            r"^labels must be a sequence of label names, got one str \(a file's text: split it",
+        ),
+        ({"labels": 7}, TypeError, r"^labels must be a sequence of label names, got int$"),
+        ({"labels": [1, 2]}, TypeError, r"^labels must be str, got int 1$"),
     ],
 )
 def test_bad_options_are_refused_when_the_options_are_made(fields, error, message):
     # Not at Classifier(...) and not mid-run: the options alone are wrong, before any model.
     with pytest.raises(error, match=message):
         ClassifierOptions(**fields)
+
+
+def test_labels_of_any_sequence_are_kept_as_a_tuple():
+    options = ClassifierOptions(labels=["top", "left", "center"])
+    assert options.labels == ("top", "left", "center")
+    hash(options)  # frozen: a list in it made the options unhashable
 
 
 def test_numpy_integers_are_options_too():
