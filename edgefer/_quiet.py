@@ -21,14 +21,23 @@ def quiet_fd(fd: int) -> Iterator[None]:
     block; concurrent blocks run one at a time.
     """
     with _LOCK:
+        # None in a GUI app without a console (pythonw on Windows): nothing to flush.
         stream = sys.stdout if fd == 1 else sys.stderr
-        stream.flush()
-        saved = os.dup(fd)
+        if stream is not None:
+            stream.flush()
+        try:
+            saved = os.dup(fd)
+        except OSError:
+            # Closed (a daemon started with 2>&-): nothing to silence. It raised, and no
+            # classifier could be made.
+            yield
+            return
         try:
             with open(os.devnull, "w") as devnull:
                 os.dup2(devnull.fileno(), fd)
                 yield
         finally:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
             os.dup2(saved, fd)
             os.close(saved)

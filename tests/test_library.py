@@ -122,6 +122,24 @@ def test_the_package_exports_the_library_lazily_and_says_it_is_typed():
     assert (importlib.resources.files("edgefer") / "py.typed").is_file()
 
 
+@pytest.mark.parametrize(
+    "no_stderr",
+    ["sys.stderr = None", "os.close(2)"],
+    ids=["GUI app without a console (pythonw)", "daemon started with 2>&-"],
+)
+def test_a_classifier_is_made_in_a_process_without_stderr(no_stderr):
+    # Silencing the runtime's start-up lines took stderr for granted: sys.stderr.flush() was
+    # an AttributeError, os.dup(2) an OSError, and no classifier could be made.
+    code = (
+        f"import os, sys\nimport numpy as np\n{no_stderr}\n"
+        "from edgefer import Classifier, ClassifierOptions\n"
+        "with Classifier(ClassifierOptions(num_threads=1)) as c:\n"
+        "    print(c.predict(np.zeros((1, 48, 48, 1), np.uint8)).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert (done.returncode, done.stdout) == (0, "(1, 7)\n"), done.stderr
+
+
 def test_an_image_in_memory_is_prepared_as_its_file_is(classifier, tmp_path):
     # A camera frame or a crop an app holds had no way into the model but through a file
     # (load_image took paths only) or by copying the resize and grey conversion by hand.
