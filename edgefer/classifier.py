@@ -157,6 +157,18 @@ def _not_tflite(blob: bytes, body: bytes, runtime_message: str, runtime: Runtime
     return f"not a valid TFLite model: {first}"
 
 
+def _unpreparable(runtime_message: str, runtime: Runtime) -> str:
+    """Why the runtime could not make a loaded model's tensors ready, on one line: its message
+    runs its delegate's lines together, hundreds of characters."""
+    first = " ".join(runtime_message.split("\n", 1)[0].split())
+    if len(first) > 120:
+        first = first[:117] + "..."
+    return (
+        f"{runtime.name} {runtime.version} cannot prepare this model (damaged, or not "
+        f"supported by this runtime): {first}"
+    )
+
+
 def _resolve_spec(
     blob: bytes, options: ClassifierOptions, input_shape: tuple[int, ...]
 ) -> ModelSpec:
@@ -328,10 +340,17 @@ class Classifier:
                 self._interpreter.allocate_tensors()
             return batch_size
         except (ValueError, RuntimeError):
-            # A model frozen to batch 1 cannot be resized: run it one image at a time.
-            self._interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
-            self._interpreter.allocate_tensors()
-            return 1
+            pass
+        # A model frozen to batch 1 cannot be resized: run it one image at a time.
+        try:
+            with quiet_fd(2):
+                self._interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
+                self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            # A damaged model (its quantization garbled, XNNPACK refuses it) got this far, and
+            # ended the command in a RuntimeError traceback (exit 1).
+            raise ModelError(_unpreparable(str(exc), self.runtime)) from exc
+        return 1
 
     @property
     def labels(self) -> tuple[str, ...]:

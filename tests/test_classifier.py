@@ -166,6 +166,33 @@ def test_a_model_with_ops_newer_than_the_runtime_is_not_called_invalid(tmp_path,
     assert "not a valid" not in message
 
 
+def test_a_damaged_model_that_the_runtime_cannot_prepare_is_a_model_error(tmp_path):
+    # A model whose quantization is garbled (bit rot on an SD card) loads, but XNNPACK refuses
+    # it when its tensors are made: that RuntimeError ended `edgefer classify` in a traceback,
+    # exit 1, its message hundreds of characters run together.
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    blob = default_model_path().read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer(blob), 0))
+    weights = next(
+        t
+        for t in model.subgraphs[0].tensors
+        if t.type == schema.TensorType.INT8 and t.buffer and len(t.quantization.zeroPoint) > 1
+    )
+    weights.quantization.zeroPoint = np.full(len(weights.quantization.zeroPoint), 1000)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path = tmp_path / "damaged.tflite"
+    path.write_bytes(embed_spec(bytes(builder.Output()), read_spec(blob)))
+    runtime = load_runtime()
+    with pytest.raises(ModelError) as caught:
+        Classifier.create_from_model_path(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {runtime.name} {runtime.version} cannot prepare this ")
+    assert "zero-point" in message and "\n" not in message and len(message) < 300
+
+
 @pytest.mark.parametrize(
     ("fields", "error", "message"),
     [
