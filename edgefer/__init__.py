@@ -2,7 +2,8 @@
 
 Light by design: the command line (:mod:`edgefer.cli`) loads numpy, Pillow, Typer and Rich; a
 TFLite runtime is imported when a :class:`~edgefer.classifier.Classifier` is built, TensorFlow
-only by ``edgefer convert``.
+only by ``edgefer convert`` (and as the runtime of last resort, where no TFLite runtime is
+installed).
 
 The library's names are here too (``from edgefer import Classifier``), imported on first use:
 ``import edgefer``, which every command starts with, loads none of them.
