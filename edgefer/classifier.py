@@ -18,7 +18,7 @@ import numpy as np
 
 from edgefer._quiet import quiet_fd
 from edgefer.preprocess import normalize
-from edgefer.runtime import Runtime, default_threads, load_runtime
+from edgefer.runtime import CANDIDATES, Runtime, default_threads, known_runtime, load_runtime
 from edgefer.shipped import SHIPPED_MODELS, model_path
 from edgefer.spec import NORMALIZATIONS, ModelSpec, SpecError, flatbuffer, read_spec
 
@@ -52,7 +52,8 @@ class ClassifierOptions:
     Raises:
         TypeError: a field of the wrong type (``batch_size="4"``, ``model=5``, ``labels`` one
             str).
-        ValueError: ``batch_size`` or ``num_threads`` out of range, an unknown normalisation.
+        ValueError: ``batch_size`` or ``num_threads`` out of range, an unknown normalisation
+            or runtime.
     """
 
     model: str | os.PathLike | bytes | bytearray | memoryview | None = None
@@ -80,6 +81,13 @@ class ClassifierOptions:
             raise ValueError(
                 f"unknown normalization {self.normalization!r}; one of {', '.join(NORMALIZATIONS)}"
             )
+        runtime = self.runtime
+        if runtime is not None and not isinstance(runtime, str):
+            raise TypeError(f"runtime must be a str or None, got {type(runtime).__name__}")
+        if runtime and not known_runtime(runtime):
+            # Refused only by Classifier(...), as if no runtime were installed.
+            names = ", ".join(dist for _, dist in CANDIDATES)
+            raise ValueError(f"unknown runtime {runtime!r}; one of {names} (None: the first)")
         model = self.model
         if not (model is None or isinstance(model, str | os.PathLike) or _is_buffer(model)):
             raise TypeError(
@@ -181,7 +189,8 @@ def _resolve_spec(
     if not options.labels:
         raise ModelError(
             "model has no embedded edgefer spec (labels, input size, normalisation): convert it "
-            "with `edgefer convert`, or pass --labels FILE"
+            "with `edgefer convert`, or give its labels (--labels FILE; from Python, "
+            "labels=[...])"
         )
     try:
         return ModelSpec.from_normalization(

@@ -27,6 +27,12 @@ CANDIDATES = (
 )
 
 
+def known_runtime(name: str) -> bool:
+    """Whether ``name`` is one of :data:`CANDIDATES`: a distribution name
+    (``ai-edge-litert``) or its top module (``ai_edge_litert``)."""
+    return any(name in (dist, module.split(".")[0]) for module, dist in CANDIDATES)
+
+
 class RuntimeMissingError(Exception):
     """No TFLite runtime can be imported."""
 

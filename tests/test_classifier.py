@@ -70,8 +70,9 @@ def test_any_count_is_padded_to_the_fixed_batch(int8_model, fixed_images, n):
 def test_model_without_spec_needs_labels(tmp_path, tiny_models):
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(flatbuffer(tiny_models["none"].read_bytes()))
-    with pytest.raises(ModelError, match="no embedded edgefer spec"):
+    with pytest.raises(ModelError, match="no embedded edgefer spec") as exc:
         Classifier.create_from_model_path(bare)
+    assert "labels=[...]" in str(exc.value)  # not only the command line's --labels FILE
     with Classifier.create_from_model_path(bare, labels=LABELS, normalization="0..255") as c:
         assert c.labels == LABELS and c.spec.input_size == (16, 16)
     with pytest.raises(ModelError, match="3 outputs but 2 labels"):
@@ -220,6 +221,13 @@ def test_a_damaged_model_that_the_runtime_cannot_prepare_is_a_model_error(tmp_pa
         ),
         ({"labels": 7}, TypeError, r"^labels must be a sequence of label names, got int$"),
         ({"labels": [1, 2]}, TypeError, r"^labels must be str, got int 1$"),
+        # Refused only by Classifier(...), as a missing runtime (RuntimeMissingError).
+        (
+            {"runtime": "litert"},
+            ValueError,
+            r"^unknown runtime 'litert'; one of ai-edge-litert, tflite-runtime, tensorflow \(",
+        ),
+        ({"runtime": 2}, TypeError, r"^runtime must be a str or None, got int$"),
     ],
 )
 def test_bad_options_are_refused_when_the_options_are_made(fields, error, message):
