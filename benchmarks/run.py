@@ -3,7 +3,8 @@ r"""edgefer benchmarks (issue #6): speed, memory and start-up, measured side by 
     python benchmarks/run.py [--quick] [--model M.tflite] [--keras model.keras] [--data DIR]
 
 Prints one table per section with ratios and PASS/MISS against the targets, and writes
-benchmarks/RESULTS.md (or --results PATH). Inputs are generated into a temporary folder.
+benchmarks/RESULTS.md (--quick: RESULTS-quick.md; or --results PATH). Inputs are generated
+into a temporary folder.
 
 The committed RESULTS.md was made with --keras runs/edge-kd6r/model.keras, the shipped int8
 model's float version, which is not committed (runs/ is git-ignored). Rebuild it from the
@@ -128,7 +129,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeats", type=int, help="timed repeats per comparison (default 3-5; quick 2)"
     )
     p.add_argument("--sections", default="1,2,3,4,5,6,7,8,9,10", help="which sections, e.g. 1,4")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="Markdown to write")
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="Markdown to write (default: benchmarks/RESULTS.md; with --quick RESULTS-quick.md "
+        "beside it, not over the committed full run)",
+    )
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument(
         "--workdir",
@@ -136,6 +142,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a new or empty folder to generate the inputs in, kept (default: a temp dir, removed)",
     )
     args = p.parse_args(argv)
+    if args.results is None:
+        args.results = HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
     # Usage errors before anything is measured or written: a run takes ten minutes.
     try:
         args.wanted = parse_sections(args.sections)

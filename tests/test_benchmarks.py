@@ -436,3 +436,12 @@ def test_unreadable_images_in_data_are_left_out_with_a_warning(tmp_path, capsys)
             broken.unlink()
     with pytest.raises(SystemExit, match="no readable images under"):
         run.build_context(args, tmp_path / "work2")
+
+
+def test_quick_runs_write_beside_the_committed_results_not_over_them(tmp_path):
+    # `run.py --quick`, the README's "a minute or so", replaced the committed RESULTS.md (the
+    # full run's figures and notes) with its small version.
+    assert run.parse_args(["--quick"]).results == run.HERE / "RESULTS-quick.md"
+    assert run.parse_args([]).results == run.HERE / "RESULTS.md"
+    given = tmp_path / "R.md"
+    assert run.parse_args(["--quick", "--results", str(given)]).results == given
