@@ -668,7 +668,7 @@ def _readable(value: object, nested: bool = False) -> str:
 
 @app.command()
 def convert(
-    model: Annotated[Path, typer.Argument(help="A trained Keras model (.keras).")],
+    model: Annotated[Path, typer.Argument(help="A trained Keras model (.keras, or a legacy .h5).")],
     output: Annotated[str, typer.Option("--output", "-o", help="The .tflite file to write.")],
     quantize: Annotated[
         str, typer.Option(help="none, float16, dynamic (int8 weights) or int8 (full integer).")

@@ -59,6 +59,10 @@ def check_labelled_folder(
     ``flat_ok``: calibration may use any images) no folder named as a label at all. Other
     folders are classes the model was not trained on (``--classes``): ignored.
     """
+    if directory.exists() and not directory.is_dir():
+        raise ConvertError(
+            f"{purpose} data {directory} is a file, not a folder (of <label>/ folders of images)"
+        )
     if not directory.is_dir():
         raise ConvertError(f"{purpose} folder not found: {directory}")
     folded = {label.casefold(): label for label in labels}

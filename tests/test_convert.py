@@ -597,3 +597,15 @@ def test_every_kind_loads_in_tflite_runtime_2_14(tflite_runtime_python, tiny_mod
         with Classifier.create_from_model_path(path, num_threads=1) as c:
             expected = c.predict(x).argmax(1).tolist()
         assert tops[path] == expected, kind
+
+
+def test_a_file_given_as_the_validation_or_calibration_folder_is_named_as_not_a_folder(tmp_path):
+    # It was "validation folder not found" for a file that is there.
+    from edgefer.convert import ConvertError, check_labelled_folder
+
+    given = tmp_path / "val.zip"
+    given.write_bytes(b"PK")
+    with pytest.raises(ConvertError, match=r"^validation data .*val\.zip is a file, not a folder"):
+        check_labelled_folder(given, LABELS)
+    with pytest.raises(ConvertError, match=r"^calibration folder not found: "):
+        check_labelled_folder(tmp_path / "nope", LABELS, purpose="calibration")
