@@ -1,5 +1,6 @@
 """calibrate: temperature scaling fitted on labelled images and folded into the last layer."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -95,3 +96,26 @@ def test_calibrate_refuses_a_model_without_a_softmax_head(tmp_path, tiny_keras, 
         app, ["calibrate", str(tiny_keras), str(tiny_data), "--out", str(tiny_keras.parent)]
     )
     assert same.exit_code == 2 and "must not be the model's folder" in same.output
+
+
+def test_calibrating_a_calibrated_model_records_the_temperature_folded_in_all(
+    tmp_path, tiny_keras, tiny_data, monkeypatch
+):
+    # The spec's temperature is what from-tflite undoes. A model calibrated before holds its
+    # first temperature in the Dense layer already; the second run recorded only its own.
+    monkeypatch.chdir(tmp_path)
+    before = tmp_path / "calibrated once"
+    before.mkdir()
+    (before / "model.keras").write_bytes(tiny_keras.read_bytes())
+    spec = ModelSpec.from_json(tiny_keras.with_name("spec.json").read_text())
+    (before / "spec.json").write_text(
+        dataclasses.replace(spec, metadata={"temperature": 0.5}).to_json()
+    )
+    out = tmp_path / "again"
+    result = CliRunner().invoke(
+        app, ["calibrate", str(before / "model.keras"), str(tiny_data), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    t = json.loads((out / "calibration.json").read_text())["temperature"]
+    folded = ModelSpec.from_json((out / "spec.json").read_text()).metadata["temperature"]
+    assert folded == pytest.approx(0.5 * t, abs=1e-4)

@@ -153,7 +153,10 @@ def calibrate(model_path: Path, data_dir: Path, out: Path) -> dict[str, Any]:
         "after": scores(z, split.y, t),
         "cross_check": cross_checked(z, split.y),
     }
-    metadata = {**spec.metadata, "temperature": summary["temperature"]}
+    # The spec's temperature is the one folded into the layer, which from-tflite undoes: a model
+    # calibrated before (its spec has one) now holds both, so record their product.
+    folded = float(spec.metadata.get("temperature", 1.0)) * t
+    metadata = {**spec.metadata, "temperature": round(folded, 4)}
     metadata["temperature_fitted_on"] = str(data_dir)  # apart from convert's calibration_data
     out.mkdir(parents=True, exist_ok=True)
     save_inference_model(scaled, out, replace(spec, metadata=metadata))
