@@ -304,7 +304,8 @@ def evaluate(
     model: KerasModelArg,
     data_dir: LabelledDirArg,
     out: Annotated[
-        Path | None, typer.Option(help="output folder (default: beside the model, eval-<dir>)")
+        Path | None,
+        typer.Option(file_okay=False, help="output folder (default: beside the model, eval-<dir>)"),
     ] = None,
     tta: Annotated[bool, typer.Option(help="average with the mirror image (flip TTA)")] = False,
     threads: int = 2,
@@ -366,7 +367,9 @@ def robustness(
             "accuracy, the images right only for one, McNemar's p"
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="also write the rows as JSON here")] = None,
+    out: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="also write the rows as JSON here")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of the noise and the shift directions")] = 0,
     limit: Annotated[
         int | None, typer.Option(min=1, help="a random sample of this many images")
@@ -434,7 +437,8 @@ def evaluate_csv(
     metrics["csv"] = str(csv_path)
     # Named after the CSV: default.csv and robust.csv scored in one folder keep both results.
     out = out or csv_path.with_name(f"{csv_path.stem}-metrics.json")
-    if out.is_dir() or not out.suffix:  # a folder: metrics.json (and confusion.png) in it
+    # A folder: metrics.json (and confusion.png) in it; a file that exists is written over.
+    if out.is_dir() or (not out.suffix and not out.exists()):
         out = out / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
@@ -464,7 +468,8 @@ def evaluate_csv(
 def baselines(
     data_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     out: Annotated[
-        Path | None, typer.Option(help="output folder (default: runs/baselines-<data folder>)")
+        Path | None,
+        typer.Option(file_okay=False, help="output folder (default: runs/baselines-<data folder>)"),
     ] = None,
     size: str = "48",
     channels: int = 1,
@@ -514,7 +519,9 @@ def baselines(
 @app.command()
 def split(
     run: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="a fit --out folder")],
-    out: Annotated[Path, typer.Option(help="folder to write <split>/<label>/ links into")],
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="folder to write <split>/<label>/ links into")
+    ],
 ) -> None:
     """Write the run's train/val/test split as folders of symlinks to its images.
 
@@ -541,7 +548,10 @@ def report(
     run: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="a fit --out folder")],
     results: Annotated[Path, typer.Option(help="results table")] = Path("docs/results.md"),
     figures: Annotated[
-        Path | None, typer.Option(help="also copy curves + confusion PNGs here (e.g. docs/figures)")
+        Path | None,
+        typer.Option(
+            file_okay=False, help="also copy curves + confusion PNGs here (e.g. docs/figures)"
+        ),
     ] = None,
     threads: int = 2,
 ) -> None:
@@ -562,7 +572,10 @@ def report(
 @app.command()
 def average(
     run: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="a fit --out folder")],
-    out: Annotated[Path, typer.Option(help="folder for the averaged model.keras + spec.json")],
+    out: Annotated[
+        Path,
+        typer.Option(file_okay=False, help="folder for the averaged model.keras + spec.json"),
+    ],
     first: Annotated[int, typer.Option(help="first epoch to average")] = 0,
     last: Annotated[int, typer.Option(help="last epoch to average (0: the newest)")] = 0,
     refresh_batchnorm: Annotated[
@@ -592,7 +605,9 @@ def fold(
         list[Path],
         typer.Argument(exists=True, dir_okay=False, help=".keras models, each with spec.json"),
     ],
-    out: Annotated[Path, typer.Option(help="folder for the folded model.keras + spec.json")],
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="folder for the folded model.keras + spec.json")
+    ],
 ) -> None:
     """Fold an ensemble into one model (the mean of the members' probabilities) for convert;
     it costs the members' FLOPs and bytes together."""
@@ -618,7 +633,9 @@ def to_torch(
     model: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="a Keras edge model (.keras)")
     ],
-    out: Annotated[Path, typer.Option(help="the student checkpoint to write (.pt)")],
+    out: Annotated[
+        Path, typer.Option(dir_okay=False, help="the student checkpoint to write (.pt)")
+    ],
     arch_args: Annotated[
         str,
         typer.Option(help='JSON, a larger student to grow the model into: {"widths": [...]}'),
@@ -645,7 +662,7 @@ def from_tflite(
     data_dir: Annotated[
         Path, typer.Argument(exists=True, file_okay=False, help="its training data (folders)")
     ],
-    out: Annotated[Path, typer.Option(help="folder for model.keras + spec.json")],
+    out: Annotated[Path, typer.Option(file_okay=False, help="folder for model.keras + spec.json")],
     split_seed: Annotated[
         int, typer.Option(help="seed of one folder's 70/15/15 split, as fit's --split-seed")
     ] = 0,
@@ -671,7 +688,7 @@ def from_torch(
     checkpoint: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="a student-*.pt of train.torchkd")
     ],
-    out: Annotated[Path, typer.Option(help="folder for model.keras + spec.json")],
+    out: Annotated[Path, typer.Option(file_okay=False, help="folder for model.keras + spec.json")],
     summary: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="the run's summary.json (provenance)"),
@@ -693,7 +710,9 @@ def from_torch(
 def calibrate(
     model: KerasModelArg,
     data_dir: LabelledDirArg,
-    out: Annotated[Path, typer.Option(help="folder for the scaled model.keras + spec.json")],
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="folder for the scaled model.keras + spec.json")
+    ],
     threads: int = 2,
 ) -> None:
     """Fit a softmax temperature on labelled images so confidences match accuracy, fold it into
