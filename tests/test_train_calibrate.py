@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,29 @@ def test_calibrating_a_calibrated_model_records_the_temperature_folded_in_all(
     t = json.loads((out / "calibration.json").read_text())["temperature"]
     folded = ModelSpec.from_json((out / "spec.json").read_text()).metadata["temperature"]
     assert folded == pytest.approx(0.5 * t, abs=1e-4)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "calibrate"])
+@pytest.mark.parametrize("spec_beside", [False, True])
+def test_a_tflite_model_is_named_as_one(command, spec_beside, tmp_path, tiny_keras, tiny_data):
+    # Given a converted model, both asked for a spec.json beside it (it is inside the .tflite),
+    # or, with one there, printed Keras's "File format not supported" about SavedModels.
+    shipped = Path(__file__).resolve().parents[1] / "models" / "edgefer-fer2013-int8.tflite"
+    model = tmp_path / "model.tflite"
+    model.write_bytes(shipped.read_bytes())
+    if spec_beside:
+        (tmp_path / "spec.json").write_text(tiny_keras.with_name("spec.json").read_text())
+    args = [command, str(model), str(tiny_data)]
+    result = CliRunner().invoke(
+        app, args + (["--out", str(tmp_path / "o")] * (command == "calibrate"))
+    )
+    assert result.exit_code == 2, result.output
+    assert "is a TFLite model" in result.output and "evaluate-csv" in result.output
+    assert "no spec.json" not in result.output and "File format" not in result.output
+
+
+def test_a_missing_model_is_named(tmp_path):
+    from train.evaluate import load_model_and_spec
+
+    with pytest.raises(FileNotFoundError, match=r"no model\.keras in"):
+        load_model_and_spec(tmp_path / "model.keras")

@@ -20,8 +20,19 @@ def load_model_and_spec(model_path: Path) -> tuple[keras.Model, ModelSpec]:
     """The Keras model and the ``spec.json`` beside it.
 
     Raises:
-        FileNotFoundError: no spec.json next to the model.
+        FileNotFoundError: no model there, or no spec.json next to it.
+        ValueError: a TFLite model (its spec is inside it, so "no spec.json" misled).
     """
+    if not model_path.is_file():  # report of a run whose model.keras was removed
+        raise FileNotFoundError(f"no {model_path.name} in {model_path.parent}")
+    with open(model_path, "rb") as f:
+        if f.read(8)[4:8] == b"TFL3":  # the FlatBuffer identifier of a .tflite
+            raise ValueError(
+                f"{model_path} is a TFLite model, already converted: this takes the Keras model "
+                "(.keras, spec.json beside it). Score a .tflite with `edgefer classify DIR -r -o "
+                "out.csv --model MODEL` and `python -m train evaluate-csv out.csv`, or with "
+                "`python -m train robustness DIR --model MODEL`"
+            )
     spec_path = model_path.with_name("spec.json")
     if not spec_path.exists():
         raise FileNotFoundError(f"no spec.json beside {model_path}")
