@@ -265,3 +265,27 @@ def test_images_in_a_class_folders_sub_folders_are_of_that_class(tmp_path):
     m = evaluate_rows(*read_results(path))
     assert m["n"] == 3 and m["unlabelled_rows"] == 1
     assert m["confusion_matrix"] == [[1, 1], [0, 1]]
+
+
+def test_compare_csvs_of_one_label_set_in_another_column_order(tmp_path):
+    # Two models of the same labels in another output order (fit --classes) were refused as
+    # having "different labels"; rows are compared by label name, so the order does not matter.
+    truth = ["happy"] * 4 + ["sad"] * 3 + ["angry"] * 3
+    a = ["happy", "happy", "sad", "angry", "sad", "sad", "happy", "angry", "angry", "sad"]
+    csv_a = _csv(tmp_path / "a.csv", list(zip(truth, a, strict=True)))
+    lines = csv_a.read_text().splitlines()
+    reordered = []
+    for line in lines:  # columns angry,happy,sad -> sad,angry,happy
+        c = line.split(",")
+        reordered.append(",".join([*c[:3], c[5], c[3], c[4], *c[6:]]))
+    csv_b = tmp_path / "b.csv"
+    csv_b.write_text("\n".join(reordered) + "\n")
+    assert read_results(csv_b)[0] == ("sad", "angry", "happy")
+    result = CliRunner().invoke(app, ["compare-csv", str(csv_a), str(csv_b)])
+    assert result.exit_code == 0, result.output
+    assert "images=10  A 0.6000  B 0.6000" in result.output
+    assert "top-1 agreement 1.000" in result.output
+    other = tmp_path / "other.csv"
+    other.write_text("path,label,confidence,happy,sad,error\nval/happy/0.png,happy,1,1,0,\n")
+    refused = CliRunner().invoke(app, ["compare-csv", str(csv_a), str(other)])
+    assert refused.exit_code == 2 and "only A has angry" in refused.output

@@ -156,10 +156,20 @@ def compare_rows(
     discordant counts, the exact two-sided McNemar p-value and the top-1 agreement.
 
     Raises:
-        CsvFormatError: the CSVs' labels differ or they share no scored image.
+        CsvFormatError: the CSVs' labels differ (their order may) or they share no scored image.
     """
-    if a[0] != b[0]:
-        raise CsvFormatError(f"the CSVs have different labels: {a[0]} vs {b[0]}")
+    # By name, not by column: two models of the same labels in another output order (fit
+    # --classes) compare as they are.
+    if set(a[0]) != set(b[0]):
+        only_a, only_b = sorted(set(a[0]) - set(b[0])), sorted(set(b[0]) - set(a[0]))
+        raise CsvFormatError(
+            "the CSVs have different labels: "
+            + "; ".join(
+                f"only {which} has {', '.join(names)}"
+                for which, names in (("A", only_a), ("B", only_b))
+                if names
+            )
+        )
     ra, rb = _correct_by_path(*a), _correct_by_path(*b)
     shared = sorted(ra.keys() & rb.keys())
     if not shared:
