@@ -588,6 +588,7 @@ def test_resume_says_what_it_ignores_and_when_nothing_is_left(data_dir, tmp_path
     )
     assert result.exit_code == 0, result.output
     assert "| run | seed |" in table.read_text()
+    assert "ignored" not in result.output  # it was said to be, and then used
     assert not (tmp_path / "docs").exists()
 
 

@@ -98,7 +98,7 @@ def _check_fit_inputs(data_dir: Path, teachers: list[Path], init: Path | None) -
 
 
 #: fit options that still act with --resume; every other one is the run's config.json's.
-RESUME_OPTIONS = frozenset({"out", "threads", "resume", "stop_after", "report"})
+RESUME_OPTIONS = frozenset({"out", "threads", "resume", "stop_after", "report", "results"})
 
 
 def _warn_ignored_on_resume(ctx: typer.Context) -> None:
