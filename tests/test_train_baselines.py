@@ -81,3 +81,25 @@ def test_baselines_split_by_their_split_seed_not_their_seed(tmp_path, monkeypatc
         ran = CliRunner().invoke(app, [*args, *extra])
         assert ran.exit_code == 2 and "use a smaller --size" in ran.output, ran.output
         assert f"stratified 70/15/15 seed {seed}, labels a,b" in ran.output
+
+
+def test_baselines_of_a_label_subset_do_not_replace_the_rows_of_all_labels(tmp_path, monkeypatch):
+    # Rows are keyed by model name and data folder: `--classes a,b` on the data replaced the
+    # three-class baselines' rows (docs/results.md's FER2013 ones, say) with two-class numbers.
+    root = noise_folder(tmp_path / "flat", per_class=20, seed=2)
+    (root / "c").mkdir()
+    for i, pixels in enumerate(np.random.default_rng(3).integers(0, 256, (20, 12, 12))):
+        Image.fromarray(pixels.astype(np.uint8), "L").save(root / "c" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "results.md"
+    args = ["baselines", str(root), "--size", "12", "--max-iter", "5", "--results", str(results)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    rows = [line for line in results.read_text().splitlines() if "| baseline-" in line]
+    ran = CliRunner().invoke(app, [*args, "--classes", "a,b", "--out", str(tmp_path / "ab")])
+    assert ran.exit_code == 0, ran.output
+    after = [line for line in results.read_text().splitlines() if "| baseline-" in line]
+    assert len(after) == 4 and set(rows) <= set(after)
+    assert "| baseline-logreg (labels a,b, input 12x12x1) |" in results.read_text()
+    every = CliRunner().invoke(app, [*args, "--classes", "c,b,a", "--out", str(tmp_path / "ba")])
+    assert every.exit_code == 0, every.output  # all the labels: the default rows, replaced
+    assert len([line for line in results.read_text().splitlines() if "| baseline-" in line]) == 4

@@ -105,8 +105,13 @@ def run_baselines(
     seed: int = 0,
     max_iter: int = 200,
     log: Callable[[str], None] = print,
+    variant: str = "",
 ) -> dict[str, dict[str, Any]]:
-    """Fit each baseline on train, evaluate on val (and test); metrics.json + confusion PNG each."""
+    """Fit each baseline on train, evaluate on val (and test); metrics.json + confusion PNG each.
+
+    ``variant`` (a label subset, another input size or split) is added to the results rows'
+    model names, so that they do not replace the rows of the default baselines on that data.
+    """
     train = data.splits["train"]
     h, w, c = train.x.shape[1:]
     summary = {}
@@ -139,7 +144,7 @@ def run_baselines(
             upsert_row(
                 results,
                 {
-                    "model": f"baseline-{name}",
+                    "model": f"baseline-{name}" + (f" ({variant})" if variant else ""),
                     "arch": name,
                     "data": data_name,
                     "split": f"{data.protocol} (val)",

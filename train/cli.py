@@ -485,7 +485,7 @@ def baselines(
 ) -> None:
     """Logistic regression and an MLP on raw pixels, on the same split as the CNNs."""
     from train.baselines import memory_available, memory_needed, run_baselines
-    from train.data import load_dataset
+    from train.data import has_split_folders, list_labels, load_dataset
 
     if channels not in (1, 3):
         raise _fail(f"--channels must be 1 or 3 (as for fit), not {channels}")
@@ -513,7 +513,18 @@ def baselines(
             "smaller --size (the report's baselines are pixel models; 48 is the default)"
         )
     out = out or Path("runs") / f"baselines-{data_dir.name}"
-    run_baselines(data, out, data_dir.name, results, seed, max_iter, log=_log)
+    # The table holds one row per model and data folder: a label subset, another input or split
+    # is another task, whose row must not replace the default baselines' (docs/results.md's).
+    root = data_dir / "train" if has_split_folders(data_dir) else data_dir
+    subset = set(data.labels) != set(list_labels(root))  # --classes naming all: the same task
+    variant = [f"labels {','.join(data.labels)}"] if subset else []
+    if (*_size(size), channels) != (48, 48, 1):
+        variant.append("input " + "x".join(map(str, shape)))
+    if split_seed and data.protocol.startswith("stratified"):
+        variant.append(f"split seed {split_seed}")
+    run_baselines(
+        data, out, data_dir.name, results, seed, max_iter, log=_log, variant=", ".join(variant)
+    )
 
 
 @app.command()
