@@ -97,6 +97,16 @@ def _check_fit_inputs(data_dir: Path, teachers: list[Path], init: Path | None) -
         raise _fail(f"--init must be a trained .keras model: {init}")
 
 
+def _check_results(results: Path) -> None:
+    """A --results that is a folder or another file is refused before the work, not after it."""
+    from train.results import check_table
+
+    try:
+        check_table(results)
+    except ValueError as exc:
+        raise _fail(exc) from None
+
+
 #: fit options that still act with --resume; every other one is the run's config.json's.
 RESUME_OPTIONS = frozenset({"out", "threads", "resume", "stop_after", "report", "results"})
 
@@ -212,6 +222,8 @@ def fit(
     """Train a model; checkpoints every epoch into --out, resumable with --resume."""
     if resume:
         _warn_ignored_on_resume(ctx)
+    if report:
+        _check_results(results)
     from train.tfenv import set_threads
 
     set_threads(threads, 2)
@@ -489,6 +501,7 @@ def baselines(
 
     if channels not in (1, 3):
         raise _fail(f"--channels must be 1 or 3 (as for fit), not {channels}")
+    _check_results(results)
     try:
         data = load_dataset(
             data_dir,
@@ -574,6 +587,7 @@ def report(
 
     if not (run / "config.json").exists() or not (run / "state.json").exists():
         raise _fail(f"{run} is not a fit run with a finished epoch (config.json and state.json)")
+    _check_results(results)
     try:
         report_run(run, log=_log, results=results, figures=figures)
     except (FileNotFoundError, ValueError) as exc:  # its data folder gone, or no longer usable

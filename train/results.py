@@ -52,9 +52,31 @@ def read_rows(path: Path) -> dict[tuple[str, str], list[str]]:
     return rows
 
 
+def check_table(path: Path) -> None:
+    """Refuse a ``path`` that is not a results table this module can rewrite.
+
+    Raises:
+        ValueError: a folder, or a file of other text (it would be replaced by the table).
+    """
+    if path.is_dir():
+        raise ValueError(f"--results {path} is a folder: give the table's file (results.md)")
+    if path.is_file():
+        text = path.read_text(errors="replace")
+        if text.strip() and not text.startswith(HEADER.splitlines()[0]):
+            raise ValueError(
+                f"--results {path} is not a results table written by python -m train (it does "
+                "not start with '# Results'): its text would be replaced; give another file"
+            )
+
+
 def upsert_row(path: Path, row: dict[str, Any]) -> Path:
     """Add or replace the row of ``row['model']`` on ``row['data']``; missing fields are left
-    blank."""
+    blank.
+
+    Raises:
+        ValueError: ``path`` is not a results table (:func:`check_table`).
+    """
+    check_table(path)
     rows = read_rows(path)
     cells = [_cell(row.get(key, "")) for key, _ in COLUMNS]
     rows[(cells[0], cells[2])] = cells
