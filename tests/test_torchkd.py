@@ -207,6 +207,36 @@ def test_to_torch_usage_errors_are_one_line_with_status_2(tmp_path):
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
 
 
+def test_to_torch_names_a_model_that_is_no_student_in_its_own_words(tmp_path):
+    # A `seed` model, or an edge model of other widths, was "--init ... another architecture
+    # ... for this run's": fit's words; to-torch has no --init and no run.
+    from typer.testing import CliRunner
+
+    from edgefer.spec import ModelSpec
+    from train import archs
+    from train.cli import app
+
+    labels = tuple("abcdefg")
+    for arch, model in (
+        ("seed", archs.seed((48, 48, 1), 7)),
+        ("edge", archs.edge((48, 48, 1), 7, widths=(8, 16))),
+    ):
+        folder = tmp_path / arch
+        folder.mkdir()
+        model.save(folder / "model.keras")
+        spec = ModelSpec(labels=labels, input_size=(48, 48), channels=1, metadata={"arch": arch})
+        (folder / "spec.json").write_text(spec.to_json())
+        out = tmp_path / f"{arch}.pt"
+        result = CliRunner().invoke(
+            app, ["to-torch", str(folder / "model.keras"), "--out", str(out)]
+        )
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "--init" not in text and "this run" not in text, text
+        assert ("'seed' model" if arch == "seed" else "the student's (stem") in text, text
+        assert not out.exists()
+
+
 def test_pack_holds_a_dataset_to_edgefers_limit_without_pillows_warning(
     tmp_path, monkeypatch, capsys
 ):

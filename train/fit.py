@@ -166,7 +166,14 @@ def validate(model: keras.Model, x: np.ndarray, y: np.ndarray, labels: tuple[str
     return metrics
 
 
-def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: bool = False) -> int:
+def warm_start(
+    model: keras.Model,
+    path: str,
+    labels: tuple[str, ...],
+    grow: bool = False,
+    role: str = "--init",
+    target: str = "this run's",
+) -> int:
     """Copy the weights of the trained model at ``path`` into ``model`` (a fresh build); returns
     how many of ``model``'s weighted layers start fresh (0 unless ``grow``).
 
@@ -175,6 +182,9 @@ def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: boo
     it has; every source layer must find a place. The new residual branches (a fresh
     batch-norm feeding an ``Add``) start with a zero scale, so the grown network starts close
     to the source's function (Goyal et al. 2017's zero-init residual).
+
+    ``role`` and ``target`` name the model and the network in the errors (to-torch has no
+    --init and no run).
 
     Raises:
         ValueError: its labels (``spec.json``) are not ``labels``, or its weights do not fit
@@ -185,8 +195,8 @@ def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: boo
         theirs, ours = source.get_weights(), model.get_weights()
         if [w.shape for w in theirs] != [w.shape for w in ours]:
             raise ValueError(
-                f"--init {path} is another architecture: {len(theirs)} weight arrays "
-                f"({source.count_params():,} params) for this run's {len(ours)} "
+                f"{role} {path} is another architecture: {len(theirs)} weight arrays "
+                f"({source.count_params():,} params) for {target} {len(ours)} "
                 f"({model.count_params():,})"
             )
         model.set_weights(theirs)
@@ -202,7 +212,7 @@ def warm_start(model: keras.Model, path: str, labels: tuple[str, ...], grow: boo
     if len(copied) < len(sources):
         src = sources[len(copied)]
         raise ValueError(
-            f"--init {path} is not a part of this architecture: its layer {src.name} "
+            f"{role} {path} is not a part of this architecture: its layer {src.name} "
             f"({', '.join(str(tuple(w.shape)) for w in src.weights)}) has no place in it"
         )
     for add in (la for la in model.layers if isinstance(la, keras.layers.Add)):

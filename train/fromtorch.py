@@ -180,7 +180,13 @@ def to_torch(model_path: Path, out: Path, arch_args: dict[str, Any] | None = Non
     args = {"stem": STEM, "widths": WIDTHS, **stored, **(arch_args or {})}
     stem, widths = tuple(args["stem"]), tuple(args["widths"])
     model = archs.edge((48, 48, 1), len(labels), stem=stem, widths=widths)
-    fresh = warm_start(model, str(model_path), labels, grow=bool(arch_args))
+    arch = spec.metadata.get("arch", "edge")
+    if arch != "edge":  # it was named "--init ... another architecture" (fit's words)
+        raise ValueError(f"{model_path} is a {arch!r} model: torchkd students are edge networks")
+    student = f"the student's (stem {list(stem)}, widths {list(widths)})"
+    fresh = warm_start(
+        model, str(model_path), labels, grow=bool(arch_args), role="the model", target=student
+    )
     net = EdgeNet(len(labels), stem=stem, widths=widths)
     with torch.no_grad():
         for k, t in _pairs(model, net, model_path):
