@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
 import sys
 import warnings
 from dataclasses import dataclass
@@ -115,13 +116,33 @@ def load_runtime(preferred: str | None = None) -> Runtime:
         raise RuntimeMissingError(f"{asked} cannot be used: " + "; ".join(errors))
     import platform
 
-    hint = install_hint(sys.platform, platform.machine())
+    hint = install_hint(sys.platform, platform.machine(), *_this_python())
     raise RuntimeMissingError(f"no TFLite runtime found ({hint}); tried " + "; ".join(errors))
 
 
-def install_hint(system: str, machine: str) -> str:
-    """What to install where no runtime imports, on ``sys.platform`` ``system`` and
-    ``platform.machine()`` ``machine``."""
+def _this_python() -> tuple[tuple[int, int], int]:
+    """This interpreter's (major, minor) and pointer width in bits: 32 on 32-bit Pi OS even
+    where its 64-bit kernel makes ``platform.machine()`` say ``aarch64``."""
+    return sys.version_info[:2], struct.calcsize("P") * 8
+
+
+def install_hint(
+    system: str, machine: str, python: tuple[int, int] = (3, 11), bits: int = 64
+) -> str:
+    """What to install where no runtime imports, on ``sys.platform`` ``system``,
+    ``platform.machine()`` ``machine``, Python ``python`` (major, minor) of ``bits`` bits."""
+    # A 32-bit Python on a 64-bit kernel (32-bit Pi OS on a Pi 4 or 5) sees "aarch64".
+    arm32 = system == "linux" and (
+        machine.startswith("arm") or (machine == "aarch64" and bits == 32)
+    )
+    if arm32 and python >= (3, 12):
+        # 32-bit Pi OS 13 (Python 3.13): tflite-runtime 2.14's armv7l wheels stop at cp311 and
+        # LiteRT has none for 32-bit ARM, so "pip install tflite-runtime" finds nothing.
+        return (
+            "no TFLite runtime has wheels for 32-bit ARM on Python 3.12 or later "
+            "(tflite-runtime's last are for Python 3.11, LiteRT has none): use 64-bit Pi OS, "
+            "or 32-bit Pi OS 12 (Python 3.11) and pip install 'numpy<2' tflite-runtime"
+        )
     if system == "darwin" and machine == "x86_64":
         # LiteRT stopped at 1.0.1 (cp311 only, numpy 1) on Intel Macs, tflite-runtime never
         # had them; TensorFlow has them up to 2.16 (Python 3.9-3.12). An x86_64 Python on

@@ -354,22 +354,33 @@ def test_no_runtime_at_all(monkeypatch):
         load_runtime("onnxruntime")
 
 
+NO_32_BIT_ARM_WHEELS = "no TFLite runtime has wheels for 32-bit ARM on Python 3.12 or later"
+
+
 @pytest.mark.parametrize(
-    ("system", "machine", "advice"),
+    ("system", "machine", "python", "bits", "advice"),
     [
-        ("linux", "x86_64", "pip install ai-edge-litert, or on 32-bit Pi OS"),
-        ("linux", "armv7l", "pip install 'numpy<2' tflite-runtime"),
+        ("linux", "x86_64", (3, 12), 64, "pip install ai-edge-litert, or on 32-bit Pi OS"),
+        ("linux", "armv7l", (3, 11), 32, "pip install 'numpy<2' tflite-runtime"),
+        # 32-bit Pi OS 13 (Python 3.13), on its own kernel or on a 64-bit one (aarch64):
+        # tflite-runtime 2.14's 32-bit ARM wheels stop at cp311, so its advice only failed.
+        ("linux", "armv7l", (3, 13), 32, NO_32_BIT_ARM_WHEELS),
+        ("linux", "aarch64", (3, 13), 32, NO_32_BIT_ARM_WHEELS),
+        ("linux", "aarch64", (3, 13), 64, "pip install ai-edge-litert, or on 32-bit Pi OS"),
         # Neither runtime has wheels there: "pip install ai-edge-litert" only failed again.
-        ("darwin", "x86_64", "pip install 'ai-edge-litert==1.0.1' 'numpy<2'; on Python 3.12 pip"),
-        ("win32", "ARM64", "Windows-on-ARM wheels: use an x64 Python"),
+        ("darwin", "x86_64", (3, 11), 64, "pip install 'ai-edge-litert==1.0.1' 'numpy<2'; on"),
+        ("win32", "ARM64", (3, 13), 64, "Windows-on-ARM wheels: use an x64 Python"),
     ],
 )
-def test_no_runtime_says_what_to_install_on_this_platform(monkeypatch, system, machine, advice):
+def test_no_runtime_says_what_to_install_on_this_platform(
+    monkeypatch, system, machine, python, bits, advice
+):
     from edgefer.runtime import install_hint
 
-    assert advice in install_hint(system, machine)
+    assert advice in install_hint(system, machine, python, bits)
     monkeypatch.setattr("platform.machine", lambda: machine)
     monkeypatch.setattr(sys, "platform", system)
+    monkeypatch.setattr("edgefer.runtime._this_python", lambda: (python, bits))
     _hide(monkeypatch, "ai_edge_litert.interpreter", "tflite_runtime.interpreter", *NO_TENSORFLOW)
     with pytest.raises(RuntimeMissingError, match=r"^no TFLite runtime found \(") as caught:
         load_runtime()
