@@ -131,6 +131,13 @@ def install_hint(
 ) -> str:
     """What to install where no runtime imports, on ``sys.platform`` ``system``,
     ``platform.machine()`` ``machine``, Python ``python`` (major, minor) of ``bits`` bits."""
+    if system == "linux" and machine.startswith("armv6"):
+        # Pi 1, Zero and Zero W: tflite-runtime's 32-bit ARM wheels are armv7l, which pip does
+        # not take on armv6l, and LiteRT has none; piwheels cannot build either (no sdist).
+        return (
+            "no TFLite runtime has wheels for armv6l (Pi 1, Zero, Zero W): edgefer needs a Pi 2 "
+            "or later (32-bit Pi OS 12: pip install 'numpy<2' tflite-runtime) or a Zero 2 W"
+        )
     # A 32-bit Python on a 64-bit kernel (32-bit Pi OS on a Pi 4 or 5) sees "aarch64".
     arm32 = system == "linux" and (
         machine.startswith("arm") or (machine == "aarch64" and bits == 32)

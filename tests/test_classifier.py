@@ -367,6 +367,9 @@ NO_32_BIT_ARM_WHEELS = "no TFLite runtime has wheels for 32-bit ARM on Python 3.
         ("linux", "armv7l", (3, 13), 32, NO_32_BIT_ARM_WHEELS),
         ("linux", "aarch64", (3, 13), 32, NO_32_BIT_ARM_WHEELS),
         ("linux", "aarch64", (3, 13), 64, "pip install ai-edge-litert, or on 32-bit Pi OS"),
+        # Pi 1, Zero and Zero W: no runtime has armv6l wheels, on any Python.
+        ("linux", "armv6l", (3, 11), 32, "no TFLite runtime has wheels for armv6l"),
+        ("linux", "armv6l", (3, 13), 32, "no TFLite runtime has wheels for armv6l"),
         # Neither runtime has wheels there: "pip install ai-edge-litert" only failed again.
         ("darwin", "x86_64", (3, 11), 64, "pip install 'ai-edge-litert==1.0.1' 'numpy<2'; on"),
         ("win32", "ARM64", (3, 13), 64, "Windows-on-ARM wheels: use an x64 Python"),
