@@ -36,3 +36,15 @@ def test_litert_is_required_only_where_pip_can_install_it(system, machine, has_w
     # installed at all; without it, edgefer installs and says which runtime to add.
     marker = litert_requirement().marker
     assert marker.evaluate({"sys_platform": system, "platform_machine": machine}) is has_wheel
+
+
+def test_the_declared_licence_covers_every_licence_the_wheel_ships():
+    # The wheel declared "MIT" while it ships MediaPipe's Apache-2.0 BlazeFace model (its
+    # licence text beside it): a licence scanner on a user's device read it as MIT only.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    shipped = sorted(
+        str(p.relative_to(REPO)) for p in (REPO / "edgefer").rglob("LICENSE*") if p.is_file()
+    )
+    assert shipped == ["edgefer/detectors/LICENSE-mediapipe"]
+    assert project["license"] == "MIT AND Apache-2.0"
+    assert project["license-files"] == ["LICENSE", *shipped]
