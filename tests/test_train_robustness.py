@@ -8,6 +8,7 @@ from conftest import LABELS, synth_images
 from typer.testing import CliRunner
 
 from edgefer.cli import app as edgefer_app
+from edgefer.spec import ModelSpec
 from train.cli import app
 from train.csveval import evaluate_rows, read_results
 from train.metrics import mcnemar_p
@@ -133,3 +134,19 @@ def test_mcnemar_p_is_the_exact_two_sided_binomial():
     assert mcnemar_p(10, 0) == mcnemar_p(0, 10) == pytest.approx(2 / 2**10)
     assert mcnemar_p(5, 5) == 1.0  # capped: the two tails overlap at the middle
     assert mcnemar_p(212, 217) == pytest.approx(0.847, abs=0.001)  # edge-p1 vs edge-kd6 on val
+
+
+def test_a_datasets_root_given_for_its_val_folder_is_named_in_the_refusal(int8_model, tmp_path):
+    # A dataset root of train/ and val/ was "no images in DATA/<label>/" and no more.
+    from train.evaluate import load_labelled
+
+    for split in ("train", "val"):
+        (tmp_path / "data" / split / LABELS[0]).mkdir(parents=True)
+    data = tmp_path / "data"
+    args = ["robustness", str(data), "--model", str(int8_model)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert f"its train/, val/ hold them: give {data / 'val'}" in said, said
+    with pytest.raises(ValueError, match=r"its train/, val/ hold them: give .*val\)$"):
+        load_labelled(data, ModelSpec(labels=LABELS, input_size=(16, 16), channels=1))

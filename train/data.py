@@ -135,6 +135,21 @@ def list_labels(folder: Path) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] != "."))
 
 
+def splits_hint(folder: Path, labels: tuple[str, ...]) -> str:
+    """For a folder of no ``<label>/`` folders: which of its folders hold them (a dataset's
+    root given for its ``val/``), as a hint to end a "no images" message with; else ""."""
+    try:
+        inner = [p for p in sorted(folder.iterdir()) if p.is_dir() and p.name[0] != "."]
+    except OSError:
+        return ""
+    holding = [p.name for p in inner if any((p / label).is_dir() for label in labels)]
+    if not holding:
+        return ""
+    pick = "val" if "val" in holding else holding[0]
+    named = ", ".join(f"{name}/" for name in holding)
+    return f" (its {named} hold them: give {folder / pick})"
+
+
 def list_images(folder: Path, labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """Sorted image paths under ``folder/<label>/`` (at any depth) and their label indices."""
     paths: list[str] = []

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.spec import ModelSpec
-from train.data import Split, list_labels, load_folder
+from train.data import Split, list_labels, load_folder, splits_hint
 from train.metrics import format_report, log_loss, predict_probs, summarize
 from train.plots import plot_confusion, plot_samples
 from train.tfenv import keras
@@ -74,7 +74,10 @@ def load_labelled(data_dir: Path, spec: ModelSpec) -> Split:
     """
     split = load_folder(data_dir, spec.labels, spec.input_size, spec.channels, Path("runs/cache"))
     if not len(split):
-        raise ValueError(f"no images under {data_dir}/<label>/ for labels {', '.join(spec.labels)}")
+        raise ValueError(
+            f"no images under {data_dir}/<label>/ for labels {', '.join(spec.labels)}"
+            + splits_hint(data_dir, spec.labels)
+        )
     if split.skipped:
         print(f"warning: {split.describe_skipped()}", file=sys.stderr)
     others = sorted(set(list_labels(data_dir)) - set(spec.labels))

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from edgefer.classifier import Classifier
-from train.data import decode_all, list_images
+from train.data import decode_all, list_images, splits_hint
 from train.metrics import mcnemar_p, summarize
 
 Perturb = Callable[[Image.Image, np.random.Generator], Image.Image]
@@ -219,7 +219,7 @@ def _images(
     if not paths:
         raise ValueError(
             f"no images in {data_dir}/<label>/ for the model's labels "
-            f"({', '.join(classifier.labels)})"
+            f"({', '.join(classifier.labels)})" + splits_hint(data_dir, classifier.labels)
         )
     if limit is not None and limit < len(paths):
         keep = np.sort(np.random.default_rng(seed).permutation(len(paths))[:limit])
