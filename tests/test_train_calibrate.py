@@ -146,3 +146,22 @@ def test_a_missing_model_is_named(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"no model\.keras in"):
         load_model_and_spec(tmp_path / "model.keras")
+
+
+def test_a_temperature_at_the_end_of_the_range_searched_is_said(
+    tmp_path, tiny_keras, tiny_data, monkeypatch
+):
+    # Scores that say nothing of the labels (an untrained model, another dataset's) drove the
+    # search to its end, T 20.000, which was folded in and reported like any other.
+    import train.calibrate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train.calibrate, "logits", lambda model, x: np.zeros((len(x), 3)))
+    out = tmp_path / "calibrated"
+    result = CliRunner().invoke(
+        app, ["calibrate", str(tiny_keras), str(tiny_data), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "warning: temperature 20.000 is the end of the range searched (0.05-20)" in said
+    assert "say little about these images' labels" in said

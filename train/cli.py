@@ -745,6 +745,7 @@ def calibrate(
     from train.tfenv import set_threads
 
     set_threads(threads, 2)
+    from train.calibrate import T_RANGE
     from train.calibrate import calibrate as calibrate_model
 
     if out.resolve() == model.resolve().parent:
@@ -760,6 +761,19 @@ def calibrate(
         f"(accuracy {after['accuracy']:.4f}), calibration error {before['ece']:.4f} -> "
         f"{after['ece']:.4f}, log-loss {before['nll']:.4f} -> {after['nll']:.4f}"
     )
+    low, high = T_RANGE
+    if not low * 1.01 < s["temperature"] < high / 1.01:
+        # Folded in and reported as any other: a search stopped by its bounds is not a fit.
+        why = (
+            "the model's scores say little about these images' labels (untrained, or another "
+            "dataset's?)"
+            if s["temperature"] >= high / 1.01
+            else "the model's scores are far softer than its accuracy (distilled at a high T?)"
+        )
+        _log(
+            f"warning: temperature {s['temperature']:.3f} is the end of the range searched "
+            f"({low:g}-{high:g}): {why}"
+        )
     for half in s["cross_check"]["halves"]:
         _log(
             f"  fitted on one half (T {half['temperature']:.3f}), on the other: calibration "
