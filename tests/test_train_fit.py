@@ -442,6 +442,9 @@ def test_keep_from_and_average_run(data_dir, tmp_path):
     lines = []
     metrics = average_run(out, tmp_path / "avg", first=2, log=lines.append)
     assert "epochs 2-3" in lines[0] and 0.0 <= metrics["accuracy"] <= 1.0
+    one = []  # a single checkpoint was "averaging 1 checkpoints", with no word more
+    average_run(out, tmp_path / "one", first=3, log=one.append)
+    assert one[0].startswith("warning: only epoch 3's checkpoint is kept in epochs 3..: ")
     spec = ModelSpec.from_json((tmp_path / "avg" / "spec.json").read_text())
     assert spec.metadata["averaged_epochs"] == [2, 3] and "best_epoch" not in spec.metadata
     kept = average_run(out, tmp_path / "avg-bn", first=2, log=lines.append, refresh=False)

@@ -84,7 +84,14 @@ def average_run(
     if not epochs:
         raise FileNotFoundError(f"no last-<epoch>.keras in {run} for epochs {first}..{last or ''}")
     paths = [found[e] for e in epochs]
-    log(f"averaging {len(paths)} checkpoints of {run}: epochs {epochs[0]}-{epochs[-1]}")
+    if len(paths) == 1:
+        log(
+            f"warning: only epoch {epochs[0]}'s checkpoint is kept in epochs {first}..{last or ''}"
+            ": nothing to average, its weights are taken as they are (fit --keep-from E keeps"
+            " one per epoch from E on)"
+        )
+    n = len(paths)
+    log(f"averaging {n} checkpoint{'s' * (n != 1)} of {run}: epochs {epochs[0]}-{epochs[-1]}")
     data = prepare_data(cfg, run)
     data.log_notes(log)  # unreadable files; images added to or gone from its folder since
     train, val = data.splits["train"], data.splits["val"]
