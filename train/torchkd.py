@@ -235,7 +235,7 @@ class Basic(nn.Module):
 
 class Teacher(nn.Module):
     """ResNet-18 for 48x48: a 3x3 stem at full resolution, a 2x2 max-pool, then the four stages
-    (64-512, two basic blocks each) at 24, 12, 6 and 3 pixels. 11.2M params, 0.62 GFLOPs."""
+    (64-512, two basic blocks each) at 24, 12, 6 and 3 pixels. 11.2M params, 0.63 GFLOPs."""
 
     def __init__(self, n_classes: int, channels: int = 1, width: int = 64, dropout: float = 0.2):
         super().__init__()
