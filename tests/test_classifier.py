@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,20 +145,29 @@ def test_unreadable_models(tmp_path, content):
         Classifier.create_from_model_path(tmp_path / "missing.tflite")
 
 
-def test_a_model_with_ops_newer_than_the_runtime_is_not_called_invalid(tmp_path, int8_model):
-    # A valid model converted for a newer runtime (as tflite-runtime 2.14 on 32-bit Pi OS meets
-    # them) was "not a valid TFLite model"; it is this runtime, named, that cannot run it.
+def edited_model(source: Path, path: Path, edit) -> Path:
+    """``source`` with ``edit(model, schema)`` applied to its unpacked flatbuffer, and its
+    spec, written to ``path``."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    blob = int8_model.read_bytes()
+    blob = source.read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer(blob), 0))
-    for code in model.operatorCodes:
-        code.version = 99  # no runtime has a version 99 of any builtin op
+    edit(model, schema)
     builder = flatbuffers.Builder(0)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path = tmp_path / "newer.tflite"
     path.write_bytes(embed_spec(bytes(builder.Output()), read_spec(blob)))
+    return path
+
+
+def test_a_model_with_ops_newer_than_the_runtime_is_not_called_invalid(tmp_path, int8_model):
+    # A valid model converted for a newer runtime (as tflite-runtime 2.14 on 32-bit Pi OS meets
+    # them) was "not a valid TFLite model"; it is this runtime, named, that cannot run it.
+    def newer(model, schema):
+        for code in model.operatorCodes:
+            code.version = 99  # no runtime has a version 99 of any builtin op
+
+    path = edited_model(int8_model, tmp_path / "newer.tflite", newer)
     runtime = load_runtime()
     with pytest.raises(ModelError) as caught:
         Classifier.create_from_model_path(path)
@@ -171,21 +181,15 @@ def test_a_damaged_model_that_the_runtime_cannot_prepare_is_a_model_error(tmp_pa
     # A model whose quantization is garbled (bit rot on an SD card) loads, but XNNPACK refuses
     # it when its tensors are made: that RuntimeError ended `edgefer classify` in a traceback,
     # exit 1, its message hundreds of characters run together.
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
+    def damaged(model, schema):
+        weights = next(
+            t
+            for t in model.subgraphs[0].tensors
+            if t.type == schema.TensorType.INT8 and t.buffer and len(t.quantization.zeroPoint) > 1
+        )
+        weights.quantization.zeroPoint = np.full(len(weights.quantization.zeroPoint), 1000)
 
-    blob = default_model_path().read_bytes()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer(blob), 0))
-    weights = next(
-        t
-        for t in model.subgraphs[0].tensors
-        if t.type == schema.TensorType.INT8 and t.buffer and len(t.quantization.zeroPoint) > 1
-    )
-    weights.quantization.zeroPoint = np.full(len(weights.quantization.zeroPoint), 1000)
-    builder = flatbuffers.Builder(0)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path = tmp_path / "damaged.tflite"
-    path.write_bytes(embed_spec(bytes(builder.Output()), read_spec(blob)))
+    path = edited_model(default_model_path(), tmp_path / "damaged.tflite", damaged)
     runtime = load_runtime()
     with pytest.raises(ModelError) as caught:
         Classifier.create_from_model_path(path)
