@@ -20,7 +20,14 @@ from edgefer._quiet import quiet_fd
 from edgefer.preprocess import normalize
 from edgefer.runtime import CANDIDATES, Runtime, default_threads, known_runtime, load_runtime
 from edgefer.shipped import SHIPPED_MODELS, model_path
-from edgefer.spec import NORMALIZATIONS, ModelSpec, SpecError, flatbuffer, read_spec
+from edgefer.spec import (
+    NORMALIZATIONS,
+    ModelSpec,
+    SpecError,
+    flatbuffer,
+    is_tflite,
+    read_spec,
+)
 
 #: The largest ``batch_size``: the interpreter's tensors are sized for a whole batch at load
 #: (at 4000, 627 MB to classify three images), and a bare invoke is no faster at 32 than at 8
@@ -155,7 +162,7 @@ def _not_tflite(blob: bytes, body: bytes, runtime_message: str, runtime: Runtime
         return "not a TFLite model: a zip archive (a Keras .keras model? `edgefer convert` it)"
     if blob.startswith(b"\x89HDF"):
         return "not a TFLite model: an HDF5 file (a Keras .h5 model? `edgefer convert` it)"
-    if body[4:8] != b"TFL3":
+    if not is_tflite(body):
         return "not a TFLite model: no TFLite flatbuffer identifier (TFL3) at its start"
     first = runtime_message.splitlines()[0]
     if "Didn't find op for builtin opcode" in first or "unresolved custom op" in first:

@@ -20,7 +20,7 @@ import numpy as np
 from edgefer._quiet import quiet_fd
 from edgefer.discovery import images_under
 from edgefer.preprocess import ImageError, load_image, normalize
-from edgefer.spec import ModelSpec, SpecError, embed_spec
+from edgefer.spec import ModelSpec, SpecError, embed_spec, is_tflite
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
@@ -152,7 +152,7 @@ def check_model_file(model_path: Path) -> None:
             head = f.read(8)
     except OSError as exc:
         raise ConvertError(f"cannot read {model_path}: {exc.strerror or exc}") from exc
-    if head[4:8] == b"TFL3":
+    if is_tflite(head):
         # Keras's own words for it were cut mid-sentence, and for a model without a spec.json
         # beside it (a shipped one) convert asked for the spec instead.
         raise ConvertError(

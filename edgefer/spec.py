@@ -181,6 +181,12 @@ def read_spec(blob: bytes) -> ModelSpec | None:
     return spec
 
 
+def is_tflite(head: bytes) -> bool:
+    """Whether bytes that start a file carry the TFLite flatbuffer identifier (``TFL3`` at
+    offset 4): 8 bytes are enough to tell a .tflite from a Keras model."""
+    return head[4:8] == b"TFL3"
+
+
 def flatbuffer(blob: bytes) -> bytes:
     """The model's flatbuffer without any appended metadata archive."""
     return _split(blob)[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefer.spec import ModelSpec
+from edgefer.spec import ModelSpec, is_tflite
 from train.data import Split, list_labels, load_folder, splits_hint
 from train.metrics import format_report, log_loss, predict_probs, summarize
 from train.plots import plot_confusion, plot_samples
@@ -26,7 +26,7 @@ def load_model_and_spec(model_path: Path) -> tuple[keras.Model, ModelSpec]:
     if not model_path.is_file():  # report of a run whose model.keras was removed
         raise FileNotFoundError(f"no {model_path.name} in {model_path.parent}")
     with open(model_path, "rb") as f:
-        if f.read(8)[4:8] == b"TFL3":  # the FlatBuffer identifier of a .tflite
+        if is_tflite(f.read(8)):
             raise ValueError(
                 f"{model_path} is a TFLite model, already converted: this takes the Keras model "
                 "(.keras, spec.json beside it). Score a .tflite with `edgefer classify DIR -r -o "
