@@ -18,7 +18,13 @@ import numpy as np
 
 from edgefer._quiet import quiet_fd
 from edgefer.preprocess import normalize
-from edgefer.runtime import CANDIDATES, Runtime, default_threads, known_runtime, load_runtime
+from edgefer.runtime import (
+    Runtime,
+    default_threads,
+    known_runtime,
+    load_runtime,
+    runtime_names,
+)
 from edgefer.shipped import SHIPPED_MODELS, model_path
 from edgefer.spec import (
     NORMALIZATIONS,
@@ -93,8 +99,9 @@ class ClassifierOptions:
             raise TypeError(f"runtime must be a str or None, got {type(runtime).__name__}")
         if runtime and not known_runtime(runtime):
             # Refused only by Classifier(...), as if no runtime were installed.
-            names = ", ".join(dist for _, dist in CANDIDATES)
-            raise ValueError(f"unknown runtime {runtime!r}; one of {names} (None: the first)")
+            raise ValueError(
+                f"unknown runtime {runtime!r}; one of {runtime_names()} (None: the first)"
+            )
         model = self.model
         if not (model is None or isinstance(model, str | os.PathLike) or _is_buffer(model)):
             raise TypeError(

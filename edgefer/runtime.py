@@ -28,10 +28,21 @@ CANDIDATES = (
 )
 
 
+def _answers_to(candidate: tuple[str, str], name: str) -> bool:
+    """Whether a runtime of :data:`CANDIDATES` is the one ``name`` asks for: by its
+    distribution's name (``ai-edge-litert``) or its top module's (``ai_edge_litert``)."""
+    module, dist = candidate
+    return name in (dist, module.split(".")[0])
+
+
 def known_runtime(name: str) -> bool:
-    """Whether ``name`` is one of :data:`CANDIDATES`: a distribution name
-    (``ai-edge-litert``) or its top module (``ai_edge_litert``)."""
-    return any(name in (dist, module.split(".")[0]) for module, dist in CANDIDATES)
+    """Whether ``name`` asks for one of :data:`CANDIDATES`."""
+    return any(_answers_to(c, name) for c in CANDIDATES)
+
+
+def runtime_names() -> str:
+    """The runtimes one may ask for, by distribution name, in order of preference."""
+    return ", ".join(dist for _, dist in CANDIDATES)
 
 
 class RuntimeMissingError(Exception):
@@ -92,10 +103,9 @@ def load_runtime(preferred: str | None = None) -> Runtime:
         preferred = os.environ["EDGEFER_RUNTIME"]
         asked = f"$EDGEFER_RUNTIME={preferred}"  # a service's environment file, say
     preferred = preferred or None
-    candidates = [c for c in CANDIDATES if preferred in (None, c[1], c[0].split(".")[0])]
+    candidates = [c for c in CANDIDATES if preferred is None or _answers_to(c, preferred)]
     if not candidates:
-        names = ", ".join(c[1] for c in CANDIDATES)
-        raise RuntimeMissingError(f"{asked}: unknown runtime; choose one of {names}")
+        raise RuntimeMissingError(f"{asked}: unknown runtime; choose one of {runtime_names()}")
     errors = []
     for module_name, dist in candidates:
         try:
