@@ -806,10 +806,16 @@ class Watcher:
         elif rescanned:
             self._after_rescan()
 
-    def _after_rescan(self) -> None:
+    def _prune_ledger(self) -> int:
+        """Forget the entries of files gone unseen (while the daemon was stopped, or in events
+        that were dropped) and write down that they left; returns how many."""
         gone = self.ledger.prune()
         self.ledger.compact()
-        self.ledger.flush()  # files deleted or moved out while their events were lost
+        self.ledger.flush()
+        return gone
+
+    def _after_rescan(self) -> None:
+        gone = self._prune_ledger()  # files deleted or moved out while their events were lost
         log.info(
             "rescanned: %s without a row queued, %d %s left%s",
             counted(self.n_caught_up - self._rescan_from, "file"),
@@ -819,9 +825,7 @@ class Watcher:
         )
 
     def _after_catch_up(self) -> None:
-        gone = self.ledger.prune()
-        self.ledger.compact()
-        self.ledger.flush()  # files moved here, and those gone while it was stopped
+        gone = self._prune_ledger()  # files moved here, and those gone while it was stopped
         here = len(self.ledger)
         log.info(
             "caught up: %s without a row queued; %s with a row %s still here, %d %s left",
