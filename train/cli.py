@@ -309,6 +309,10 @@ KerasModelArg = Annotated[
 LabelledDirArg = Annotated[
     Path, typer.Argument(exists=True, file_okay=False, help="folder of <label>/<images>")
 ]
+#: --split-seed of the commands that split a folder as a fit run did (fit's own says more).
+SplitSeedOption = Annotated[
+    int, typer.Option(help="seed of one folder's 70/15/15 split, as fit's --split-seed")
+]
 
 
 @app.command()
@@ -487,9 +491,7 @@ def baselines(
     channels: int = 1,
     classes: str = "",
     seed: Annotated[int, typer.Option(help="seed of the models")] = 0,
-    split_seed: Annotated[
-        int, typer.Option(help="seed of one folder's 70/15/15 split, as fit's --split-seed")
-    ] = 0,
+    split_seed: SplitSeedOption = 0,
     max_iter: Annotated[int, typer.Option(help="solver iterations (LR) / epochs (MLP)")] = 200,
     results: Annotated[Path, typer.Option(help="results table to add rows to")] = Path(
         "docs/results.md"
@@ -688,9 +690,7 @@ def from_tflite(
         Path, typer.Argument(exists=True, file_okay=False, help="its training data (folders)")
     ],
     out: Annotated[Path, typer.Option(file_okay=False, help="folder for model.keras + spec.json")],
-    split_seed: Annotated[
-        int, typer.Option(help="seed of one folder's 70/15/15 split, as fit's --split-seed")
-    ] = 0,
+    split_seed: SplitSeedOption = 0,
 ) -> None:
     """Rebuild a trainable Keras model from an int8 edge model (the shipped one, say) for
     fit --init: its runs/ checkpoints need not be kept. Checked against the int8 model."""
